@@ -1,0 +1,37 @@
+# farm: `make demo` runs the baseline on the embedded SQLite store; `make test` passes the tests.
+PYTHON ?= python3
+VENV ?= .venv
+# Installed before farm so pip never resolves a bare `torch` to a multi-GB CUDA build.
+# On a GPU box: make install TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench-meters bench-speed clean
+
+$(BIN)/.farm-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[worker,dev]'
+	touch $@
+
+install: $(BIN)/.farm-installed
+
+demo: install
+	$(BIN)/farm run --variant baseline
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench-meters: install
+	$(BIN)/python scripts/bench_meter_overhead.py
+
+bench-speed: install
+	$(BIN)/python scripts/bench_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

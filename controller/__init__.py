@@ -1,0 +1,1 @@
+"""The farm CLI: light (no torch); it parses, calls and prints."""

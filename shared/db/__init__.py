@@ -1,0 +1,1 @@
+"""The store: engine, tables, CRUD functions and Alembic migrations."""

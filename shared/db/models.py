@@ -1,0 +1,69 @@
+"""Tables: one job per submission, one result row per benchmark repeat."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlmodel import Field, SQLModel
+
+from shared.db.types import UTCDateTime, utcnow
+
+JOB_STATES = ("queued", "running", "done", "failed")
+
+
+class Job(SQLModel, table=True):
+    """A submitted job and its lifecycle; `spec` is the JobSpec as JSON."""
+
+    __tablename__ = "job"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    variant: str = Field(index=True)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    queue: str
+    state: str = Field(default="queued", index=True)
+    submitted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    worker: str | None = None
+    error: str | None = None
+
+
+class Result(SQLModel, table=True):
+    """One benchmark repeat. Energies are joules per sample; times are seconds per sample."""
+
+    __tablename__ = "result"
+    __table_args__ = (
+        Index("ix_result_hardware", "cpu_model", "gpu_name", "device"),
+        Index("ix_result_host_started", "host", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="job.id", index=True)
+    repeat_index: int
+    variant: str = Field(index=True)
+    model_id: str
+    dataset_id: str
+    host: str = Field(index=True)
+    cpu_model: str
+    gpu_name: str | None = None
+    device: str
+    started_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    local_hour: int = Field(index=True)
+    timezone: str
+    samples: int
+    top1: float | None = None
+    top5: float | None = None
+    time_per_sample_s: float
+    cpu_energy_per_sample_j: float | None = None
+    gpu_energy_per_sample_j: float | None = None
+    total_energy_per_sample_j: float
+    energy_source: str
+    params: int = Field(sa_type=BigInteger)
+    macs: int = Field(sa_type=BigInteger)
+    software: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in Result.__table__.columns)  # type: ignore[attr-defined]

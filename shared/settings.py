@@ -1,0 +1,68 @@
+"""One settings object, read from FARM_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from shared.errors import FarmError
+
+
+def _default_database_url() -> str:
+    data_dir = Path(platformdirs.user_data_dir("farm"))
+    return f"sqlite:///{data_dir / 'farm.db'}"
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise FarmError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where farm finds its broker, store and artifacts, and how it meters.
+
+    Every field has an environment variable (see README, "Settings").
+    """
+
+    broker_url: str = "redis://localhost:6379/0"
+    database_url: str = field(default_factory=_default_database_url)
+    artifacts: str = field(default_factory=lambda: platformdirs.user_cache_dir("farm"))
+    hostname: str = field(default_factory=socket.gethostname)
+    # Power attributed to one fully busy core when no meter exists (estimated:cpu-time), in watts.
+    cpu_watts_per_core: float = 12.0
+    # Idle-power measurement before each benchmark, in seconds (0 disables it).
+    idle_s: float = 5.0
+    # A directory laid out like /sys/class/powercap, so tests can point RAPL at a fake tree.
+    powercap_root: str = "/sys/class/powercap"
+    # How long the CLI waits for the broker before it gives up, in seconds.
+    broker_timeout_s: float = 3.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        defaults = cls()
+        return cls(
+            broker_url=env.get("FARM_BROKER_URL") or defaults.broker_url,
+            database_url=env.get("FARM_DATABASE_URL") or defaults.database_url,
+            artifacts=env.get("FARM_ARTIFACTS") or defaults.artifacts,
+            hostname=env.get("FARM_HOSTNAME") or defaults.hostname,
+            cpu_watts_per_core=_float_env("FARM_CPU_WATTS_PER_CORE", defaults.cpu_watts_per_core),
+            idle_s=_float_env("FARM_IDLE_S", defaults.idle_s),
+            powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,
+            broker_timeout_s=_float_env("FARM_BROKER_TIMEOUT_S", defaults.broker_timeout_s),
+        )
+
+
+def host_queue(hostname: str) -> str:
+    """The queue that only workers on `hostname` consume."""
+    return f"host.{hostname}"

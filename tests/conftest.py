@@ -1,0 +1,160 @@
+"""Fixtures on real services: a throwaway Postgres database, a private Redis database number, SQLite files.
+
+Nothing here touches a user's data: each session creates and drops its own Postgres database and flushes
+only the Redis database number it owns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+PG_ADMIN = os.environ.get("FARM_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_BASE = os.environ.get("FARM_TEST_PG_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
+REDIS_BASE = os.environ.get("FARM_TEST_REDIS", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("FARM_TEST_REDIS_DB", "13"))
+FARM = str(Path(sys.executable).with_name("farm"))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database for this test session, dropped at the end."""
+    name = f"farm_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_BASE}/{name}"
+    from shared.db.engine import get_engine
+
+    get_engine.cache_clear()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def fresh_pg_url(pg_url: str) -> Iterator[str]:
+    """A Postgres database of its own for one test."""
+    name = f"farm_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_BASE}/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def redis_url() -> Iterator[str]:
+    """A Redis database number that only the tests use, empty before and after each test."""
+    client = redis.Redis.from_url(f"{REDIS_BASE}/{REDIS_DB}")
+    client.flushdb()
+    yield f"{REDIS_BASE}/{REDIS_DB}"
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifacts root for the session, so the built-in model is trained once."""
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="session")
+def builtin_model(artifacts_dir: Path):  # noqa: ANN201
+    """The built-in ViT, trained (about 20 s on 2 cores) and cached in the session's artifacts root."""
+    from worker.artifacts import ArtifactStore
+    from worker.workloads.models import load_builtin
+
+    return load_builtin(ArtifactStore(str(artifacts_dir)))
+
+
+@pytest.fixture()
+def farm_env(tmp_path: Path, artifacts_dir: Path, builtin_model: object) -> dict[str, str]:
+    """Environment for `farm` subprocesses: a private SQLite file, the session's artifacts, no idle wait."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update(
+        FARM_DATABASE_URL=f"sqlite:///{tmp_path / 'farm.db'}",
+        FARM_ARTIFACTS=str(artifacts_dir),
+        FARM_BROKER_URL=f"{REDIS_BASE}/{REDIS_DB}",
+        FARM_HOSTNAME="test-host",
+        FARM_IDLE_S="0",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_farm(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FARM, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class WorkerProcess:
+    """A real `farm worker` subprocess, stopped (and its children killed) on exit."""
+
+    def __init__(self, env: dict[str, str], device: str, log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [FARM, "worker", "--device", device, "--loglevel", "info"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.env = env
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        """Block until the worker answers a Celery ping; return its node name."""
+        from worker.app import make_app
+        from shared.settings import Settings
+
+        saved = dict(os.environ)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("FARM_")})
+        try:
+            app = make_app(Settings.from_env())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            replies = app.control.ping(timeout=1.0)
+            for reply in replies:
+                for name in reply:
+                    if name.endswith("@" + self.env["FARM_HOSTNAME"]):
+                        return name
+        raise TimeoutError(f"worker did not answer a ping: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture()
+def start_worker(tmp_path: Path) -> Iterator[object]:
+    workers: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], device: str = "cpu") -> WorkerProcess:
+        w = WorkerProcess(env, device, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+
+
+def have(cmd: str) -> bool:
+    return shutil.which(cmd) is not None

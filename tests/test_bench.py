@@ -1,0 +1,80 @@
+"""The benchmark protocol on the built-in model, with the real CPU-time estimate meter."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from shared.specs import BenchSpec
+from worker.bench import coefficient_of_variation, run_benchmark
+from worker.meters.estimate import CpuTimeEstimate
+from worker.training import top1
+from worker.workloads.data import ImageSet
+from worker.workloads.digits import load_digits_split
+
+
+def test_builtin_model_reaches_95_percent_test_top1(builtin_model) -> None:  # noqa: ANN001
+    assert top1(builtin_model.model, load_digits_split("test")) >= 0.95
+
+
+def test_digits_splits_are_fixed_and_disjoint() -> None:
+    a, b = load_digits_split("test"), load_digits_split("test")
+    assert torch.equal(a.images, b.images)
+    sizes = [len(load_digits_split(s)) for s in ("train", "val", "test")]
+    assert sum(sizes) == 1797 and sizes == [1078, 359, 360]
+
+
+def test_benchmark_counts_samples_and_accuracy_like_a_plain_eval(builtin_model) -> None:  # noqa: ANN001
+    data = load_digits_split("test")
+    spec = BenchSpec(repeats=3, limit=100, batch_size=8)
+    reps = run_benchmark(builtin_model.model, data, spec, "cpu", CpuTimeEstimate(10.0))
+    assert [r.repeat_index for r in reps] == [0, 1, 2]
+    expected = top1(builtin_model.model, data.head(100))
+    for r in reps:
+        assert r.samples == 100
+        assert r.top1 == pytest.approx(expected)
+        assert r.top5 is not None and r.top5 >= r.top1
+        assert r.energy.source == "estimated:cpu-time" and r.energy.cpu_energy_j is not None
+        assert r.time_per_sample_s == pytest.approx(r.duration_s / 100)
+
+
+def test_until_cv_stops_between_three_and_the_cap(builtin_model) -> None:  # noqa: ANN001
+    spec = BenchSpec(until_cv=0.5, max_repeats=6, limit=16)
+    reps = run_benchmark(builtin_model.model, load_digits_split("test"), spec, "cpu", CpuTimeEstimate(10.0))
+    assert 3 <= len(reps) <= 6
+    spec = BenchSpec(until_cv=1e-9, max_repeats=4, limit=16)
+    assert len(run_benchmark(builtin_model.model, load_digits_split("test"), spec, "cpu", CpuTimeEstimate(10.0))) == 4
+
+
+def test_unlabelled_data_reports_no_accuracy(builtin_model) -> None:  # noqa: ANN001
+    data = ImageSet(torch.randn(20, 1, 8, 8), None, 0, "synthetic:20")
+    reps = run_benchmark(builtin_model.model, data, BenchSpec(repeats=1), "cpu", CpuTimeEstimate(10.0))
+    assert reps[0].top1 is None and reps[0].top5 is None and reps[0].samples == 20
+
+
+def test_coefficient_of_variation() -> None:
+    assert coefficient_of_variation([1.0]) == float("inf")
+    assert coefficient_of_variation([2.0, 2.0, 2.0]) == 0.0
+    assert coefficient_of_variation([1.0, 3.0]) == pytest.approx(2**0.5 / 2)
+
+
+def test_cpu_time_estimate_for_real_tracks_busy_work_not_sleep() -> None:
+    meter = CpuTimeEstimate(watts_per_core=10.0)
+    with meter.window() as busy:
+        t_end = time.process_time() + 0.3
+        while time.process_time() < t_end:
+            pass
+    with meter.window() as idle:
+        time.sleep(0.3)
+    assert busy.measurement.cpu_energy_j == pytest.approx(3.0, rel=0.2)  # 0.3 CPU-s x 10 W
+    assert idle.measurement.cpu_energy_j < 0.2 * busy.measurement.cpu_energy_j
+    assert busy.measurement.is_estimate and busy.measurement.gpu_energy_j is None
+
+
+def test_measurement_is_unavailable_until_the_window_closes() -> None:
+    with CpuTimeEstimate(10.0).window() as w:
+        with pytest.raises(RuntimeError):
+            _ = w.measurement
+    assert w.measurement.duration_s >= 0

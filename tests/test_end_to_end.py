@@ -1,0 +1,78 @@
+"""submit -> Redis -> a real `farm worker` subprocess -> Postgres -> `farm results`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_farm
+
+
+@pytest.fixture()
+def pg_env(farm_env: dict[str, str], fresh_pg_url: str, redis_url: str) -> dict[str, str]:
+    return {**farm_env, "FARM_DATABASE_URL": fresh_pg_url, "FARM_BROKER_URL": redis_url}
+
+
+def test_submit_runs_on_a_worker_and_lands_in_postgres(pg_env: dict[str, str], start_worker) -> None:  # noqa: ANN001
+    worker = start_worker(pg_env, "cpu")
+    node = worker.wait_ready()
+    assert node == "farm-cpu@test-host"
+
+    # `celery -A worker inspect ping` sees it too.
+    celery = str(Path(sys.executable).with_name("celery"))
+    ping = subprocess.run([celery, "-A", "worker", "inspect", "ping", "--timeout", "5"], env=pg_env,
+                          capture_output=True, text=True, timeout=60)
+    assert "farm-cpu@test-host" in ping.stdout, ping.stdout + ping.stderr
+
+    status = run_farm(["status", "--format", "json"], pg_env)
+    workers = json.loads(status.stdout)["workers"]
+    assert [w["worker"] for w in workers] == ["farm-cpu@test-host"]
+    assert set(workers[0]["queues"].split(",")) == {"cpu", "host.test-host"}
+
+    sub = run_farm(["submit", "--variant", "baseline", "--repeats", "2", "--limit", "64", "--wait",
+                    "--timeout", "240", "--on", "host:test-host"], pg_env)
+    assert sub.returncode == 0, sub.stderr
+    assert "baseline" in sub.stdout
+
+    res = run_farm(["results", "--format", "json", "--host", "test-host"], pg_env)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["repeat_index"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["variant"] == "baseline" and r["host"] == "test-host" and r["device"] == "cpu"
+        assert r["samples"] == 64 and r["top1"] >= 0.9 and r["top5"] >= r["top1"]
+        assert r["energy_source"] == "estimated:cpu-time"
+        assert r["total_energy_per_sample_j"] > 0 and r["time_per_sample_s"] > 0
+        assert r["params"] > 100_000 and r["macs"] > r["params"]
+        assert 0 <= r["local_hour"] <= 23 and r["timezone"]
+        assert "torch" in r["software"]
+
+    jobs = json.loads(run_farm(["status", "--format", "json"], pg_env).stdout)["jobs"]
+    assert jobs[0]["state"] == "done" and jobs[0]["worker"] == "farm-cpu@test-host"
+
+    csv_out = run_farm(["results", "--format", "csv"], pg_env).stdout.splitlines()
+    assert csv_out[0].startswith("id,job_id,repeat_index") and len(csv_out) == 3
+
+
+def test_failed_job_is_marked_failed_with_its_error(pg_env: dict[str, str], start_worker) -> None:  # noqa: ANN001
+    start_worker(pg_env, "cpu").wait_ready()
+    sub = run_farm(["submit", "--variant", "baseline", "--dataset", "synthetic:0", "--wait", "--timeout", "120"],
+                   pg_env)
+    assert sub.returncode == 1
+    assert "synthetic dataset needs a positive count" in sub.stderr
+    jobs = json.loads(run_farm(["status", "--format", "json"], pg_env).stdout)["jobs"]
+    assert jobs[0]["state"] == "failed" and "synthetic" in jobs[0]["error"]
+
+
+def test_run_in_process_stores_in_embedded_sqlite(farm_env: dict[str, str], tmp_path: Path) -> None:
+    proc = run_farm(["run", "--variant", "baseline", "--repeats", "2", "--limit", "40", "--format", "json"], farm_env)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2 and all(r["samples"] == 40 for r in rows)
+    assert (tmp_path / "farm.db").exists()
+    stored = json.loads(run_farm(["results", "--format", "json", "--variant", "baseline"], farm_env).stdout)
+    assert [r["id"] for r in stored] == [r["id"] for r in rows]

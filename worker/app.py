@@ -1,0 +1,42 @@
+"""The Celery app: JSON only, late acks, one job at a time, a queue per device class and per host.
+
+Importing this module must stay light (no torch): the controller uses it to send tasks by name.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings
+
+RUN_JOB_TASK = "farm.run_job"
+DEVICE_CLASSES = ("cpu", "gpu")
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("farm", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # results go to the store, not to a result backend
+        task_acks_late=True,  # a job whose worker dies is redelivered, not lost
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,  # one benchmark at a time per worker
+        task_default_queue="cpu",
+        task_queues=[Queue(name) for name in DEVICE_CLASSES],
+        task_create_missing_queues=True,  # host.<name> queues
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.broker_timeout_s,
+        # A job may run for hours (training); Redis redelivers unacked messages after this many seconds.
+        broker_transport_options={"visibility_timeout": 12 * 3600},
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,107 @@
+"""The measurement protocol: warm-up on dummy input, then timed, metered passes over the test split."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from shared.db.types import utcnow
+from shared.specs import BenchSpec
+from worker.meters.base import EnergyMeasurement, Meter
+from worker.workloads.data import ImageSet
+
+
+@dataclass(frozen=True)
+class RepeatMeasurement:
+    """One pass over the benchmark data. Accuracies are fractions; None without labels."""
+
+    repeat_index: int
+    started_at: datetime
+    samples: int
+    top1: float | None
+    top5: float | None
+    duration_s: float
+    energy: EnergyMeasurement
+
+    @property
+    def time_per_sample_s(self) -> float:
+        return self.duration_s / self.samples
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+def coefficient_of_variation(values: list[float]) -> float:
+    if len(values) < 2:
+        return float("inf")
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / mean if mean else float("inf")
+
+
+@torch.inference_mode()
+def run_benchmark(
+    model: nn.Module,
+    data: ImageSet,
+    spec: BenchSpec,
+    device: str,
+    meter: Meter,
+    *,
+    on_repeat: Callable[[RepeatMeasurement], None] | None = None,
+) -> list[RepeatMeasurement]:
+    """Warm up with `spec.warmup_batches` batches of random input, then run repeats inside `meter` windows.
+
+    Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
+    of time per sample to reach it (at least 3, at most `spec.max_repeats`).
+    """
+    data = data.head(spec.limit)
+    if len(data) == 0:
+        raise ValueError("no samples to benchmark")
+    model.eval()
+    bs = spec.batch_size
+    batches = [data.images[i : i + bs] for i in range(0, len(data), bs)]
+    k = min(5, data.num_classes) if data.num_classes else 0
+    dummy = torch.randn_like(batches[0]).to(device)
+    for _ in range(spec.warmup_batches):
+        model(dummy)
+    _sync(device)
+
+    planned = spec.max_repeats if spec.until_cv is not None else spec.repeats
+    results: list[RepeatMeasurement] = []
+    bar = tqdm(total=planned * len(batches), desc="benchmark", unit="batch", leave=False, disable=None)
+    try:
+        for r in range(planned):
+            preds: list[torch.Tensor] = []
+            started = utcnow()
+            _sync(device)
+            with meter.window() as win:
+                for x in batches:
+                    logits = model(x.to(device, non_blocking=True)).logits
+                    if k:
+                        preds.append(logits.topk(k, dim=-1).indices)
+                    bar.update(1)
+                _sync(device)
+            top1 = top5 = None
+            if data.labels is not None and preds:
+                topk = torch.cat(preds).cpu()
+                hits = topk == data.labels.unsqueeze(1)
+                top1 = float(hits[:, 0].float().mean())
+                top5 = float(hits.any(dim=1).float().mean())
+            energy = win.measurement
+            m = RepeatMeasurement(r, started, len(data), top1, top5, energy.duration_s, energy)
+            results.append(m)
+            if on_repeat:
+                on_repeat(m)
+            if spec.until_cv is not None and len(results) >= 3:
+                if coefficient_of_variation([x.time_per_sample_s for x in results]) <= spec.until_cv:
+                    break
+    finally:
+        bar.close()
+    return results

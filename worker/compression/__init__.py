@@ -1,0 +1,1 @@
+"""Compression stages as plain functions over (model, spec): prune, quantize, and training helpers."""

@@ -1,0 +1,140 @@
+"""Structural (torch-pruning, DepGraph) and unstructured pruning of ViT-style classifiers.
+
+Attention after `prune-all`: head dims are pruned, heads are kept, so each attention module's
+`head_dim` is updated. Its precomputed `scaling` is deliberately kept at the unpruned 1/sqrt(head_dim):
+the surviving q/k channels were trained with that temperature, and recomputing it from the smaller
+head_dim would sharpen every attention map before any fine-tuning (tests check both facts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from shared.specs import PruneSpec
+
+_QKV_NAMES = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
+
+
+def attention_modules(model: nn.Module) -> Iterator[tuple[nn.Module, tuple[nn.Linear, nn.Linear, nn.Linear]]]:
+    """Yield (attention module, (q, k, v) projections) for transformers 5 and 4 naming."""
+    for module in model.modules():
+        for names in _QKV_NAMES:
+            if all(isinstance(getattr(module, n, None), nn.Linear) for n in names):
+                yield module, tuple(getattr(module, n) for n in names)  # type: ignore[misc]
+
+
+def mlp_input_layers(model: nn.Module) -> list[nn.Linear]:
+    """The first Linear of every transformer MLP (`fc1` in transformers 5, `intermediate.dense` in 4)."""
+    layers: list[nn.Linear] = []
+    for module in model.modules():
+        fc1 = getattr(module, "fc1", None)
+        if isinstance(fc1, nn.Linear) and isinstance(getattr(module, "fc2", None), nn.Linear):
+            layers.append(fc1)
+        dense = getattr(getattr(module, "intermediate", None), "dense", None)
+        if isinstance(dense, nn.Linear):
+            layers.append(dense)
+    if not layers:
+        raise ValueError("found no transformer MLP layers to prune")
+    return layers
+
+
+def _mlp_output_layers(model: nn.Module) -> list[nn.Linear]:
+    out = []
+    for module in model.modules():
+        if isinstance(getattr(module, "fc2", None), nn.Linear) and isinstance(getattr(module, "fc1", None), nn.Linear):
+            out.append(module.fc2)
+        dense = getattr(getattr(module, "output", None), "dense", None)
+        if isinstance(dense, nn.Linear) and hasattr(module, "intermediate"):
+            out.append(dense)
+    return out
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    head = getattr(model, "classifier", None) or getattr(model, "head", None)
+    if head is None:
+        raise ValueError("model has no `classifier` (or `head`) layer")
+    return head
+
+
+def prune_model(model: nn.Module, spec: PruneSpec, example_inputs: torch.Tensor) -> nn.Module:
+    """Prune `model` in place per `spec` and return it (eval mode, forward-ready)."""
+    model.eval()
+    if spec.method == "unstructured":
+        return _prune_unstructured(model, spec.ratio)
+    import torch_pruning as tp
+
+    if spec.method == "mlp":
+        keep = set(mlp_input_layers(model))
+        ignored = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and m not in keep]
+        extra: dict[str, object] = {}
+    else:
+        ignored = [classifier_layer(model)]
+        num_heads = {}
+        for attn, projections in attention_modules(model):
+            for proj in projections:
+                num_heads[proj] = _num_heads(attn)
+        extra = {"num_heads": num_heads, "prune_head_dims": True, "prune_num_heads": False}
+    pruner = tp.pruner.BasePruner(
+        model,
+        example_inputs,
+        importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=spec.ratio,
+        global_pruning=False,
+        ignored_layers=ignored,
+        round_to=spec.round_to,
+        output_transform=lambda out: out.logits.sum(),
+        **extra,
+    )
+    pruner.step()
+    _sync_shapes(model)
+    return model
+
+
+def _num_heads(attn: nn.Module) -> int:
+    for name in ("num_attention_heads", "num_heads"):
+        if isinstance(getattr(attn, name, None), int):
+            return int(getattr(attn, name))
+    config = getattr(attn, "config", None)
+    return int(config.num_attention_heads)
+
+
+def _sync_shapes(model: nn.Module) -> None:
+    """Record pruned widths on the modules and the config, keeping `scaling` as trained (see module doc)."""
+    for attn, (q, _k, _v) in attention_modules(model):
+        heads = _num_heads(attn)
+        if hasattr(attn, "head_dim"):
+            attn.head_dim = q.out_features // heads
+        if hasattr(attn, "attention_head_size"):  # transformers 4
+            attn.attention_head_size = q.out_features // heads
+            attn.all_head_size = q.out_features
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    head = classifier_layer(model)
+    if isinstance(head, nn.Linear):
+        config.hidden_size = head.in_features
+    widths = {layer.out_features for layer in mlp_input_layers(model)}
+    if len(widths) == 1:
+        config.intermediate_size = widths.pop()
+
+
+def _prune_unstructured(model: nn.Module, ratio: float) -> nn.Module:
+    """L1 masks on the MLP layers, made permanent: weights become zeros, shapes stay."""
+    from torch.nn.utils import prune
+
+    for layer in [*mlp_input_layers(model), *_mlp_output_layers(model)]:
+        prune.l1_unstructured(layer, name="weight", amount=ratio)
+        prune.remove(layer, "weight")
+    return model
+
+
+def pruned_architecture(base: nn.Module, spec: PruneSpec, example_inputs: torch.Tensor) -> nn.Module:
+    """The pruned shapes of `base` (whose weights are then overwritten by a saved state dict).
+
+    Uniform local pruning removes the same count per layer whatever the weights, so pruning a freshly
+    initialised copy gives exactly the saved shapes; a strict `load_state_dict` checks that.
+    """
+    return prune_model(base, spec, example_inputs)

@@ -1,0 +1,146 @@
+"""Run one job: build the variant, quantize on load, benchmark inside meters, and store the rows.
+
+Both `farm run` (in-process) and the Celery task call `run_job`; neither holds any logic of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from shared.db import crud
+from shared.db.engine import get_engine
+from shared.errors import FarmError
+from shared.settings import Settings
+from shared.specs import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Parameter count and multiply-accumulates for one sample (torch-pruning's count_ops_and_params)."""
+
+    params: int
+    macs: int
+
+
+def model_cost(model: Any, example: Any) -> ModelCost:
+    import torch_pruning as tp
+
+    macs, params = tp.utils.count_ops_and_params(model, example)
+    return ModelCost(params=int(params), macs=int(macs))
+
+
+def execute(
+    spec: JobSpec,
+    settings: Settings,
+    device: str,
+    *,
+    log_line: Callable[[str], None] = log.info,
+) -> list[dict[str, Any]]:
+    """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat."""
+
+    from worker.artifacts import ArtifactStore
+    from worker.bench import run_benchmark
+    from worker.compression.quantize import quantize_model
+    from worker.hardware import cpu_model, gpu_name, local_time_info, software_versions
+    from worker.meters.select import build_meter
+    from worker.variants import build_compressed, example_inputs
+    from worker.workloads.data import load_dataset
+
+    check_device(device)
+    store = ArtifactStore(settings.artifacts)
+    compressed = build_compressed(spec, store)
+    cost = model_cost(compressed.model, example_inputs(compressed.fmt))
+    model = compressed.model.to(device)
+    if spec.variant.quant is not None:
+        model = quantize_model(model, spec.variant.quant, device)
+    data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed)
+    meter = build_meter(device, settings)
+    log_line(f"benchmarking {spec.variant.name} on {device}: {min(len(data), spec.bench.limit or len(data))} samples")
+    repeats = run_benchmark(model, data, spec.bench, device, meter)
+
+    host_cpu, host_gpu, software = cpu_model(), gpu_name(device), software_versions()
+    rows = []
+    for rep in repeats:
+        hour, tz = local_time_info(rep.started_at)
+        e, n = rep.energy, rep.samples
+        rows.append(
+            {
+                "repeat_index": rep.repeat_index,
+                "variant": spec.variant.name,
+                "model_id": compressed.model_id,
+                "dataset_id": spec.dataset,
+                "host": settings.hostname,
+                "cpu_model": host_cpu,
+                "gpu_name": host_gpu,
+                "device": device,
+                "started_at": rep.started_at,
+                "local_hour": hour,
+                "timezone": tz,
+                "samples": n,
+                "top1": rep.top1,
+                "top5": rep.top5,
+                "time_per_sample_s": rep.time_per_sample_s,
+                "cpu_energy_per_sample_j": None if e.cpu_energy_j is None else e.cpu_energy_j / n,
+                "gpu_energy_per_sample_j": None if e.gpu_energy_j is None else e.gpu_energy_j / n,
+                "total_energy_per_sample_j": e.total_energy_j / n,
+                "energy_source": e.source,
+                "params": cost.params,
+                "macs": cost.macs,
+                "software": software,
+            }
+        )
+    return rows
+
+
+def check_device(device: str) -> None:
+    """FarmError unless `device` is `cpu` or an existing `cuda:N`."""
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FarmError(f"device {device!r} requested but CUDA is not available here")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise FarmError(f"device {device!r} does not exist ({torch.cuda.device_count()} GPUs)")
+        return
+    raise FarmError(f"device must be cpu or cuda:N, got {device!r}")
+
+
+def run_job(
+    job_id: uuid.UUID | str,
+    settings: Settings,
+    device: str,
+    worker_name: str,
+    spec: JobSpec | None = None,
+) -> list[int]:
+    """Mark the job running, execute it, store its rows and mark it done (or failed, with the error).
+
+    `spec` is the one from the queue payload; without it, the stored job's spec is used.
+    """
+    engine = get_engine(settings.database_url)
+    with Session(engine) as session:
+        job = crud.mark_running(session=session, job_id=job_id, worker=worker_name)
+        spec = spec or JobSpec.from_dict(job.spec)
+    try:
+        rows = execute(spec, settings, device)
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("job %s failed: %s\n%s", job_id, message, traceback.format_exc())
+        with Session(engine) as session:
+            crud.mark_finished(session=session, job_id=job_id, error=message)
+        raise
+    with Session(engine) as session:
+        results = crud.add_results(session=session, job_id=job_id, rows=rows)
+        crud.mark_finished(session=session, job_id=job_id)
+        return [r.id for r in results if r.id is not None]

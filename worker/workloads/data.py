@@ -1,0 +1,81 @@
+"""Datasets as in-memory tensors, split with a fixed seed, normalised for the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from shared.errors import FarmError
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (N, C, H, W) ready for the model, labels (N,) or None when there is no ground truth."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    num_classes: int
+    dataset_id: str
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def head(self, n: int | None) -> ImageSet:
+        if n is None or n >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return ImageSet(self.images[:n], labels, self.num_classes, self.dataset_id)
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """What the model expects: channels, square size in pixels, and per-channel normalisation."""
+
+    channels: int
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_dataset(dataset_id: str, split: Split, fmt: ImageFormat, *, seed: int = 0) -> ImageSet:
+    """Load `digits`, `cifar100:PATH` or `synthetic:N` for a model that expects `fmt`."""
+    if dataset_id == "digits":
+        from worker.workloads.digits import load_digits_split
+
+        return load_digits_split(split, fmt, seed=seed)
+    if dataset_id.startswith("cifar100:"):
+        from worker.workloads.cifar100 import load_cifar100_split
+
+        return load_cifar100_split(dataset_id.split(":", 1)[1], split, fmt, seed=seed, dataset_id=dataset_id)
+    if dataset_id.startswith("synthetic:"):
+        from worker.workloads.synthetic import synthetic_images
+
+        return synthetic_images(dataset_id, fmt, seed=seed)
+    raise FarmError(f"unknown dataset {dataset_id!r}; use digits, cifar100:PATH or synthetic:N")
+
+
+def split_indices(n: int, seed: int, fractions: tuple[float, float] = (0.6, 0.2)) -> dict[str, torch.Tensor]:
+    """Fixed-seed train/val/test index split; test gets what train and val leave."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_train, n_val = int(fractions[0] * n), int(fractions[1] * n)
+    return {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
+
+
+def to_format(images: torch.Tensor, fmt: ImageFormat) -> torch.Tensor:
+    """Resize float images in [0, 1] (N, C, H, W) to the model's size and normalise them."""
+    if images.shape[1] != fmt.channels:
+        if images.shape[1] == 1:
+            images = images.expand(-1, fmt.channels, -1, -1)
+        elif fmt.channels == 1:
+            images = images.mean(dim=1, keepdim=True)
+        else:
+            raise FarmError(f"cannot feed {images.shape[1]}-channel images to a {fmt.channels}-channel model")
+    if images.shape[-1] != fmt.size or images.shape[-2] != fmt.size:
+        images = torch.nn.functional.interpolate(images, size=(fmt.size, fmt.size), mode="bilinear", antialias=True)
+    mean = torch.tensor(fmt.mean, dtype=images.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(fmt.std, dtype=images.dtype).view(1, -1, 1, 1)
+    return ((images - mean) / std).contiguous()
