@@ -364,3 +364,27 @@ def variants(fmt: str) -> None:
     for name, what in QUANT_SCHEMES.items():
         click.echo(f"  {name:8s} {what}")
     click.echo("\nExamples: " + ", ".join(example_variants()))
+
+
+@main.command()
+@click.option("--variant", "-v", required=True, help="Variant name; `farm variants` lists the grammar.")
+@click.option("--model", "-m", default=BUILTIN_MODEL, show_default=True,
+              help="Hub id, local model folder, or a folder holding only config.json (random weights).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object with integer params and macs.")
+def inspect(variant: str, model: str, as_json: bool) -> None:
+    """Print a compressed model's params and MACs without training or benchmarking it.
+
+    MACs are torch-pruning's count for one sample (the seed paper's "FLOPs").
+    """
+    from worker.inspect import inspect_variant
+
+    spec = parse_variant(variant, builtin=model == BUILTIN_MODEL)
+    result = inspect_variant(spec, model)
+    if as_json:
+        from dataclasses import asdict
+
+        click.echo(json.dumps(asdict(result)))
+        return
+    click.echo(f"{result.variant} of {result.model} ({result.image_size}x{result.image_size} input)")
+    click.echo(f"  params: {result.params / 1e6:10.2f} M   ({result.params / result.base_params:6.1%} of base)")
+    click.echo(f"  MACs:   {result.macs / 1e9:10.3f} G   ({result.macs / result.base_macs:6.1%} of base)")

@@ -108,8 +108,8 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 60) -> str:
         """Block until the worker answers a Celery ping; return its node name."""
-        from worker.app import make_app
         from shared.settings import Settings
+        from worker.app import make_app
 
         saved = dict(os.environ)
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("FARM_")})

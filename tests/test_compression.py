@@ -1,0 +1,131 @@
+"""Pruning, quantization and `farm inspect` on the built-in model and on ViT-B/16's architecture."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.specs import JobSpec, PruneSpec, QuantSpec, parse_variant
+from tests.conftest import run_farm
+from worker.artifacts import ArtifactStore
+from worker.compression.prune import attention_modules, mlp_input_layers, prune_model
+from worker.compression.quantize import quantize_model
+from worker.jobs import model_cost
+from worker.training import top1
+from worker.variants import build_compressed
+from worker.workloads.digits import load_digits_split
+
+EXAMPLE = torch.randn(1, 1, 8, 8)
+
+# The seed's Table II/III costs for ViT-B/16 (ViTConfig() defaults, 100 labels, 224x224).
+SEED_COSTS = {"baseline": (85.88e6, 16.86e9), "prune-r0.10": (80.19e6, 15.74e9), "prune-all-r0.10": (68.67e6, 13.47e9)}
+
+
+@pytest.fixture(scope="module")
+def vit_b16_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding only ViT-B/16's config.json: enough for inspect (random weights)."""
+    from transformers import ViTConfig
+
+    folder = tmp_path_factory.mktemp("vit-b16")
+    ViTConfig(num_labels=100).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("variant", sorted(SEED_COSTS))
+def test_inspect_matches_the_seed_costs_on_vit_b16(vit_b16_dir: Path, variant: str, tmp_path: Path) -> None:
+    proc = run_farm(["inspect", "--variant", variant, "--model", str(vit_b16_dir), "--json"],
+                    {"PATH": "/usr/bin:/bin", "FARM_ARTIFACTS": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert isinstance(out["params"], int) and isinstance(out["macs"], int)
+    params, macs = SEED_COSTS[variant]
+    assert out["params"] == pytest.approx(params, rel=1e-3)
+    assert out["macs"] == pytest.approx(macs, rel=1e-3)
+
+
+def test_inspect_rejects_a_bad_variant_and_a_missing_model(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "FARM_ARTIFACTS": str(tmp_path)}
+    bad = run_farm(["inspect", "--variant", "prune-r2", "--json"], env)
+    assert bad.returncode == 2 and "(0, 1)" in bad.stderr
+    missing = run_farm(["inspect", "--variant", "baseline", "--model", str(tmp_path / "nope")], env)
+    assert missing.returncode == 2 and "cannot load a config" in missing.stderr
+
+
+def test_prune_mlp_only_narrows_the_mlp_to_a_multiple_of_4(builtin_model) -> None:  # noqa: ANN001
+    model = prune_model(copy.deepcopy(builtin_model.model), PruneSpec("mlp", 0.10), EXAMPLE)
+    # torch-pruning keeps a multiple of round_to: floor(128 * 0.9 / 4) * 4 = 112 (ViT-B: 3072 -> 2764)
+    assert {fc1.out_features for fc1 in mlp_input_layers(model)} == {112}
+    for _attn, (q, k, v) in attention_modules(model):
+        assert (q.in_features, q.out_features, k.out_features, v.out_features) == (64, 64, 64, 64)
+    assert model.classifier.in_features == 64
+
+
+def test_prune_all_shrinks_head_dims_not_heads_and_recomputes_scaling(builtin_model) -> None:  # noqa: ANN001
+    base = builtin_model.model
+    assert [a.scaling for a, _ in attention_modules(base)] == [pytest.approx(16**-0.5)] * 4
+    model = prune_model(copy.deepcopy(base), PruneSpec("all", 0.25), EXAMPLE)
+    for attn, (q, _k, _v) in attention_modules(model):
+        assert attn.num_attention_heads == 4
+        assert attn.head_dim == q.out_features // 4 == 12
+        assert attn.scaling == pytest.approx(12**-0.5)
+    assert model.config.hidden_size == model.classifier.in_features < 64
+    with torch.inference_mode():
+        assert model(EXAMPLE).logits.shape == (1, 10)
+
+
+@pytest.mark.parametrize("ratio", [0.10, 0.25])
+def test_recomputed_scaling_tracks_the_unpruned_model_better(builtin_model, ratio: float) -> None:  # noqa: ANN001
+    """The documented choice: keeping the trained 1/sqrt(64-dim) factor moves logits further away."""
+    val = load_digits_split("val")
+    recomputed = prune_model(copy.deepcopy(builtin_model.model), PruneSpec("all", ratio), EXAMPLE)
+    kept = copy.deepcopy(recomputed)
+    for attn, _ in attention_modules(kept):
+        attn.scaling = 16**-0.5
+    with torch.inference_mode():
+        ref = builtin_model.model(val.images).logits
+        err_kept = (kept(val.images).logits - ref).pow(2).mean()
+        err_recomputed = (recomputed(val.images).logits - ref).pow(2).mean()
+    assert err_recomputed < err_kept
+
+
+def test_unstructured_pruning_zeroes_weights_but_keeps_params_and_macs(builtin_model) -> None:  # noqa: ANN001
+    base = builtin_model.model
+    model = prune_model(copy.deepcopy(base), PruneSpec("unstructured", 0.30), EXAMPLE)
+    assert model_cost(model, EXAMPLE) == model_cost(base, EXAMPLE)
+    fc1 = mlp_input_layers(model)[0]
+    assert (fc1.weight == 0).float().mean().item() == pytest.approx(0.30, abs=0.01)
+    assert not hasattr(fc1, "weight_mask")  # made permanent
+
+
+def test_pruned_artifact_round_trips_to_identical_logits(builtin_model, artifacts_dir: Path) -> None:  # noqa: ANN001
+    spec = JobSpec(variant=parse_variant("prune-all-r0.10"))
+    store = ArtifactStore(str(artifacts_dir))
+    first = build_compressed(spec, store)
+    again = build_compressed(spec, ArtifactStore(str(artifacts_dir)))
+    assert again.artifact_key == first.artifact_key and not again.trained_now
+    images = load_digits_split("test").images[:32]
+    with torch.inference_mode():
+        assert torch.equal(first.model(images).logits, again.model(images).logits)
+
+
+@pytest.mark.parametrize("scheme", ["uint8", "float8", "int8dyn"])
+def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str) -> None:  # noqa: ANN001
+    test = load_digits_split("test")
+    fp32 = top1(builtin_model.model, test)
+    quantized = quantize_model(copy.deepcopy(builtin_model.model), QuantSpec(scheme), "cpu")  # type: ignore[arg-type]
+    assert top1(quantized, test) >= fp32 - 0.005
+    if scheme == "int8dyn":
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+        assert any(isinstance(m, DynamicInt8Linear) for m in quantized.modules())
+
+
+def test_int8dyn_is_refused_on_a_gpu(builtin_model) -> None:  # noqa: ANN001
+    from shared.errors import FarmError
+
+    with pytest.raises(FarmError, match="CPU scheme"):
+        quantize_model(copy.deepcopy(builtin_model.model), QuantSpec("int8dyn"), "cuda:0")
