@@ -98,7 +98,7 @@ def _print_results(rows: list[dict[str, Any]], fmt: str, summary: bool) -> None:
     from shared.db.models import RESULT_COLUMNS
 
     if fmt == "json":
-        click.echo(render.to_json(rows))
+        click.echo(render.to_json([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows]))
     elif fmt == "csv":
         click.echo(render.to_csv(rows, RESULT_COLUMNS), nl=False)
     elif summary:

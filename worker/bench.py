@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +30,8 @@ class RepeatMeasurement:
     top5: float | None
     duration_s: float
     energy: EnergyMeasurement
+    conditions_start: dict[str, Any] = field(default_factory=dict)
+    conditions_end: dict[str, Any] = field(default_factory=dict)
 
     @property
     def time_per_sample_s(self) -> float:
@@ -55,11 +59,13 @@ def run_benchmark(
     meter: Meter,
     *,
     on_repeat: Callable[[RepeatMeasurement], None] | None = None,
+    probe: Callable[[], dict[str, Any]] | None = None,
 ) -> list[RepeatMeasurement]:
     """Warm up with `spec.warmup_batches` batches of random input, then run repeats inside `meter` windows.
 
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
-    of time per sample to reach it (at least 3, at most `spec.max_repeats`).
+    of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
+    (temperatures) just before and after each window.
     """
     data = data.head(spec.limit)
     if len(data) == 0:
@@ -79,6 +85,7 @@ def run_benchmark(
     try:
         for r in range(planned):
             preds: list[torch.Tensor] = []
+            before = probe() if probe else {}
             started = utcnow()
             _sync(device)
             with meter.window() as win:
@@ -92,10 +99,11 @@ def run_benchmark(
             if data.labels is not None and preds:
                 topk = torch.cat(preds).cpu()
                 hits = topk == data.labels.unsqueeze(1)
-                top1 = float(hits[:, 0].float().mean())
-                top5 = float(hits.any(dim=1).float().mean())
+                top1 = int(hits[:, 0].sum()) / len(data)
+                top5 = int(hits.any(dim=1).sum()) / len(data)
             energy = win.measurement
-            m = RepeatMeasurement(r, started, len(data), top1, top5, energy.duration_s, energy)
+            after = probe() if probe else {}
+            m = RepeatMeasurement(r, started, len(data), top1, top5, energy.duration_s, energy, before, after)
             results.append(m)
             if on_repeat:
                 on_repeat(m)
@@ -105,3 +113,12 @@ def run_benchmark(
     finally:
         bar.close()
     return results
+
+
+def measure_idle(meter: Meter, idle_s: float) -> EnergyMeasurement | None:
+    """Energy over `idle_s` seconds of sleep with the benchmark's meter (None when idle_s is 0)."""
+    if idle_s <= 0:
+        return None
+    with meter.window() as win:
+        time.sleep(idle_s)
+    return win.measurement

@@ -10,7 +10,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
@@ -19,6 +19,11 @@ from shared.db.engine import get_engine
 from shared.errors import FarmError
 from shared.settings import Settings
 from shared.specs import JobSpec
+
+if TYPE_CHECKING:
+    from worker.bench import RepeatMeasurement
+    from worker.meters.base import EnergyMeasurement
+    from worker.meters.combined import CombinedMeter
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,8 @@ def execute(
     """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat."""
 
     from worker.artifacts import ArtifactStore
-    from worker.bench import run_benchmark
+    from worker.bench import measure_idle, run_benchmark
     from worker.compression.quantize import quantize_model
-    from worker.hardware import cpu_model, gpu_name, local_time_info, software_versions
     from worker.meters.select import build_meter
     from worker.variants import build_compressed, example_inputs
     from worker.workloads.data import load_dataset
@@ -64,19 +68,53 @@ def execute(
         model = quantize_model(model, spec.variant.quant, device)
     data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed)
     meter = build_meter(device, settings)
-    log_line(f"benchmarking {spec.variant.name} on {device}: {min(len(data), spec.bench.limit or len(data))} samples")
-    repeats = run_benchmark(model, data, spec.bench, device, meter)
+    try:
+        idle_s = settings.idle_s if spec.bench.idle_s is None else spec.bench.idle_s
+        log_line(f"measuring idle power for {idle_s:g} s with {meter.name}")
+        idle = measure_idle(meter, idle_s)
+        n = min(len(data), spec.bench.limit or len(data))
+        log_line(f"benchmarking {spec.variant.name} on {device}: {n} samples")
+        repeats = run_benchmark(model, data, spec.bench, device, meter, probe=lambda: probe_conditions(meter))
+    finally:
+        meter.close()
+    return result_rows(spec, settings, device, compressed.model_id, cost, meter, idle, repeats)
 
-    host_cpu, host_gpu, software = cpu_model(), gpu_name(device), software_versions()
+
+def probe_conditions(meter: CombinedMeter) -> dict[str, float | None]:
+    """CPU and GPU temperatures (°C) now; None where the machine has no sensor."""
+    from worker.conditions import cpu_temperature_c
+
+    gpu = getattr(meter.gpu, "temperatures_c", None)
+    return {"cpu_temp_c": cpu_temperature_c(), "gpu_temp_c": max(gpu()) if gpu else None}
+
+
+def result_rows(
+    spec: JobSpec,
+    settings: Settings,
+    device: str,
+    model_id: str,
+    cost: ModelCost,
+    meter: CombinedMeter,
+    idle: EnergyMeasurement | None,
+    repeats: list[RepeatMeasurement],
+) -> list[dict[str, Any]]:
+    """One dict of Result columns per repeat. Energies are per sample; active = total - idle power x time."""
+    from worker.conditions import cpu_governor
+    from worker.hardware import cpu_model, gpu_name, local_time_info, software_versions
+
+    idle_power_w = None if idle is None else idle.total_energy_j / idle.duration_s
+    gpu_info = getattr(meter.gpu, "gpus", [None])[0]
+    host_cpu, host_gpu, software, governor = cpu_model(), gpu_name(device), software_versions(), cpu_governor()
     rows = []
     for rep in repeats:
         hour, tz = local_time_info(rep.started_at)
         e, n = rep.energy, rep.samples
+        total_j = e.total_energy_j
         rows.append(
             {
                 "repeat_index": rep.repeat_index,
                 "variant": spec.variant.name,
-                "model_id": compressed.model_id,
+                "model_id": model_id,
                 "dataset_id": spec.dataset,
                 "host": settings.hostname,
                 "cpu_model": host_cpu,
@@ -89,16 +127,34 @@ def execute(
                 "top1": rep.top1,
                 "top5": rep.top5,
                 "time_per_sample_s": rep.time_per_sample_s,
-                "cpu_energy_per_sample_j": None if e.cpu_energy_j is None else e.cpu_energy_j / n,
-                "gpu_energy_per_sample_j": None if e.gpu_energy_j is None else e.gpu_energy_j / n,
-                "total_energy_per_sample_j": e.total_energy_j / n,
+                "cpu_energy_per_sample_j": _per(e.cpu_energy_j, n),
+                "gpu_energy_per_sample_j": _per(e.gpu_energy_j, n),
+                "dram_energy_per_sample_j": _per(e.dram_energy_j, n),
+                "total_energy_per_sample_j": total_j / n,
+                "idle_power_w": idle_power_w,
+                "active_energy_per_sample_j": (
+                    None if idle_power_w is None else (total_j - idle_power_w * e.duration_s) / n
+                ),
                 "energy_source": e.source,
+                "energy_per_device_j": {k: v / n for k, v in e.per_device_j.items()},
+                "energy_warnings": list(e.warnings),
+                "cpu_temp_start_c": rep.conditions_start.get("cpu_temp_c"),
+                "cpu_temp_end_c": rep.conditions_end.get("cpu_temp_c"),
+                "gpu_temp_start_c": rep.conditions_start.get("gpu_temp_c"),
+                "gpu_temp_end_c": rep.conditions_end.get("gpu_temp_c"),
+                "cpu_governor": governor,
+                "gpu_driver": gpu_info.driver if gpu_info else None,
+                "gpu_power_limit_w": gpu_info.power_limit_w if gpu_info else None,
                 "params": cost.params,
                 "macs": cost.macs,
                 "software": software,
             }
         )
     return rows
+
+
+def _per(energy_j: float | None, samples: int) -> float | None:
+    return None if energy_j is None else energy_j / samples
 
 
 def check_device(device: str) -> None:

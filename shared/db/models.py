@@ -61,6 +61,19 @@ class Result(SQLModel, table=True):
     gpu_energy_per_sample_j: float | None = None
     total_energy_per_sample_j: float
     energy_source: str
+    # Added in migration 0002: idle baseline, DRAM, per-device split, warnings and drift conditions.
+    dram_energy_per_sample_j: float | None = None
+    idle_power_w: float | None = None
+    active_energy_per_sample_j: float | None = None
+    energy_per_device_j: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=True))
+    energy_warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=True))
+    cpu_temp_start_c: float | None = None
+    cpu_temp_end_c: float | None = None
+    gpu_temp_start_c: float | None = None
+    gpu_temp_end_c: float | None = None
+    cpu_governor: str | None = None
+    gpu_driver: str | None = None
+    gpu_power_limit_w: float | None = None
     params: int = Field(sa_type=BigInteger)
     macs: int = Field(sa_type=BigInteger)
     software: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -67,6 +67,10 @@ class Meter(ABC):
         """Release what `_begin` started when the window's body raised (nothing by default)."""
         return None
 
+    def close(self) -> None:
+        """Release the source (NVML handles); nothing by default."""
+        return None
+
     @contextmanager
     def window(self) -> Iterator[_Window]:
         win = _Window()

@@ -1,0 +1,79 @@
+"""Fakes of hardware this machine lacks: a powercap sysfs tree, and a pynvml module. Nothing else is faked."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+
+class FakePowercap:
+    """A directory laid out like /sys/class/powercap with writable counters."""
+
+    def __init__(self, root: Path, sockets: int = 1, dram: bool = False, max_range_uj: int = 262_143_328_850):
+        self.root = root
+        self.max_range_uj = max_range_uj
+        for s in range(sockets):
+            self._zone(f"intel-rapl:{s}", f"package-{s}")
+            self._zone(f"intel-rapl:{s}/intel-rapl:{s}:0", "core")
+            if dram:
+                self._zone(f"intel-rapl:{s}/intel-rapl:{s}:1", "dram")
+        # The kernel also links subzones at the top level; the reader must not count them twice.
+        for s in range(sockets):
+            link = root / f"intel-rapl:{s}:0"
+            link.symlink_to(root / f"intel-rapl:{s}" / f"intel-rapl:{s}:0")
+
+    def _zone(self, rel: str, name: str) -> None:
+        zone = self.root / rel
+        zone.mkdir(parents=True)
+        (zone / "name").write_text(name + "\n")
+        (zone / "energy_uj").write_text("0\n")
+        (zone / "max_energy_range_uj").write_text(f"{self.max_range_uj}\n")
+
+    def set(self, zone: str, energy_uj: int) -> None:
+        """Set a counter: `zone` like "intel-rapl:0" or "intel-rapl:0:1"."""
+        parts = zone.split(":")
+        path = self.root / ":".join(parts[:2]) if len(parts) == 2 else self.root / ":".join(parts[:2]) / zone
+        tmp = path / "energy_uj.tmp"  # replace atomically, as sysfs reads are: a poller never sees ""
+        tmp.write_text(f"{energy_uj % (self.max_range_uj + 1)}\n")
+        tmp.replace(path / "energy_uj")
+
+
+class FakeNVMLError(Exception):
+    pass
+
+
+def fake_pynvml(*, has_counter: bool, power_w: float = 100.0, names: tuple[str, ...] = ("NVIDIA H100",)):
+    """A stand-in for the pynvml module: constant power, and an energy counter that follows wall time."""
+    import time
+
+    t0 = time.perf_counter()
+    calls: dict[str, int] = {}
+
+    def count(name: str) -> None:
+        calls[name] = calls.get(name, 0) + 1
+
+    def energy(handle: int) -> int:
+        count("energy")
+        if not has_counter:
+            raise FakeNVMLError("Not Supported")
+        return int((time.perf_counter() - t0) * power_w * 1000)  # mJ
+
+    def power(handle: int) -> int:
+        count("power")
+        return int(power_w * 1000)  # mW
+
+    mod = types.SimpleNamespace(
+        NVMLError=FakeNVMLError,
+        NVML_TEMPERATURE_GPU=0,
+        nvmlInit=lambda: count("init"),
+        nvmlShutdown=lambda: count("shutdown"),
+        nvmlDeviceGetHandleByIndex=lambda i: i if i < len(names) else (_ for _ in ()).throw(FakeNVMLError("Invalid")),
+        nvmlDeviceGetName=lambda h: names[h],
+        nvmlSystemGetDriverVersion=lambda: "550.54.15",
+        nvmlDeviceGetPowerManagementLimit=lambda h: 350_000,
+        nvmlDeviceGetTotalEnergyConsumption=energy,
+        nvmlDeviceGetPowerUsage=power,
+        nvmlDeviceGetTemperature=lambda h, sensor: 41 + h,
+        calls=calls,
+    )
+    return mod

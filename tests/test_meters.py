@@ -1,0 +1,199 @@
+"""Meters: RAPL against fake powercap trees, NVML through a fake pynvml, the estimate for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings
+from tests.fakes import FakePowercap, fake_pynvml
+from worker.bench import measure_idle
+from worker.conditions import cpu_governor, cpu_temperature_c
+from worker.meters.base import MeterError
+from worker.meters.combined import CombinedMeter
+from worker.meters.estimate import CpuTimeEstimate
+from worker.meters.nvml import NvmlMeter, integrate_power
+from worker.meters.rapl import RaplAccumulator, RaplMeter, discover_domains, poll_interval_for
+from worker.meters.select import build_meter
+
+
+def test_rapl_fake_tree_sums_every_socket(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path, sockets=2)
+    meter = RaplMeter(tmp_path)
+    with meter.window() as w:
+        tree.set("intel-rapl:0", 3_000_000)
+        tree.set("intel-rapl:1", 5_000_000)
+    m = w.measurement
+    assert m.cpu_energy_j == pytest.approx(8.0)
+    assert m.dram_energy_j is None and m.gpu_energy_j is None
+    assert m.source == "measured:rapl"
+    assert m.per_device_j == {"package-0@intel-rapl:0": 3.0, "package-1@intel-rapl:1": 5.0}
+
+
+def test_rapl_fake_tree_reports_dram_separately_and_skips_core_subzones(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path, sockets=2, dram=True)
+    assert [d.kind for d in discover_domains(tmp_path)] == ["package", "dram", "package", "dram"]
+    with RaplMeter(tmp_path).window() as w:
+        tree.set("intel-rapl:0", 2_000_000)
+        tree.set("intel-rapl:0:1", 500_000)
+        tree.set("intel-rapl:1", 2_000_000)
+        tree.set("intel-rapl:1:1", 250_000)
+        tree.set("intel-rapl:0:0", 9_999_999)  # core is part of package: not added
+    assert w.measurement.cpu_energy_j == pytest.approx(4.0)
+    assert w.measurement.dram_energy_j == pytest.approx(0.75)
+    assert w.measurement.total_energy_j == pytest.approx(4.75)
+
+
+def test_rapl_counts_one_wrap_in_a_window(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path, max_range_uj=1_000_000)
+    tree.set("intel-rapl:0", 900_000)
+    with RaplMeter(tmp_path, poll_interval_s=60).window() as w:
+        tree.set("intel-rapl:0", 200_000)  # 0.1 J to the wrap, then 0.2 J
+    assert w.measurement.cpu_energy_j == pytest.approx(0.3)
+
+
+def test_rapl_counts_two_wraps_in_one_window(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path, max_range_uj=1_000_000)
+    tree.set("intel-rapl:0", 900_000)
+    acc = RaplAccumulator(discover_domains(tmp_path))
+    for reading in (500_000, 100_000, 300_000):  # polls see 2 wraps: +600k, +600k, +200k
+        tree.set("intel-rapl:0", reading)
+        acc.sample()
+    assert acc.wraps == [2]
+    assert acc.joules_by_kind()["package"] == pytest.approx(1.4)
+
+
+def test_rapl_background_poller_catches_wraps_a_single_difference_would_miss(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path, max_range_uj=1_000_000)
+    meter = RaplMeter(tmp_path, poll_interval_s=0.005)
+    with meter.window() as w:
+        for step in range(1, 11):  # 10 x 0.3 J = 3 J: wraps 3 times
+            tree.set("intel-rapl:0", step * 300_000)
+            time.sleep(0.05)
+    assert w.measurement.cpu_energy_j == pytest.approx(3.0)
+
+
+def test_rapl_poll_interval_sees_every_wrap() -> None:
+    from worker.meters.rapl import RaplDomain
+
+    domains = [RaplDomain("p", "package", Path("/"), 262_143_328_850)]
+    # 262 kJ at an assumed 1 kW ceiling wraps in 262 s: poll at least every second.
+    assert poll_interval_for(domains) == 1.0
+    small = [RaplDomain("p", "package", Path("/"), 10_000_000)]  # 10 J wraps in 10 ms at 1 kW
+    assert poll_interval_for(small) == pytest.approx(10.0 / 1000 / 4)
+
+
+def test_rapl_permission_denied_is_a_clear_error_not_zero(tmp_path: Path) -> None:
+    FakePowercap(tmp_path)
+    counter = tmp_path / "intel-rapl:0" / "energy_uj"
+    counter.chmod(0o000)
+    script = (
+        "from worker.meters.rapl import RaplMeter\n"
+        "from worker.meters.base import MeterError\n"
+        f"try:\n    RaplMeter({str(tmp_path)!r})\nexcept MeterError as e:\n    print('ERR', e)\n"
+    )
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that bypass file permissions
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    proc = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    out = proc.stdout + proc.stderr
+    assert "ERR" in out and "permission denied" in out and "energy_uj" in out, out
+
+
+def test_missing_rapl_falls_back_to_a_labelled_estimate(tmp_path: Path) -> None:
+    settings = Settings(powercap_root=str(tmp_path / "none"), cpu_watts_per_core=10.0)
+    meter = build_meter("cpu", settings)
+    assert meter.name == "estimated:cpu-time"
+    with meter.window() as w:
+        sum(i * i for i in range(200_000))
+    assert w.measurement.is_estimate and w.measurement.cpu_energy_j > 0
+    assert any("RAPL unavailable" in note for note in w.measurement.warnings)
+
+
+def test_present_rapl_is_chosen_for_cpu_jobs(tmp_path: Path) -> None:
+    FakePowercap(tmp_path)
+    assert build_meter("cpu", Settings(powercap_root=str(tmp_path))).name == "measured:rapl"
+
+
+def test_short_rapl_window_gets_a_warning(tmp_path: Path) -> None:
+    FakePowercap(tmp_path)
+    with RaplMeter(tmp_path).window() as w:
+        pass
+    assert any("shorter than" in x for x in w.measurement.warnings)
+
+
+def test_fake_nvml_counter_path(tmp_path: Path) -> None:
+    synced: list[str] = []
+    nvml = fake_pynvml(has_counter=True, power_w=200.0)
+    meter = NvmlMeter([0], sync=lambda: synced.append("sync"), nvml=nvml)
+    assert meter.name == "measured:nvml-counter"
+    assert meter.gpus[0].name == "NVIDIA H100" and meter.gpus[0].power_limit_w == 350.0
+    assert meter.gpus[0].driver == "550.54.15"
+    with meter.window() as w:
+        time.sleep(0.2)
+    m = w.measurement
+    assert synced == ["sync", "sync"]  # both edges
+    assert m.gpu_energy_j == pytest.approx(200.0 * m.duration_s, rel=0.1)
+    assert m.cpu_energy_j is None and m.per_device_j.keys() == {"gpu0"}
+    assert nvml.calls.get("power", 0) == 0  # no polling when the counter exists
+
+
+def test_fake_nvml_polling_path_integrates_power_at_10hz_or_more(tmp_path: Path) -> None:
+    nvml = fake_pynvml(has_counter=False, power_w=80.0, names=("Quadro P2000", "Quadro P2000"))
+    meter = NvmlMeter([0, 1], nvml=nvml, poll_hz=20)
+    assert meter.name == "measured:nvml-polling"
+    with meter.window() as w:
+        time.sleep(0.5)
+    m = w.measurement
+    assert nvml.calls["power"] / 2 >= 0.5 * 10  # samples per GPU over 0.5 s
+    assert m.per_device_j["gpu0"] == pytest.approx(80.0 * m.duration_s, rel=0.05)
+    assert m.gpu_energy_j == pytest.approx(2 * 80.0 * m.duration_s, rel=0.05)
+    assert meter.temperatures_c() == [41.0, 42.0]
+
+
+def test_fake_nvml_errors_become_meter_errors() -> None:
+    with pytest.raises(MeterError, match="nvmlDeviceGetHandleByIndex|<lambda>"):
+        NvmlMeter([3], nvml=fake_pynvml(has_counter=True))
+
+
+def test_fake_nvml_combined_with_rapl_labels_both_sources(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path)
+    meter = CombinedMeter(RaplMeter(tmp_path), NvmlMeter([0], nvml=fake_pynvml(has_counter=True, power_w=50)))
+    with meter.window() as w:
+        tree.set("intel-rapl:0", 1_000_000)
+        time.sleep(0.15)
+    m = w.measurement
+    assert m.source == "measured:nvml-counter+measured:rapl"
+    assert m.cpu_energy_j == pytest.approx(1.0) and m.gpu_energy_j > 0
+    assert m.total_energy_j == pytest.approx(m.cpu_energy_j + m.gpu_energy_j)
+
+
+def test_integrate_power_is_trapezoidal() -> None:
+    samples = [(0.0, [0.0]), (1.0, [10.0]), (3.0, [10.0])]
+    assert integrate_power(samples) == [pytest.approx(5.0 + 20.0)]
+
+
+def test_idle_baseline_with_the_real_estimate_is_near_zero_power() -> None:
+    idle = measure_idle(CpuTimeEstimate(watts_per_core=10.0), 0.3)
+    assert idle is not None and idle.duration_s >= 0.3
+    assert idle.total_energy_j / idle.duration_s < 1.0  # a sleeping process burns almost no CPU time
+    assert measure_idle(CpuTimeEstimate(10.0), 0) is None
+
+
+def test_conditions_read_sysfs_or_report_none(tmp_path: Path) -> None:
+    zone = tmp_path / "thermal_zone3"
+    zone.mkdir()
+    (zone / "type").write_text("x86_pkg_temp\n")
+    (zone / "temp").write_text("47500\n")
+    assert cpu_temperature_c(tmp_path) == 47.5
+    assert cpu_temperature_c(tmp_path / "absent") is None
+    gov = tmp_path / "gov"
+    gov.write_text("performance\n")
+    assert cpu_governor(gov) == "performance" and cpu_governor(tmp_path / "x") is None

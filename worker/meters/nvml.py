@@ -1,0 +1,187 @@
+"""GPU energy through NVML (nvidia-ml-py, `import pynvml`).
+
+Volta and newer GPUs have a total-energy counter (mJ): the window is its difference. Older ones (the seed's
+Quadro P2000, Pascal) do not: a background thread samples power at >= 10 Hz and integrates it
+(trapezoids). GPU work is synchronised at both edges of the window.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from worker.meters.base import EnergyMeasurement, Meter, MeterError
+
+COUNTER_MIN_WINDOW_S = 0.1  # the energy counter advances in steps of tens of ms
+DEFAULT_POLL_HZ = 20.0
+
+
+def _load_pynvml() -> ModuleType:
+    try:
+        import pynvml
+    except ImportError:
+        raise MeterError("nvidia-ml-py is not installed (pip install 'farm[worker]')") from None
+    return pynvml
+
+
+def nvml_index(cuda_index: int) -> int:
+    """Map a CUDA ordinal to an NVML index, honouring a numeric CUDA_VISIBLE_DEVICES."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if visible:
+        ids = [v.strip() for v in visible.split(",")]
+        if all(v.isdigit() for v in ids) and cuda_index < len(ids):
+            return int(ids[cuda_index])
+    return cuda_index
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    driver: str
+    power_limit_w: float | None
+    has_energy_counter: bool
+
+
+class NvmlMeter(Meter):
+    """Energy of the given GPUs: `measured:nvml-counter` or `measured:nvml-polling` (if any lacks a counter)."""
+
+    def __init__(
+        self,
+        indices: list[int],
+        *,
+        sync: Callable[[], None] | None = None,
+        poll_hz: float = DEFAULT_POLL_HZ,
+        nvml: ModuleType | None = None,
+    ) -> None:
+        if poll_hz < 10:
+            raise ValueError("poll_hz must be at least 10")
+        self.nvml = nvml or _load_pynvml()
+        self._call(self.nvml.nvmlInit)
+        self.handles = [self._call(self.nvml.nvmlDeviceGetHandleByIndex, i) for i in indices]
+        self.sync = sync or (lambda: None)
+        self.poll_interval_s = 1.0 / poll_hz
+        driver = _text(self._call(self.nvml.nvmlSystemGetDriverVersion))
+        self.gpus = [
+            GpuInfo(i, _text(self._call(self.nvml.nvmlDeviceGetName, h)), driver, self._power_limit_w(h),
+                    self._has_counter(h))
+            for i, h in zip(indices, self.handles, strict=True)
+        ]
+        self.polling = not all(g.has_energy_counter for g in self.gpus)
+        self.name = "measured:nvml-polling" if self.polling else "measured:nvml-counter"
+        self.overhead_s = 0.0
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self.nvml.NVMLError as exc:
+            raise MeterError(f"NVML {getattr(fn, '__name__', fn)} failed: {exc}") from None
+
+    def _has_counter(self, handle: Any) -> bool:
+        try:
+            self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            return True
+        except self.nvml.NVMLError:
+            return False
+
+    def _power_limit_w(self, handle: Any) -> float | None:
+        try:
+            return self.nvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000.0
+        except self.nvml.NVMLError:
+            return None
+
+    def temperatures_c(self) -> list[float]:
+        sensor = getattr(self.nvml, "NVML_TEMPERATURE_GPU", 0)
+        return [float(self._call(self.nvml.nvmlDeviceGetTemperature, h, sensor)) for h in self.handles]
+
+    def _counters_mj(self) -> list[int]:
+        return [int(self._call(self.nvml.nvmlDeviceGetTotalEnergyConsumption, h)) for h in self.handles]
+
+    def _powers_w(self) -> list[float]:
+        return [self._call(self.nvml.nvmlDeviceGetPowerUsage, h) / 1000.0 for h in self.handles]
+
+    def _begin(self) -> Any:
+        self.sync()
+        t0 = time.perf_counter()
+        if not self.polling:
+            start = self._counters_mj()
+            self.overhead_s += time.perf_counter() - t0
+            return start
+        samples: list[tuple[float, list[float]]] = [(time.perf_counter(), self._powers_w())]
+        self.overhead_s += time.perf_counter() - t0
+        stop, errors = threading.Event(), []
+
+        def poll() -> None:
+            while not stop.wait(self.poll_interval_s):
+                s0 = time.perf_counter()
+                try:
+                    samples.append((time.perf_counter(), self._powers_w()))
+                except MeterError as exc:
+                    errors.append(exc)
+                    return
+                self.overhead_s += time.perf_counter() - s0
+
+        thread = threading.Thread(target=poll, name="farm-nvml-poller", daemon=True)
+        thread.start()
+        return samples, stop, thread, errors
+
+    def _abort(self, state: Any) -> None:
+        if self.polling:
+            state[1].set()
+            state[2].join()
+
+    def _end(self, state: Any, duration_s: float) -> EnergyMeasurement:
+        self.sync()
+        t0 = time.perf_counter()
+        warnings: list[str] = []
+        if not self.polling:
+            per_gpu = [(end - start) / 1000.0 for start, end in zip(state, self._counters_mj(), strict=True)]
+            if duration_s < COUNTER_MIN_WINDOW_S:
+                warnings.append(f"window {duration_s * 1e3:.1f} ms is shorter than the NVML energy counter's "
+                                f"update period (~{COUNTER_MIN_WINDOW_S * 1e3:.0f} ms)")
+        else:
+            samples, stop, thread, errors = state
+            stop.set()
+            thread.join()
+            if errors:
+                raise errors[0]
+            samples.append((time.perf_counter(), self._powers_w()))
+            per_gpu = integrate_power(samples)
+            if len(samples) < 5:
+                warnings.append(f"only {len(samples)} power samples in a {duration_s * 1e3:.1f} ms window")
+        self.overhead_s += time.perf_counter() - t0
+        return EnergyMeasurement(
+            duration_s=duration_s,
+            cpu_energy_j=None,
+            gpu_energy_j=sum(per_gpu),
+            source=self.name,
+            per_device_j={f"gpu{g.index}": e for g, e in zip(self.gpus, per_gpu, strict=True)},
+            warnings=tuple(warnings),
+        )
+
+    def close(self) -> None:
+        try:
+            self.nvml.nvmlShutdown()
+        except self.nvml.NVMLError:
+            pass
+
+
+def integrate_power(samples: list[tuple[float, list[float]]]) -> list[float]:
+    """Trapezoidal integral of per-GPU power samples (seconds, watts) in joules."""
+    if len(samples) < 2:
+        raise MeterError("need at least two power samples to integrate")
+    n = len(samples[0][1])
+    energy = [0.0] * n
+    for (t0, p0), (t1, p1) in zip(samples, samples[1:], strict=False):
+        for i in range(n):
+            energy[i] += 0.5 * (p0[i] + p1[i]) * (t1 - t0)
+    return energy
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,175 @@
+"""RAPL energy counters through the Linux powercap sysfs tree (Intel, and AMD, which uses the same tree).
+
+Why not pyRAPL: it hard-codes /sys, ignores counter wraparound and is unmaintained since 2019. This reader
+takes its root from FARM_POWERCAP_ROOT (so tests use a fake tree), sums every package domain and its DRAM
+subdomain per kind, and polls in the background often enough to see every wrap of `energy_uj`, whose
+range (`max_energy_range_uj`) is crossed in minutes at full load.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.meters.base import EnergyMeasurement, Meter, MeterError
+
+# The counter updates about every millisecond; shorter windows read mostly quantisation noise.
+RAPL_UPDATE_PERIOD_S = 0.001
+MIN_WINDOW_S = 10 * RAPL_UPDATE_PERIOD_S
+# Assumed ceiling on one domain's power, to choose a poll interval that sees every wrap.
+MAX_DOMAIN_POWER_W = 1000.0
+
+
+@dataclass(frozen=True)
+class RaplDomain:
+    """One counter: `kind` is "package" or "dram"; `path` is its powercap directory."""
+
+    name: str
+    kind: str
+    path: Path
+    max_energy_range_uj: int
+
+    def read_uj(self) -> int:
+        target = self.path / "energy_uj"
+        try:
+            return int(target.read_text().strip())
+        except PermissionError:
+            raise MeterError(
+                f"cannot read {target}: permission denied. RAPL counters are root-only since Linux 5.10; "
+                "run the worker as root or `chmod -R a+r /sys/class/powercap/intel-rapl*`"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise MeterError(f"cannot read {target}: {exc}") from None
+
+
+def discover_domains(root: str | Path) -> list[RaplDomain]:
+    """Package domains (`intel-rapl:N`) and their DRAM subdomains (`intel-rapl:N:M` named dram)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MeterError(f"no powercap tree at {root} (no RAPL on this machine, or not exposed to it)")
+    domains: list[RaplDomain] = []
+    for zone in sorted(root.glob("intel-rapl:*")):
+        parts = zone.name.split(":")
+        if len(parts) != 2:
+            continue  # subzones are reached through their package
+        domains.append(_domain(zone, "package"))
+        for sub in sorted(zone.glob(f"{zone.name}:*")):
+            if _read_name(sub) == "dram":
+                domains.append(_domain(sub, "dram"))
+    if not domains:
+        raise MeterError(f"no RAPL package domains under {root}")
+    return domains
+
+
+def _read_name(zone: Path) -> str:
+    try:
+        return (zone / "name").read_text().strip()
+    except OSError as exc:
+        raise MeterError(f"cannot read {zone / 'name'}: {exc}") from None
+
+
+def _domain(zone: Path, kind: str) -> RaplDomain:
+    try:
+        max_range = int((zone / "max_energy_range_uj").read_text().strip())
+    except PermissionError:
+        raise MeterError(f"cannot read {zone / 'max_energy_range_uj'}: permission denied") from None
+    except (OSError, ValueError) as exc:
+        raise MeterError(f"cannot read {zone / 'max_energy_range_uj'}: {exc}") from None
+    return RaplDomain(f"{_read_name(zone)}@{zone.name}", kind, zone, max_range)
+
+
+class RaplAccumulator:
+    """Sums counter deltas across polls, adding `max_energy_range_uj` for each wrap seen between polls."""
+
+    def __init__(self, domains: list[RaplDomain]) -> None:
+        self.domains = domains
+        self._last = [d.read_uj() for d in domains]
+        self.total_uj = [0] * len(domains)
+        self.wraps = [0] * len(domains)
+        self._lock = threading.Lock()
+
+    def sample(self) -> None:
+        readings = [d.read_uj() for d in self.domains]
+        with self._lock:
+            for i, (domain, now) in enumerate(zip(self.domains, readings, strict=True)):
+                delta = now - self._last[i]
+                if delta < 0:  # wrapped once since the last poll
+                    delta += domain.max_energy_range_uj
+                    self.wraps[i] += 1
+                self.total_uj[i] += delta
+                self._last[i] = now
+
+    def joules_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for domain, uj in zip(self.domains, self.total_uj, strict=True):
+            out[domain.kind] = out.get(domain.kind, 0.0) + uj / 1e6
+        return out
+
+
+def poll_interval_for(domains: list[RaplDomain]) -> float:
+    """Poll at least 4 times per fastest possible wrap, and at least once a second."""
+    smallest_j = min(d.max_energy_range_uj for d in domains) / 1e6
+    return max(0.001, min(1.0, smallest_j / MAX_DOMAIN_POWER_W / 4))
+
+
+class RaplMeter(Meter):
+    """CPU package (and DRAM) energy from RAPL; `cpu_energy_j` is packages, `dram_energy_j` DRAM."""
+
+    name = "measured:rapl"
+
+    def __init__(self, root: str | Path, poll_interval_s: float | None = None) -> None:
+        self.domains = discover_domains(root)
+        self.domains[0].read_uj()  # fail now, not mid-benchmark, when counters are unreadable
+        self.poll_interval_s = poll_interval_s or poll_interval_for(self.domains)
+        self.overhead_s = 0.0  # time spent in counter reads, for the overhead benchmark
+
+    def _timed_sample(self, acc: RaplAccumulator) -> None:
+        t0 = time.perf_counter()
+        acc.sample()
+        self.overhead_s += time.perf_counter() - t0
+
+    def _begin(self) -> tuple[RaplAccumulator, threading.Event, threading.Thread, list[BaseException]]:
+        t0 = time.perf_counter()
+        acc = RaplAccumulator(self.domains)
+        self.overhead_s += time.perf_counter() - t0
+        stop, errors = threading.Event(), []
+
+        def poll() -> None:
+            while not stop.wait(self.poll_interval_s):
+                try:
+                    self._timed_sample(acc)
+                except MeterError as exc:
+                    errors.append(exc)
+                    return
+
+        thread = threading.Thread(target=poll, name="farm-rapl-poller", daemon=True)
+        thread.start()
+        return acc, stop, thread, errors
+
+    def _abort(self, state: object) -> None:
+        _acc, stop, thread, _errors = state  # type: ignore[misc]
+        stop.set()
+        thread.join()
+
+    def _end(self, state: object, duration_s: float) -> EnergyMeasurement:
+        acc, stop, thread, errors = state  # type: ignore[misc]
+        stop.set()
+        thread.join()
+        if errors:
+            raise errors[0]
+        self._timed_sample(acc)
+        joules = acc.joules_by_kind()
+        warnings = []
+        if duration_s < MIN_WINDOW_S:
+            warnings.append(f"window {duration_s * 1e3:.2f} ms is shorter than 10 RAPL updates (~1 ms each)")
+        return EnergyMeasurement(
+            duration_s=duration_s,
+            cpu_energy_j=joules.get("package"),
+            gpu_energy_j=None,
+            dram_energy_j=joules.get("dram"),
+            source=self.name,
+            per_device_j={d.name: uj / 1e6 for d, uj in zip(acc.domains, acc.total_uj, strict=True)},
+            warnings=tuple(warnings),
+        )
