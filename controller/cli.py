@@ -19,9 +19,11 @@ from shared.specs import (
     QUANT_SCHEMES,
     BenchSpec,
     JobSpec,
+    VariantSpec,
     example_variants,
     parse_variant,
     queue_for_target,
+    with_train_overrides,
 )
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -59,15 +61,22 @@ def _engine(settings: Settings) -> Any:
 
 
 def _job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
-              until_cv: float | None) -> JobSpec:
+              until_cv: float | None, train: dict[str, Any] | None = None) -> JobSpec:
     if repeats < 1:
         raise FarmError(f"--repeats must be at least 1, got {repeats}")
     if limit is not None and limit < 1:
         raise FarmError(f"--limit must be at least 1, got {limit}")
     if until_cv is not None and not 0 < until_cv < 1:
         raise FarmError(f"--until-cv must be in (0, 1), e.g. 0.02, got {until_cv}")
+    parsed = parse_variant(variant, builtin=model == BUILTIN_MODEL)
+    overrides = {k: v for k, v in (train or {}).items() if v is not None}
+    if overrides and parsed.train is None:
+        raise FarmError(f"--{next(iter(overrides)).replace('_', '-')} applies only to retrained/distilled variants")
+    for key, value in overrides.items():
+        if value <= 0 or (key == "alpha" and value > 1):
+            raise FarmError(f"--{key.replace('_', '-')} must be positive{' and at most 1' if key == 'alpha' else ''}")
     return JobSpec(
-        variant=parse_variant(variant, builtin=model == BUILTIN_MODEL),
+        variant=with_train_overrides(parsed, **overrides),
         model=model,
         dataset=dataset,
         bench=BenchSpec(repeats=repeats, limit=limit, until_cv=until_cv),
@@ -87,6 +96,11 @@ def job_options(fn: Any) -> Any:
         click.option("--limit", type=int, default=None, help="Benchmark only the first N test samples."),
         click.option("--until-cv", type=float, default=None,
                      help="Repeat until time/sample's coefficient of variation is at most this (e.g. 0.02)."),
+        click.option("--epochs", type=int, default=None, help="Training epochs (retrained/distilled variants)."),
+        click.option("--lr", type=float, default=None, help="Peak learning rate of AdamW (cosine schedule)."),
+        click.option("--batch-size", type=int, default=None, help="Training batch size."),
+        click.option("--alpha", type=float, default=None, help="Distillation weight of the KL term (0-1]."),
+        click.option("--temperature", type=float, default=None, help="Distillation temperature T."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -125,24 +139,54 @@ def _job_rows(settings: Settings, job_id: uuid.UUID) -> list[dict[str, Any]]:
 @main.command()
 @job_options
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@click.option("--only", is_flag=True, help="Benchmark only VARIANT, not each stage that leads to it.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
-        device: str, fmt: str) -> None:
-    """Benchmark a variant here, in this process, with no broker; store and print the results."""
+        epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
+        temperature: float | None, device: str, only: bool, fmt: str) -> None:
+    """Benchmark a variant here, in this process, with no broker; store and print the results.
+
+    A composed variant also benchmarks each stage that leads to it (baseline, pruned, pruned-distilled,
+    pruned-distilled-uint8), giving a table like the seed's Table III. Trained stages are cached by recipe.
+    """
     from sqlmodel import Session
 
     from shared.db import crud
     from worker.jobs import check_device, run_job
 
     settings = _settings()
-    spec = _job_spec(variant, model, dataset, repeats, limit, until_cv)
+    train = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "alpha": alpha, "temperature": temperature}
+    target = _job_spec(variant, model, dataset, repeats, limit, until_cv, train)
+    names = [target.variant.name] if only else stage_names(target.variant)
     check_device(device)
-    with Session(_engine(settings)) as session:
-        job = crud.create_job(session=session, variant=spec.variant.name, spec=spec.to_dict(), queue="local")
-        job_id = job.id
-    click.echo(f"job {job_id}: {spec.variant.name} on {device} ({settings.hostname})", err=True)
-    run_job(job_id, settings, device, worker_name=f"local@{settings.hostname}", spec=spec)
-    _print_results(_job_rows(settings, job_id), fmt, summary=True)
+    engine = _engine(settings)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        trained = parse_variant(name, builtin=model == BUILTIN_MODEL).train is not None
+        spec = _job_spec(name, model, dataset, repeats, limit, until_cv, train if trained else None)
+        with Session(engine) as session:
+            job_id = crud.create_job(session=session, variant=name, spec=spec.to_dict(), queue="local").id
+        click.echo(f"job {job_id}: {name} on {device} ({settings.hostname})", err=True)
+        run_job(job_id, settings, device, worker_name=f"local@{settings.hostname}", spec=spec)
+        rows += _job_rows(settings, job_id)
+    _print_results(rows, fmt, summary=True)
+
+
+def stage_names(variant: VariantSpec) -> list[str]:
+    """The variants a composed variant passes through: baseline, then each stage's prefix of its name."""
+    names = ["baseline"]
+    rest = variant.name
+    suffixes = []
+    if variant.quant is not None:
+        suffixes.append(rest)
+        rest = rest[: -len(variant.quant.scheme) - 1]
+    if variant.train is not None:
+        suffixes.append(rest)
+        rest = rest[: -len(variant.train.kind) - 1]
+    if variant.prune is not None:
+        suffixes.append(rest)
+    names += reversed(suffixes)
+    return list(dict.fromkeys(names))
 
 
 def check_broker(settings: Settings) -> None:
@@ -172,46 +216,86 @@ def _redact(url: str) -> str:
 @job_options
 @click.option("--on", "target", default="cpu", show_default=True,
               help="Where to benchmark: cpu, gpu (any worker of that class) or host:NAME.")
+@click.option("--train-on", default="auto", show_default=True,
+              help="Where to prune and train: auto (gpu when a GPU worker is live, else cpu), cpu, gpu or host:NAME.")
 @click.option("--wait", is_flag=True, help="Wait for the job and print its results.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
-           target: str, wait: bool, timeout: float | None, fmt: str) -> None:
-    """Queue a benchmark job for the farm's workers (prints the job id)."""
+           epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
+           temperature: float | None, target: str, train_on: str, wait: bool, timeout: float | None,
+           fmt: str) -> None:
+    """Queue a benchmark job for the farm's workers (prints the job id).
+
+    A pruned variant becomes a chain of two jobs: compress (prune, retrain or distill) on the training
+    queue, then benchmark on the target queue. The compressed model is stored under FARM_ARTIFACTS by
+    recipe, so benchmarking it on many machines trains it once.
+    """
+    from celery import chain
     from sqlmodel import Session
 
     from shared.db import crud
-    from worker.app import RUN_JOB_TASK, make_app
+    from worker.app import COMPRESS_TASK, RUN_JOB_TASK, make_app
 
     settings = _settings()
-    spec = _job_spec(variant, model, dataset, repeats, limit, until_cv)
+    train = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "alpha": alpha, "temperature": temperature}
+    spec = _job_spec(variant, model, dataset, repeats, limit, until_cv, train)
     queue = queue_for_target(target)
+    if train_on != "auto":
+        train_queue = queue_for_target(train_on)
     check_broker(settings)
+    app = make_app(settings)
     engine = _engine(settings)
+    payload = spec.to_dict()
+    chained = spec.variant.prune is not None
+    if chained and train_on == "auto":
+        train_queue = "gpu" if _gpu_worker_live(app) else "cpu"
+    chain_id = uuid.uuid4() if chained else None
     with Session(engine) as session:
-        job = crud.create_job(session=session, variant=spec.variant.name, spec=spec.to_dict(), queue=queue)
-        job_id = job.id
+        if chained:
+            compress_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload,
+                                          queue=train_queue, stage="compress", chain_id=chain_id).id
+        job_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload, queue=queue,
+                                 chain_id=chain_id).id
     try:
-        make_app(settings).send_task(RUN_JOB_TASK, args=[str(job_id), spec.to_dict()], queue=queue)
+        bench = app.signature(RUN_JOB_TASK, args=[str(job_id), payload], queue=queue, immutable=True)
+        if chained:
+            build = app.signature(COMPRESS_TASK, args=[str(compress_id), payload], queue=train_queue,
+                                  immutable=True)
+            chain(build, bench).apply_async()
+        else:
+            bench.apply_async()
     except Exception as exc:
         with Session(engine) as session:
-            crud.delete_job(session=session, job_id=job_id)
+            for jid in ([compress_id] if chained else []) + [job_id]:
+                crud.delete_job(session=session, job_id=jid)
         raise FarmError(f"could not enqueue on {_redact(settings.broker_url)}: {exc}") from None
     if not wait:
         if fmt == "json":
-            click.echo(json.dumps({"job_id": str(job_id), "queue": queue, "variant": spec.variant.name}))
+            out = {"job_id": str(job_id), "queue": queue, "variant": spec.variant.name}
+            if chained:
+                out.update(chain_id=str(chain_id), compress_job_id=str(compress_id), train_queue=train_queue)
+            click.echo(json.dumps(out))
         else:
             click.echo(str(job_id))
         return
+    if chained:
+        click.echo(f"chain {chain_id}: compress on {train_queue}, then benchmark on {queue}", err=True)
+        _wait_for(settings, compress_id, timeout, label="compress")
     click.echo(f"job {job_id} queued on {queue}", err=True)
     state = _wait_for(settings, job_id, timeout)
     if state.state == "failed":
-        click.echo(f"job {job_id} failed on {state.worker}: {state.error}", err=True)
+        click.echo(f"job {job_id} failed on {state.worker or '-'}: {state.error}", err=True)
         sys.exit(1)
     _print_results(_job_rows(settings, job_id), fmt, summary=True)
 
 
-def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None) -> Any:
+def _gpu_worker_live(app: Any) -> bool:
+    queues = app.control.inspect(timeout=1.0).active_queues() or {}
+    return any(q["name"] == "gpu" for worker_queues in queues.values() for q in worker_queues)
+
+
+def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None, label: str = "job") -> Any:
     from sqlmodel import Session
 
     from shared.db import crud
@@ -222,10 +306,12 @@ def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None) -> A
         with Session(_engine(settings)) as session:
             job = crud.get_job(session=session, job_id=job_id)
             session.expunge(job)
-        if job.state != last:
+        shown = (job.state, job.progress)
+        if shown != last:
             where = f" on {job.worker}" if job.worker else ""
-            click.echo(f"job {str(job_id)[:8]}: {job.state}{where}", err=True)
-            last = job.state
+            progress = f" ({job.progress})" if job.progress else ""
+            click.echo(f"{label} {str(job_id)[:8]}: {job.state}{where}{progress}", err=True)
+            last = shown
         if job.state in ("done", "failed"):
             return job
         if deadline is not None and time.monotonic() > deadline:
@@ -299,8 +385,9 @@ def status(limit: int, fmt: str) -> None:
         click.echo(json.dumps({"jobs": [{k: render.jsonable(v) for k, v in j.items()} for j in jobs],
                                "workers": workers, "broker_error": broker_error}, indent=2))
         return
-    click.echo(render.to_table([{**j, "id": str(j["id"])[:8]} for j in jobs],
-                               ("id", "variant", "queue", "state", "submitted_at", "worker", "error")))
+    view = [{**j, "id": str(j["id"])[:8], "chain": str(j["chain_id"])[:8] if j["chain_id"] else None} for j in jobs]
+    click.echo(render.to_table(view, ("id", "chain", "stage", "variant", "queue", "state", "progress",
+                                      "submitted_at", "worker", "error")))
     click.echo("")
     if broker_error:
         click.echo(f"workers: unknown ({broker_error})")

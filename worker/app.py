@@ -11,6 +11,7 @@ from kombu import Queue
 from shared.settings import Settings
 
 RUN_JOB_TASK = "farm.run_job"
+COMPRESS_TASK = "farm.compress"
 DEVICE_CLASSES = ("cpu", "gpu")
 
 

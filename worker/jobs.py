@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from worker.bench import RepeatMeasurement
     from worker.meters.base import EnergyMeasurement
     from worker.meters.combined import CombinedMeter
+    from worker.training import EpochMetrics
+    from worker.variants import EpochCallback
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,15 @@ def execute(
     device: str,
     *,
     log_line: Callable[[str], None] = log.info,
+    on_epoch: EpochCallback | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    allow_train: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat."""
+    """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat.
+
+    The variant's model comes from the artifact cache, or is built (and trained, on `device`) when
+    `allow_train` is true.
+    """
 
     from worker.artifacts import ArtifactStore
     from worker.bench import measure_idle, run_benchmark
@@ -61,7 +70,7 @@ def execute(
 
     check_device(device)
     store = ArtifactStore(settings.artifacts)
-    compressed = build_compressed(spec, store)
+    compressed = build_compressed(spec, store, device=device, on_epoch=on_epoch, allow_train=allow_train)
     cost = model_cost(compressed.model, example_inputs(compressed.fmt))
     model = compressed.model.to(device)
     if spec.variant.quant is not None:
@@ -74,7 +83,14 @@ def execute(
         idle = measure_idle(meter, idle_s)
         n = min(len(data), spec.bench.limit or len(data))
         log_line(f"benchmarking {spec.variant.name} on {device}: {n} samples")
-        repeats = run_benchmark(model, data, spec.bench, device, meter, probe=lambda: probe_conditions(meter))
+        planned = spec.bench.max_repeats if spec.bench.until_cv is not None else spec.bench.repeats
+
+        def repeat_done(rep: RepeatMeasurement) -> None:
+            if on_progress:
+                on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
+
+        repeats = run_benchmark(model, data, spec.bench, device, meter, probe=lambda: probe_conditions(meter),
+                                on_repeat=repeat_done)
     finally:
         meter.close()
     return result_rows(spec, settings, device, compressed.model_id, cost, meter, idle, repeats)
@@ -173,6 +189,42 @@ def check_device(device: str) -> None:
     raise FarmError(f"device must be cpu or cuda:N, got {device!r}")
 
 
+class JobRecorder:
+    """Writes a running job's progress and training epochs to the store (each in its own session)."""
+
+    def __init__(self, engine: Any, job_id: uuid.UUID | str) -> None:
+        self.engine, self.job_id = engine, job_id
+
+    def progress(self, text: str) -> None:
+        with Session(self.engine) as session:
+            crud.set_progress(session=session, job_id=self.job_id, progress=text)
+
+    def epoch(self, artifact_key: str, kind: str, m: EpochMetrics, epochs: int) -> None:
+        with Session(self.engine) as session:
+            crud.record_epoch(session=session, job_id=self.job_id, artifact_key=artifact_key, kind=kind,
+                              epoch=m.epoch, train_loss=m.train_loss, val_top1=m.val_top1, duration_s=m.duration_s)
+            crud.set_progress(session=session, job_id=self.job_id,
+                              progress=f"{kind} epoch {m.epoch + 1}/{epochs}, val top-1 {m.val_top1:.1%}")
+
+    def fail(self, exc: BaseException) -> str:
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("job %s failed: %s\n%s", self.job_id, message, traceback.format_exc())
+        with Session(self.engine) as session:
+            job = crud.mark_finished(session=session, job_id=self.job_id, error=message)
+            if job.chain_id is not None:
+                crud.fail_downstream(session=session, chain_id=job.chain_id,
+                                     reason=f"{job.stage} stage {job.id} failed: {message}")
+        return message
+
+
+def _start(settings: Settings, job_id: uuid.UUID | str, worker_name: str, spec: JobSpec | None
+           ) -> tuple[JobRecorder, JobSpec, bool]:
+    engine = get_engine(settings.database_url)
+    with Session(engine) as session:
+        job = crud.mark_running(session=session, job_id=job_id, worker=worker_name)
+        return JobRecorder(engine, job_id), spec or JobSpec.from_dict(job.spec), job.chain_id is not None
+
+
 def run_job(
     job_id: uuid.UUID | str,
     settings: Settings,
@@ -182,21 +234,58 @@ def run_job(
 ) -> list[int]:
     """Mark the job running, execute it, store its rows and mark it done (or failed, with the error).
 
-    `spec` is the one from the queue payload; without it, the stored job's spec is used.
+    `spec` is the one from the queue payload; without it, the stored job's spec is used. A benchmark stage
+    of a chain never trains: its compress stage has stored the artifact.
     """
-    engine = get_engine(settings.database_url)
-    with Session(engine) as session:
-        job = crud.mark_running(session=session, job_id=job_id, worker=worker_name)
-        spec = spec or JobSpec.from_dict(job.spec)
+    recorder, spec, chained = _start(settings, job_id, worker_name, spec)
+    epochs = spec.variant.train.epochs if spec.variant.train else 0
     try:
-        rows = execute(spec, settings, device)
+        rows = execute(spec, settings, device, allow_train=not chained, on_progress=recorder.progress,
+                       on_epoch=lambda key, kind, m: recorder.epoch(key, kind, m, epochs))
     except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        log.error("job %s failed: %s\n%s", job_id, message, traceback.format_exc())
-        with Session(engine) as session:
-            crud.mark_finished(session=session, job_id=job_id, error=message)
+        recorder.fail(exc)
         raise
-    with Session(engine) as session:
+    with Session(recorder.engine) as session:
         results = crud.add_results(session=session, job_id=job_id, rows=rows)
         crud.mark_finished(session=session, job_id=job_id)
         return [r.id for r in results if r.id is not None]
+
+
+def run_compress_job(
+    job_id: uuid.UUID | str,
+    settings: Settings,
+    device: str,
+    worker_name: str,
+    spec: JobSpec | None = None,
+    lock: Callable[[str], Any] | None = None,
+) -> str | None:
+    """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
+
+    `lock(name)` returns a context manager held while building, so that chains of the same recipe
+    submitted at once train it once. Returns the artifact key (None for an unpruned variant).
+    """
+    from contextlib import nullcontext
+
+    from worker.artifacts import ArtifactStore, recipe_key
+    from worker.variants import build_compressed
+
+    recorder, spec, _ = _start(settings, job_id, worker_name, spec)
+    epochs = spec.variant.train.epochs if spec.variant.train else 0
+    name = recipe_key({"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
+                       "prune": spec.to_dict()["variant"]["prune"], "train": spec.to_dict()["variant"]["train"]})
+    try:
+        check_device(device)
+        with lock(name) if lock else nullcontext():
+            recorder.progress("building")
+            compressed = build_compressed(spec, ArtifactStore(settings.artifacts), device=device,
+                                          on_epoch=lambda key, kind, m: recorder.epoch(key, kind, m, epochs))
+    except Exception as exc:
+        recorder.fail(exc)
+        raise
+    with Session(recorder.engine) as session:
+        crud.set_artifact(session=session, job_id=job_id, artifact_key=compressed.artifact_key,
+                          trained=compressed.trained_now)
+        crud.set_progress(session=session, job_id=job_id,
+                          progress="built" if compressed.trained_now else "found in the artifact cache")
+        crud.mark_finished(session=session, job_id=job_id)
+    return compressed.artifact_key

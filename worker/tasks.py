@@ -1,4 +1,4 @@
-"""Thin Celery tasks: parse the payload, call the core, let the core store the result."""
+"""Thin Celery tasks: parse the payload (a job id and its JobSpec as JSON), call the core, nothing else."""
 
 from __future__ import annotations
 
@@ -9,21 +9,30 @@ from celery import Task
 
 from shared.settings import Settings
 from shared.specs import JobSpec
-from worker.app import RUN_JOB_TASK, app
+from worker.app import COMPRESS_TASK, RUN_JOB_TASK, app
 
 
-class JobTask(Task):
-    """Base task: user errors fail the job once; they are not retried."""
-
-    acks_late = True
-
-
-@app.task(name=RUN_JOB_TASK, base=JobTask, bind=True)
-def run_job_task(self: Task, job_id: str, spec: dict[str, Any]) -> list[int]:
-    """Run job `job_id` (its JobSpec as a JSON object) on this worker's device; returns the new result ids."""
-    from worker.jobs import run_job
-
+def _context(task: Task) -> tuple[Settings, str, str]:
     settings = Settings.from_env()
     device = os.environ.get("FARM_WORKER_DEVICE", "cpu")
-    worker = self.request.hostname or settings.hostname
+    return settings, device, task.request.hostname or settings.hostname
+
+
+@app.task(name=RUN_JOB_TASK, bind=True)
+def run_job_task(self: Task, job_id: str, spec: dict[str, Any]) -> list[int]:
+    """Benchmark job `job_id` on this worker's device; returns the new result ids."""
+    from worker.jobs import run_job
+
+    settings, device, worker = _context(self)
     return run_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec))
+
+
+@app.task(name=COMPRESS_TASK, bind=True)
+def compress_task(self: Task, job_id: str, spec: dict[str, Any]) -> str | None:
+    """Build and store the variant's artifact (prune, retrain or distill) on this worker's device."""
+    from worker.jobs import run_compress_job
+    from worker.locks import broker_lock
+
+    settings, device, worker = _context(self)
+    return run_compress_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec),
+                            lock=broker_lock(settings.broker_url))

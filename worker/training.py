@@ -55,14 +55,15 @@ def distillation_loss(
 
 @torch.inference_mode()
 def top1(model: torch.nn.Module, data: ImageSet, batch_size: int = 256) -> float:
-    """Top-1 accuracy as a fraction."""
+    """Top-1 accuracy as a fraction, computed on the model's device."""
     if data.labels is None:
         raise ValueError(f"{data.dataset_id} has no labels")
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for i in range(0, len(data), batch_size):
-        logits = model(data.images[i : i + batch_size]).logits
-        correct += int((logits.argmax(-1) == data.labels[i : i + batch_size]).sum())
+        logits = model(data.images[i : i + batch_size].to(device)).logits
+        correct += int((logits.argmax(-1).cpu() == data.labels[i : i + batch_size]).sum())
     return correct / len(data)
 
 
@@ -77,16 +78,19 @@ def fit(
     temperature: float = 4.0,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     desc: str = "train",
+    device: str = "cpu",
 ) -> tuple[torch.nn.Module, list[EpochMetrics]]:
     """Train with AdamW and a cosine schedule stepped per batch over all steps; keep the best-val weights.
 
     With a teacher, the loss is `distillation_loss`; otherwise cross-entropy. Deterministic on CPU for a seed.
+    Trains on `device` and returns the model there.
     """
     import time
 
     assert train.labels is not None
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -100,7 +104,7 @@ def fit(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     if teacher is not None:
-        teacher.eval()
+        teacher.eval().to(device)
     best_state, best_val, history = copy.deepcopy(model.state_dict()), -1.0, []
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None)
     try:
@@ -108,10 +112,10 @@ def fit(
             t0 = time.perf_counter()
             model.train()
             order = torch.randperm(len(train), generator=gen)
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), device=device)
             for i in range(0, len(order), cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
-                x, y = train.images[idx], train.labels[idx]
+                x, y = train.images[idx].to(device), train.labels[idx].to(device)
                 logits = model(x).logits
                 if teacher is None:
                     loss = F.cross_entropy(logits, y)
@@ -123,10 +127,10 @@ def fit(
                 loss.backward()
                 opt.step()
                 sched.step()
-                loss_sum += float(loss.detach()) * len(idx)
+                loss_sum += loss.detach() * len(idx)
                 bar.update(1)
             val_top1 = top1(model, val)
-            metrics = EpochMetrics(epoch, loss_sum / len(train), val_top1, time.perf_counter() - t0)
+            metrics = EpochMetrics(epoch, float(loss_sum) / len(train), val_top1, time.perf_counter() - t0)
             history.append(metrics)
             bar.set_postfix(loss=f"{metrics.train_loss:.3f}", val_top1=f"{val_top1:.3f}")
             if on_epoch:

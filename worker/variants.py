@@ -55,13 +55,25 @@ def _fresh_architecture(base: BaseModel) -> nn.Module:
     return AutoModelForImageClassification.from_config(config).eval()
 
 
+class ArtifactMissing(RuntimeError):
+    """A benchmark stage found no artifact where the compress stage should have stored it."""
+
+
+EpochCallback = Callable[[str, str, EpochMetrics], None]  # (artifact key, "retrained"/"distilled", metrics)
+
+
 def build_compressed(
     spec: JobSpec,
     store: ArtifactStore,
     *,
-    on_epoch: Callable[[str, EpochMetrics], None] | None = None,
+    device: str = "cpu",
+    on_epoch: EpochCallback | None = None,
+    allow_train: bool = True,
 ) -> CompressedModel:
-    """The variant's fp32 model, from the artifact cache when its recipe was built before."""
+    """The variant's fp32 model on the CPU, from the artifact cache when its recipe was built before.
+
+    Training (if any) runs on `device`. With `allow_train=False` a missing artifact is an error.
+    """
     base = load_base_model(spec.model, store)
     recipe = variant_recipe(spec, base)
     if recipe is None:
@@ -74,13 +86,23 @@ def build_compressed(
         model.load_state_dict(store.load_torch("variants", key, "weights.pt"), strict=True)
         return CompressedModel(model.eval(), base.fmt, base.model_id, key)
 
+    if not allow_train:
+        raise ArtifactMissing(
+            f"no artifact {store.url('variants', key)} for {spec.variant.name}: the compress stage stores it "
+            "there, so every worker must share FARM_ARTIFACTS"
+        )
     teacher = copy.deepcopy(base.model) if spec.variant.train and spec.variant.train.kind == "distilled" else None
     model = prune_model(base.model, prune, example)
     history: list[EpochMetrics] = []
     if spec.variant.train is not None:
         from worker.compression.finetune import finetune
 
-        model, history = finetune(model, spec, base.fmt, teacher=teacher, on_epoch=on_epoch)
+        def report(kind: str, metrics: EpochMetrics) -> None:
+            if on_epoch:
+                on_epoch(key, kind, metrics)
+
+        model, history = finetune(model, spec, base.fmt, teacher=teacher, on_epoch=report, device=device)
+        model.to("cpu")
     store.save_torch("variants", key, "weights.pt", model.state_dict())
     store.write_json("variants", key, "recipe.json", recipe)
     return CompressedModel(model.eval(), base.fmt, base.model_id, key, trained_now=True, history=history)

@@ -11,13 +11,21 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from shared.db.models import Job, Result
+from shared.db.models import Job, Result, TrainingEpoch
 from shared.db.types import utcnow
 from shared.errors import FarmError
 
 
-def create_job(*, session: Session, variant: str, spec: dict[str, Any], queue: str) -> Job:
-    job = Job(variant=variant, spec=spec, queue=queue, state="queued")
+def create_job(
+    *,
+    session: Session,
+    variant: str,
+    spec: dict[str, Any],
+    queue: str,
+    stage: str = "benchmark",
+    chain_id: uuid.UUID | None = None,
+) -> Job:
+    job = Job(variant=variant, spec=spec, queue=queue, state="queued", stage=stage, chain_id=chain_id)
     session.add(job)
     session.commit()
     session.refresh(job)
@@ -71,6 +79,55 @@ def add_results(*, session: Session, job_id: uuid.UUID | str, rows: Iterable[dic
     for r in results:
         session.refresh(r)
     return results
+
+
+def set_progress(*, session: Session, job_id: uuid.UUID | str, progress: str) -> None:
+    job = get_job(session=session, job_id=job_id)
+    job.progress = progress
+    session.add(job)
+    session.commit()
+
+
+def set_artifact(*, session: Session, job_id: uuid.UUID | str, artifact_key: str | None, trained: bool) -> None:
+    job = get_job(session=session, job_id=job_id)
+    job.artifact_key, job.trained = artifact_key, trained
+    session.add(job)
+    session.commit()
+
+
+def fail_downstream(*, session: Session, chain_id: uuid.UUID, reason: str) -> int:
+    """Mark a chain's still-queued stages failed (an upstream stage failed); returns how many."""
+    jobs = session.exec(select(Job).where(Job.chain_id == chain_id, Job.state == "queued")).all()
+    for job in jobs:
+        job.state, job.error, job.finished_at = "failed", reason, utcnow()
+        session.add(job)
+    session.commit()
+    return len(jobs)
+
+
+def chain_jobs(*, session: Session, chain_id: uuid.UUID) -> list[Job]:
+    stmt = select(Job).where(Job.chain_id == chain_id).order_by(col(Job.submitted_at))
+    return list(session.exec(stmt).all())
+
+
+def record_epoch(*, session: Session, job_id: uuid.UUID | str, artifact_key: str, kind: str, epoch: int,
+                 train_loss: float, val_top1: float, duration_s: float) -> TrainingEpoch:
+    row = TrainingEpoch(job_id=uuid.UUID(str(job_id)), artifact_key=artifact_key, kind=kind, epoch=epoch,
+                        train_loss=train_loss, val_top1=val_top1, duration_s=duration_s)
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def list_epochs(*, session: Session, job_id: uuid.UUID | None = None, artifact_key: str | None = None
+                ) -> list[TrainingEpoch]:
+    stmt = select(TrainingEpoch).order_by(col(TrainingEpoch.id))
+    if job_id:
+        stmt = stmt.where(TrainingEpoch.job_id == job_id)
+    if artifact_key:
+        stmt = stmt.where(TrainingEpoch.artifact_key == artifact_key)
+    return list(session.exec(stmt).all())
 
 
 def list_jobs(*, session: Session, limit: int = 20, states: Sequence[str] | None = None) -> list[Job]:

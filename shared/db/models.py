@@ -29,6 +29,28 @@ class Job(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     worker: str | None = None
     error: str | None = None
+    # Added in migration 0003: a chain's stages share chain_id; stage is "compress" or "benchmark".
+    chain_id: uuid.UUID | None = Field(default=None, index=True)
+    stage: str = Field(default="benchmark")
+    progress: str | None = None
+    artifact_key: str | None = None
+    trained: bool | None = None
+
+
+class TrainingEpoch(SQLModel, table=True):
+    """One epoch of a retrained/distilled stage: mean train loss, val top-1 (fraction), seconds."""
+
+    __tablename__ = "training_epoch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="job.id", index=True)
+    artifact_key: str = Field(index=True)
+    kind: str
+    epoch: int
+    train_loss: float
+    val_top1: float
+    duration_s: float
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Result(SQLModel, table=True):

@@ -18,6 +18,7 @@ def finetune(
     *,
     teacher: nn.Module | None,
     on_epoch: Callable[[str, EpochMetrics], None] | None = None,
+    device: str = "cpu",
 ) -> tuple[nn.Module, list[EpochMetrics]]:
     """Cross-entropy (retrained) or distillation from `teacher` (distilled), keeping the best-val epoch."""
     train_spec = spec.variant.train
@@ -46,4 +47,5 @@ def finetune(
         temperature=train_spec.temperature,
         on_epoch=report,
         desc=train_spec.kind,
+        device=device,
     )
