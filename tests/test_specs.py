@@ -13,12 +13,19 @@ def test_every_example_variant_parses_and_round_trips_through_json() -> None:
 
 
 def test_pruned_distilled_uint8_is_the_seed_pipeline() -> None:
-    v = parse_variant("pruned-distilled-uint8")
+    v = parse_variant("pruned-distilled-uint8", builtin=False)
     assert v.prune is not None and v.prune.method == "all" and v.prune.ratio == pytest.approx(0.10)
     assert v.prune.round_to == 4
     assert v.train is not None and v.train.kind == "distilled"
     assert v.train.alpha == 0.25 and v.train.temperature == 4.0
     assert v.quant is not None and v.quant.scheme == "uint8"
+
+
+def test_builtin_workload_gets_short_training_defaults() -> None:
+    v = parse_variant("pruned-distilled")
+    assert v.train is not None
+    assert (v.train.epochs, v.train.lr, v.train.batch_size, v.train.alpha, v.train.temperature) == (
+        10, 1e-3, 32, 0.5, 2.0)
 
 
 def test_hub_models_get_the_seed_training_recipe() -> None:

@@ -1,0 +1,81 @@
+"""The pipeline as a chain across two workers posing as two hosts, on real Redis, Postgres and Celery."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from sqlmodel import Session
+
+from shared.db import crud
+from shared.db.engine import make_engine
+from tests.conftest import run_farm
+
+
+def _wait_done(env: dict[str, str], job_ids: set[str], timeout_s: float = 300) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = json.loads(run_farm(["status", "--format", "json", "--limit", "50"], env).stdout)["jobs"]
+        mine = [j for j in jobs if j["id"] in job_ids]
+        if len(mine) == len(job_ids) and all(j["state"] in ("done", "failed") for j in mine):
+            return jobs
+        time.sleep(1)
+    raise TimeoutError(f"jobs not finished: {mine}")
+
+
+def test_chain_trains_once_and_benchmarks_on_two_hosts(
+    farm_env: dict[str, str], fresh_pg_url: str, redis_url: str, artifacts_dir: Path, tmp_path: Path,
+    start_worker,  # noqa: ANN001
+) -> None:
+    shared_artifacts = tmp_path / "shared-artifacts"
+    shutil.copytree(artifacts_dir / "base", shared_artifacts / "base")  # the teacher, trained once per session
+    common = {**farm_env, "FARM_DATABASE_URL": fresh_pg_url, "FARM_BROKER_URL": redis_url,
+              "FARM_ARTIFACTS": str(shared_artifacts)}
+    env_a, env_b = {**common, "FARM_HOSTNAME": "host-a"}, {**common, "FARM_HOSTNAME": "host-b"}
+    worker_a, worker_b = start_worker(env_a), start_worker(env_b)
+    assert worker_a.wait_ready() == "farm-cpu@host-a"
+    assert worker_b.wait_ready() == "farm-cpu@host-b"
+
+    submitted = []
+    for host in ("host-a", "host-b"):
+        proc = run_farm(["submit", "--variant", "pruned-distilled", "--on", f"host:{host}", "--train-on", "cpu",
+                         "--epochs", "2", "--repeats", "1", "--limit", "32", "--format", "json"], env_a)
+        assert proc.returncode == 0, proc.stderr
+        submitted.append(json.loads(proc.stdout))
+    assert all(s["train_queue"] == "cpu" and s["queue"].startswith("host.") for s in submitted)
+    ids = {s["job_id"] for s in submitted} | {s["compress_job_id"] for s in submitted}
+    jobs = {j["id"]: j for j in _wait_done(env_a, ids)}
+
+    compress = [jobs[s["compress_job_id"]] for s in submitted]
+    bench = [jobs[s["job_id"]] for s in submitted]
+    assert all(j["state"] == "done" and j["stage"] == "compress" for j in compress), compress
+    assert all(j["state"] == "done" and j["stage"] == "benchmark" for j in bench), bench
+    assert sorted(j["trained"] for j in compress) == [False, True]  # trained once, found once
+    assert compress[0]["artifact_key"] == compress[1]["artifact_key"]
+    assert {j["worker"] for j in bench} == {"farm-cpu@host-a", "farm-cpu@host-b"}
+
+    engine = make_engine(fresh_pg_url)
+    with Session(engine) as session:
+        epochs = crud.list_epochs(session=session, artifact_key=compress[0]["artifact_key"])
+    engine.dispose()
+    assert [(e.kind, e.epoch) for e in epochs] == [("distilled", 0), ("distilled", 1)]
+
+    rows = json.loads(run_farm(["results", "--format", "json", "--variant", "pruned-distilled"], env_a).stdout)
+    assert sorted(r["host"] for r in rows) == ["host-a", "host-b"]
+    assert len({r["params"] for r in rows}) == 1
+
+
+def test_failed_compress_stage_fails_its_benchmark_stage(
+    farm_env: dict[str, str], fresh_pg_url: str, redis_url: str, start_worker,  # noqa: ANN001
+) -> None:
+    env = {**farm_env, "FARM_DATABASE_URL": fresh_pg_url, "FARM_BROKER_URL": redis_url}
+    start_worker(env).wait_ready()
+    proc = run_farm(["submit", "--variant", "pruned-retrained", "--dataset", "cifar100:/nonexistent.tar.gz",
+                     "--train-on", "cpu", "--wait", "--timeout", "120"], env)
+    assert proc.returncode == 1
+    assert "CIFAR-100 archive or folder not found" in proc.stderr
+    jobs = json.loads(run_farm(["status", "--format", "json"], env).stdout)["jobs"]
+    assert {(j["stage"], j["state"]) for j in jobs} == {("compress", "failed"), ("benchmark", "failed")}
+    assert all("not found" in j["error"] for j in jobs)
