@@ -397,19 +397,26 @@ def status(limit: int, fmt: str) -> None:
         click.echo("workers: none alive")
 
 
-@main.command()
-@click.option("--variant", default=None, help="Only this variant.")
-@click.option("--host", default=None, help="Only results from this host.")
-@click.option("--hardware", default=None, help="Substring of the CPU model, GPU name or device (case-insensitive).")
-@click.option("--since", default=None, help="Started at or after: ISO date/time (local if no zone) or an age (2h, 7d).")
-@click.option("--until", default=None, help="Started before: same forms as --since.")
-@click.option("--hours", default=None, help="Local hours, end excluded: 9-17 (wraps: 22-6).")
-@click.option("--job", "job_id", default=None, help="Only this job's results.")
-@click.option("--summary", is_flag=True, help="Mean ± std per variant, host and device instead of one row per repeat.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def results(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
-            hours: str | None, job_id: str | None, summary: bool, fmt: str) -> None:
-    """List stored results, one row per repeat. JSON objects carry every column of the result table."""
+def result_filters(fn: Any) -> Any:
+    """The filter options shared by `results` and `report`."""
+    options = [
+        click.option("--variant", default=None, help="Only this variant."),
+        click.option("--host", default=None, help="Only results from this host."),
+        click.option("--hardware", default=None,
+                     help="Substring of the CPU model, GPU name or device (case-insensitive)."),
+        click.option("--since", default=None,
+                     help="Started at or after: ISO date/time (local if no zone) or an age (2h, 7d)."),
+        click.option("--until", default=None, help="Started before: same forms as --since."),
+        click.option("--hours", default=None, help="Local hours, end excluded: 9-17 (wraps: 22-6)."),
+        click.option("--job", "job_id", default=None, help="Only this job's results."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _query(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
+           hours: str | None, job_id: str | None) -> list[dict[str, Any]]:
     from sqlmodel import Session
 
     from controller.timefilters import parse_hours, parse_moment
@@ -426,8 +433,48 @@ def results(variant: str | None, host: str | None, hardware: str | None, since: 
     )
     settings = _settings()
     with Session(_engine(settings)) as session:
-        rows = [r.model_dump() for r in crud.query_results(session=session, filters=filters)]
+        return [r.model_dump() for r in crud.query_results(session=session, filters=filters)]
+
+
+@main.command()
+@result_filters
+@click.option("--summary", is_flag=True, help="Mean ± std per variant, host and device instead of one row per repeat.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def results(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
+            hours: str | None, job_id: str | None, summary: bool, fmt: str) -> None:
+    """List stored results, one row per repeat. JSON objects carry every column of the result table."""
+    rows = _query(variant, host, hardware, since, until, hours, job_id)
     _print_results(rows, fmt, summary=summary)
+
+
+@main.command()
+@result_filters
+@click.option("--by", type=click.Choice(["variant", "hour"]), default="variant", show_default=True,
+              help="variant: the seed's Table III with change vs baseline; hour: energy by local hour (drift).")
+@click.option("--plot", "plot_path", default=None, help="Also draw accuracy vs energy and energy by hour to this PNG.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def report(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
+           hours: str | None, job_id: str | None, by: str, plot_path: str | None, fmt: str) -> None:
+    """Summarise results like the seed paper: per variant against its baseline on the same host and device
+    (Δ energy %, Δ top-1 points), or by local hour of day."""
+    from controller import render
+    from controller import report as rep
+
+    rows = _query(variant, host, hardware, since, until, hours, job_id)
+    if not rows:
+        raise FarmError("no results match these filters")
+    table, hourly = rep.variant_table(rows), rep.hourly_table(rows)
+    shown, columns, headers = (table, rep.VARIANT_COLUMNS, rep.VARIANT_HEADERS) if by == "variant" else (
+        hourly, rep.HOURLY_COLUMNS, rep.HOURLY_COLUMNS)
+    if fmt == "json":
+        click.echo(render.to_json(shown))
+    elif fmt == "csv":
+        click.echo(render.to_csv(shown, columns), nl=False)
+    else:
+        click.echo(render.to_table(shown, columns, headers))
+    if plot_path:
+        rep.plot(table, hourly, plot_path)
+        click.echo(f"plot written to {plot_path}", err=True)
 
 
 def _uuid(text: str) -> uuid.UUID:

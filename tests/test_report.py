@@ -1,0 +1,66 @@
+"""`farm report`: the seed's per-variant table against the baseline, by-hour drift, and the plot."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from shared.db import crud
+from shared.db.engine import make_engine, upgrade_schema
+from tests.conftest import run_farm
+from tests.test_store import _row
+
+
+@pytest.fixture()
+def env_with_rows(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    rows = []
+    for i, (variant, energy, top1) in enumerate([("baseline", 1.0, 0.90), ("baseline", 1.2, 0.90),
+                                                  ("pruned-distilled-uint8", 0.7, 0.87),
+                                                  ("pruned-distilled-uint8", 0.74, 0.87)]):
+        rows.append(_row("lab-1", t0 + timedelta(hours=i), 9 + i, variant=variant, repeat_index=i % 2,
+                         total_energy_per_sample_j=energy, top1=top1))
+    rows.append(_row("lab-2", t0, 9, variant="pruned-distilled-uint8", total_energy_per_sample_j=0.5))
+    with Session(engine) as s:
+        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        crud.add_results(session=s, job_id=job.id, rows=rows)
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_DATABASE_URL"] = url
+    return env
+
+
+def test_report_compares_each_variant_with_its_own_hosts_baseline(env_with_rows: dict[str, str]) -> None:
+    proc = run_farm(["report", "--format", "json"], env_with_rows)
+    assert proc.returncode == 0, proc.stderr
+    table = {(t["variant"], t["host"]): t for t in json.loads(proc.stdout)}
+    compressed = table[("pruned-distilled-uint8", "lab-1")]
+    assert compressed["total_energy_per_sample_j"] == pytest.approx(0.72)
+    assert compressed["energy_change_pct"] == pytest.approx(100 * (0.72 / 1.1 - 1))  # -34.5 %
+    assert compressed["top1_change_pts"] == pytest.approx(-3.0)
+    assert table[("baseline", "lab-1")]["repeats"] == 2
+    assert table[("pruned-distilled-uint8", "lab-2")]["energy_change_pct"] is None  # no baseline on lab-2
+
+
+def test_report_by_hour_and_plot(env_with_rows: dict[str, str], tmp_path: Path) -> None:
+    png = tmp_path / "report.png"
+    proc = run_farm(["report", "--by", "hour", "--format", "json", "--host", "lab-1", "--plot", str(png)],
+                    env_with_rows)
+    assert proc.returncode == 0, proc.stderr
+    hours = [(h["variant"], h["local_hour"]) for h in json.loads(proc.stdout)]
+    assert hours == [("baseline", 9), ("baseline", 10), ("pruned-distilled-uint8", 11), ("pruned-distilled-uint8", 12)]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_with_nothing_to_show_is_a_clear_error(env_with_rows: dict[str, str]) -> None:
+    proc = run_farm(["report", "--variant", "nope"], env_with_rows)
+    assert proc.returncode == 2 and "no results match" in proc.stderr
