@@ -97,3 +97,20 @@ def test_help_explains_every_command(env: dict[str, str]) -> None:
         assert proc.returncode == 0 and proc.stdout.startswith(f"Usage: farm {command}")
         description = proc.stdout.splitlines()[2].strip()
         assert len(description) > 20, f"`farm {command} --help` has no description"
+
+
+def test_controller_commands_do_not_import_torch(env: dict[str, str]) -> None:
+    """The controller is the light install: results, status, variants and submit never load torch."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from controller.cli import main\n"
+        "for args in (['results'], ['status'], ['variants'], ['report'], ['submit', '--variant', 'pruned']):\n"
+        "    CliRunner().invoke(main, args)\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr

@@ -192,19 +192,19 @@ def check_device(device: str) -> None:
 class JobRecorder:
     """Writes a running job's progress and training epochs to the store (each in its own session)."""
 
-    def __init__(self, engine: Any, job_id: uuid.UUID | str) -> None:
-        self.engine, self.job_id = engine, job_id
+    def __init__(self, engine: Any, job_id: uuid.UUID | str, epochs: int) -> None:
+        self.engine, self.job_id, self.epochs = engine, job_id, epochs
 
     def progress(self, text: str) -> None:
         with Session(self.engine) as session:
             crud.set_progress(session=session, job_id=self.job_id, progress=text)
 
-    def epoch(self, artifact_key: str, kind: str, m: EpochMetrics, epochs: int) -> None:
+    def epoch(self, artifact_key: str, kind: str, m: EpochMetrics) -> None:
         with Session(self.engine) as session:
             crud.record_epoch(session=session, job_id=self.job_id, artifact_key=artifact_key, kind=kind,
                               epoch=m.epoch, train_loss=m.train_loss, val_top1=m.val_top1, duration_s=m.duration_s)
             crud.set_progress(session=session, job_id=self.job_id,
-                              progress=f"{kind} epoch {m.epoch + 1}/{epochs}, val top-1 {m.val_top1:.1%}")
+                              progress=f"{kind} epoch {m.epoch + 1}/{self.epochs}, val top-1 {m.val_top1:.1%}")
 
     def fail(self, exc: BaseException) -> str:
         message = f"{type(exc).__name__}: {exc}"
@@ -222,7 +222,9 @@ def _start(settings: Settings, job_id: uuid.UUID | str, worker_name: str, spec: 
     engine = get_engine(settings.database_url)
     with Session(engine) as session:
         job = crud.mark_running(session=session, job_id=job_id, worker=worker_name)
-        return JobRecorder(engine, job_id), spec or JobSpec.from_dict(job.spec), job.chain_id is not None
+        spec = spec or JobSpec.from_dict(job.spec)
+        epochs = spec.variant.train.epochs if spec.variant.train else 0
+        return JobRecorder(engine, job_id, epochs), spec, job.chain_id is not None
 
 
 def run_job(
@@ -238,10 +240,9 @@ def run_job(
     of a chain never trains: its compress stage has stored the artifact.
     """
     recorder, spec, chained = _start(settings, job_id, worker_name, spec)
-    epochs = spec.variant.train.epochs if spec.variant.train else 0
     try:
         rows = execute(spec, settings, device, allow_train=not chained, on_progress=recorder.progress,
-                       on_epoch=lambda key, kind, m: recorder.epoch(key, kind, m, epochs))
+                       on_epoch=recorder.epoch)
     except Exception as exc:
         recorder.fail(exc)
         raise
@@ -270,7 +271,6 @@ def run_compress_job(
     from worker.variants import build_compressed
 
     recorder, spec, _ = _start(settings, job_id, worker_name, spec)
-    epochs = spec.variant.train.epochs if spec.variant.train else 0
     name = recipe_key({"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
                        "prune": spec.to_dict()["variant"]["prune"], "train": spec.to_dict()["variant"]["train"]})
     try:
@@ -278,7 +278,7 @@ def run_compress_job(
         with lock(name) if lock else nullcontext():
             recorder.progress("building")
             compressed = build_compressed(spec, ArtifactStore(settings.artifacts), device=device,
-                                          on_epoch=lambda key, kind, m: recorder.epoch(key, kind, m, epochs))
+                                          on_epoch=recorder.epoch)
     except Exception as exc:
         recorder.fail(exc)
         raise
