@@ -46,6 +46,9 @@ class Settings:
     powercap_root: str = "/sys/class/powercap"
     # How long the CLI waits for the broker before it gives up, in seconds.
     broker_timeout_s: float = 3.0
+    # Redis redelivers a message that no worker acknowledged within this many seconds (a dead machine's
+    # job). It must exceed the longest job, training included.
+    visibility_timeout_s: float = 12 * 3600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +63,7 @@ class Settings:
             idle_s=_float_env("FARM_IDLE_S", defaults.idle_s),
             powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,
             broker_timeout_s=_float_env("FARM_BROKER_TIMEOUT_S", defaults.broker_timeout_s),
+            visibility_timeout_s=_float_env("FARM_VISIBILITY_TIMEOUT_S", defaults.visibility_timeout_s),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,35 @@ def test_run_in_process_stores_in_embedded_sqlite(farm_env: dict[str, str], tmp_
     assert (tmp_path / "farm.db").exists()
     stored = json.loads(run_farm(["results", "--format", "json", "--variant", "baseline"], farm_env).stdout)
     assert [r["id"] for r in stored] == [r["id"] for r in rows]
+
+
+def test_job_survives_its_worker_process_being_killed(pg_env: dict[str, str], start_worker) -> None:  # noqa: ANN001
+    """acks_late + reject_on_worker_lost: a pool process killed mid-job (as by the OOM killer) loses nothing."""
+    import signal
+    import time
+
+    env = {**pg_env, "FARM_IDLE_S": "3"}  # the job sits in its idle measurement long enough to be killed
+    worker = start_worker(env, "cpu")
+    worker.wait_ready()
+    sub = run_farm(["submit", "--variant", "baseline", "--repeats", "2", "--limit", "16", "--format", "json"], env)
+    job_id = json.loads(sub.stdout)["job_id"]
+
+    def state() -> str:
+        jobs = json.loads(run_farm(["status", "--format", "json"], env).stdout)["jobs"]
+        return next(j["state"] for j in jobs if j["id"] == job_id)
+
+    deadline = time.monotonic() + 120
+    while state() != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the prefork pool has no child process"
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+
+    while state() not in ("done", "failed"):
+        assert time.monotonic() < deadline, worker.log_path.read_text()[-2000:]
+        time.sleep(0.5)
+    assert state() == "done"
+    rows = json.loads(run_farm(["results", "--format", "json", "--job", job_id], env).stdout)
+    assert [r["repeat_index"] for r in rows] == [0, 1]

@@ -33,7 +33,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.broker_timeout_s,
         # A job may run for hours (training); Redis redelivers unacked messages after this many seconds.
-        broker_transport_options={"visibility_timeout": 12 * 3600},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
