@@ -91,6 +91,20 @@ def test_bad_device(env: dict[str, str]) -> None:
     _assert_one_line_error(run_farm(["worker", "--device", "tpu:0"], env), "--device")
 
 
+def test_gpu_device_on_a_machine_without_cuda(env: dict[str, str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _assert_one_line_error(run_farm(["worker", "--device", "cuda:0"], env), "CUDA is not available")
+    _assert_one_line_error(run_farm(["run", "--variant", "baseline", "--device", "cuda:0"], env), "CUDA")
+
+
+def test_training_options_need_a_trained_variant(env: dict[str, str]) -> None:
+    _assert_one_line_error(run_farm(["submit", "--variant", "pruned", "--epochs", "3"], env), "--epochs")
+    _assert_one_line_error(run_farm(["submit", "--variant", "pruned-distilled", "--alpha", "2"], env), "--alpha")
+
+
 def test_help_explains_every_command(env: dict[str, str]) -> None:
     for command in ["run", "submit", "worker", "status", "results", "variants"]:
         proc = run_farm([command, "--help"], env)

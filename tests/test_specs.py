@@ -61,3 +61,20 @@ def test_targets_map_to_queues() -> None:
     assert queue_for_target("host:lab-3") == "host.lab-3"
     with pytest.raises(FarmError):
         queue_for_target("tpu")
+
+
+@pytest.mark.parametrize(
+    ("variant", "stages"),
+    [
+        ("baseline", ["baseline"]),
+        ("quant-int8dyn", ["baseline", "quant-int8dyn"]),
+        ("pruned-distilled-uint8", ["baseline", "pruned", "pruned-distilled", "pruned-distilled-uint8"]),
+        ("prune-all-r0.25-int8dyn", ["baseline", "prune-all-r0.25", "prune-all-r0.25-int8dyn"]),
+        ("prune-r0.10-retrained", ["baseline", "prune-r0.10", "prune-r0.10-retrained"]),
+    ],
+)
+def test_farm_run_benchmarks_each_stage_on_the_way(variant: str, stages: list[str]) -> None:
+    from controller.cli import stage_names
+
+    assert stage_names(parse_variant(variant)) == stages
+    assert all(parse_variant(s) for s in stages)
