@@ -1,6 +1,7 @@
 """Run one job: build the variant, quantize on load, benchmark inside meters, and store the rows.
 
-Both `farm run` (in-process) and the Celery task call `run_job`; neither holds any logic of its own.
+`farm run` (in-process) and the benchmark task call `run_job`; the compress task of a chain calls
+`run_compress_job`. Neither shell holds any logic of its own.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ def execute(
     The variant's model comes from the artifact cache, or is built (and trained, on `device`) when
     `allow_train` is true.
     """
-
     from worker.artifacts import ArtifactStore
     from worker.bench import measure_idle, run_benchmark
     from worker.compression.quantize import quantize_model
