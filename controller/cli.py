@@ -332,10 +332,12 @@ def device_class(device: str) -> str:
 @click.option("--device", required=True, help="cpu or cuda:N: the device this worker benchmarks on.")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def worker(device: str, loglevel: str) -> None:
+@click.option("--name", default=None, help="Celery node name (default farm-<device>@<FARM_HOSTNAME>).")
+def worker(device: str, loglevel: str, name: str | None) -> None:
     """Start a Celery worker pinned to DEVICE: it consumes its device class's queue and its host's queue.
 
     One job at a time, acknowledged only when done, so a job whose worker dies goes back to the queue.
+    Workers that share a machine (same FARM_HOSTNAME) take turns to train and measure.
     """
     from worker.app import make_app
     from worker.jobs import check_device
@@ -347,7 +349,7 @@ def worker(device: str, loglevel: str) -> None:
     _engine(settings)  # fail fast on a bad store, and migrate it
     os.environ["FARM_WORKER_DEVICE"] = device
     queues = [cls, host_queue(settings.hostname)]
-    node = f"farm-{device.replace(':', '')}@{settings.hostname}"
+    node = name or f"farm-{device.replace(':', '')}@{settings.hostname}"
     click.echo(f"worker {node}: device {device}, queues {', '.join(queues)}", err=True)
     make_app(settings).worker_main([
         "worker", "--queues", ",".join(queues), "--concurrency", "1", "--pool", "prefork",

@@ -49,6 +49,9 @@ class Settings:
     # Redis redelivers a message that no worker acknowledged within this many seconds (a dead machine's
     # job). It must exceed the longest job, training included.
     visibility_timeout_s: float = 12 * 3600.0
+    # Cross-machine locks (one build per recipe, one measurement per host) expire this long after their
+    # holder stops renewing them, in seconds.
+    lock_ttl_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -64,6 +67,7 @@ class Settings:
             powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,
             broker_timeout_s=_float_env("FARM_BROKER_TIMEOUT_S", defaults.broker_timeout_s),
             visibility_timeout_s=_float_env("FARM_VISIBILITY_TIMEOUT_S", defaults.visibility_timeout_s),
+            lock_ttl_s=_float_env("FARM_LOCK_TTL_S", defaults.lock_ttl_s),
         )
 
 

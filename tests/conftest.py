@@ -85,6 +85,7 @@ def farm_env(tmp_path: Path, artifacts_dir: Path, builtin_model: object) -> dict
         FARM_BROKER_URL=f"{REDIS_BASE}/{REDIS_DB}",
         FARM_HOSTNAME="test-host",
         FARM_IDLE_S="0",
+        FARM_LOCK_TTL_S="3",  # a killed worker's locks expire quickly
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -97,11 +98,13 @@ def run_farm(args: list[str], env: dict[str, str], timeout: float = 300) -> subp
 class WorkerProcess:
     """A real `farm worker` subprocess, stopped (and its children killed) on exit."""
 
-    def __init__(self, env: dict[str, str], device: str, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], device: str, log_path: Path, name: str | None = None) -> None:
         self.log_path = log_path
         self.log = log_path.open("w")
+        self.name = name
+        extra = ["--name", name] if name else []
         self.proc = subprocess.Popen(
-            [FARM, "worker", "--device", device, "--loglevel", "info"],
+            [FARM, "worker", "--device", device, "--loglevel", "info", *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.env = env
@@ -125,7 +128,7 @@ class WorkerProcess:
             replies = app.control.ping(timeout=1.0)
             for reply in replies:
                 for name in reply:
-                    if name.endswith("@" + self.env["FARM_HOSTNAME"]):
+                    if name == self.name or (self.name is None and name.endswith("@" + self.env["FARM_HOSTNAME"])):
                         return name
         raise TimeoutError(f"worker did not answer a ping: {self.log_path.read_text()[-3000:]}")
 
@@ -146,8 +149,8 @@ class WorkerProcess:
 def start_worker(tmp_path: Path) -> Iterator[object]:
     workers: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], device: str = "cpu") -> WorkerProcess:
-        w = WorkerProcess(env, device, tmp_path / f"worker-{len(workers)}.log")
+    def start(env: dict[str, str], device: str = "cpu", name: str | None = None) -> WorkerProcess:
+        w = WorkerProcess(env, device, tmp_path / f"worker-{len(workers)}.log", name)
         workers.append(w)
         return w
 

@@ -109,3 +109,37 @@ def test_job_survives_its_worker_process_being_killed(pg_env: dict[str, str], st
     assert state() == "done"
     rows = json.loads(run_farm(["results", "--format", "json", "--job", job_id], env).stdout)
     assert [r["repeat_index"] for r in rows] == [0, 1]
+
+
+def test_two_workers_on_one_host_measure_one_at_a_time(pg_env: dict[str, str], start_worker) -> None:  # noqa: ANN001
+    """RAPL counts the whole package: a host lock keeps two workers of one machine from overlapping."""
+    from datetime import datetime, timedelta
+
+    env = {**pg_env, "FARM_IDLE_S": "1.5"}
+    first, second = start_worker(env, "cpu", name="one@test-host"), start_worker(env, "cpu", name="two@test-host")
+    assert first.wait_ready() == "one@test-host"
+    assert second.wait_ready() == "two@test-host"
+    ids = []
+    for _ in range(2):
+        sub = run_farm(["submit", "--variant", "baseline", "--repeats", "3", "--limit", "64", "--format", "json"], env)
+        ids.append(json.loads(sub.stdout)["job_id"])
+    import time
+
+    deadline = time.monotonic() + 180
+    while True:
+        jobs = {j["id"]: j for j in json.loads(run_farm(["status", "--format", "json"], env).stdout)["jobs"]}
+        if all(jobs[i]["state"] in ("done", "failed") for i in ids):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert {jobs[i]["worker"] for i in ids} == {"one@test-host", "two@test-host"}  # both took a job
+    spans = []
+    for job_id in ids:
+        assert jobs[job_id]["state"] == "done"
+        rows = json.loads(run_farm(["results", "--format", "json", "--job", job_id], env).stdout)
+        start = datetime.fromisoformat(rows[0]["started_at"]) - timedelta(seconds=1.5)  # idle baseline first
+        end = datetime.fromisoformat(rows[-1]["started_at"]) + timedelta(
+            seconds=rows[-1]["time_per_sample_s"] * rows[-1]["samples"])
+        spans.append((start, end))
+    (s1, e1), (s2, e2) = sorted(spans)
+    assert e1 <= s2, f"measurements overlapped: {spans}"

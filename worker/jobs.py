@@ -10,6 +10,7 @@ import logging
 import traceback
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from shared.specs import JobSpec
 
 if TYPE_CHECKING:
     from worker.bench import RepeatMeasurement
+    from worker.locks import LockFactory
     from worker.meters.base import EnergyMeasurement
     from worker.meters.combined import CombinedMeter
     from worker.training import EpochMetrics
@@ -55,27 +57,38 @@ def execute(
     on_epoch: EpochCallback | None = None,
     on_progress: Callable[[str], None] | None = None,
     allow_train: bool = True,
+    host_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> list[dict[str, Any]]:
     """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat.
 
     The variant's model comes from the artifact cache, or is built (and trained, on `device`) when
-    `allow_train` is true.
+    `allow_train` is true. `host_lock()` is held while anything heavy runs (training, the idle baseline
+    and the benchmark), so that workers sharing a machine do not disturb each other's energy readings.
     """
     from worker.artifacts import ArtifactStore
-    from worker.bench import measure_idle, run_benchmark
     from worker.compression.quantize import quantize_model
-    from worker.meters.select import build_meter
     from worker.variants import build_compressed, example_inputs
     from worker.workloads.data import load_dataset
 
     check_device(device)
     store = ArtifactStore(settings.artifacts)
-    compressed = build_compressed(spec, store, device=device, on_epoch=on_epoch, allow_train=allow_train)
-    cost = model_cost(compressed.model, example_inputs(compressed.fmt))
-    model = compressed.model.to(device)
-    if spec.variant.quant is not None:
-        model = quantize_model(model, spec.variant.quant, device)
-    data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed)
+    with host_lock():
+        compressed = build_compressed(spec, store, device=device, on_epoch=on_epoch, allow_train=allow_train)
+        cost = model_cost(compressed.model, example_inputs(compressed.fmt))
+        model = compressed.model.to(device)
+        if spec.variant.quant is not None:
+            model = quantize_model(model, spec.variant.quant, device)
+        data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed)
+        return _measure(spec, settings, device, compressed.model_id, cost, model, data, log_line, on_progress)
+
+
+def _measure(spec: JobSpec, settings: Settings, device: str, model_id: str, cost: ModelCost, model: Any,
+             data: Any, log_line: Callable[[str], None], on_progress: Callable[[str], None] | None
+             ) -> list[dict[str, Any]]:
+    """Idle baseline, then the benchmark, with the best meter this machine has."""
+    from worker.bench import measure_idle, run_benchmark
+    from worker.meters.select import build_meter
+
     meter = build_meter(device, settings)
     try:
         idle_s = settings.idle_s if spec.bench.idle_s is None else spec.bench.idle_s
@@ -93,7 +106,7 @@ def execute(
                                 on_repeat=repeat_done)
     finally:
         meter.close()
-    return result_rows(spec, settings, device, compressed.model_id, cost, meter, idle, repeats)
+    return result_rows(spec, settings, device, model_id, cost, meter, idle, repeats)
 
 
 def probe_conditions(meter: CombinedMeter) -> dict[str, float | None]:
@@ -233,16 +246,18 @@ def run_job(
     device: str,
     worker_name: str,
     spec: JobSpec | None = None,
+    lock: LockFactory | None = None,
 ) -> list[int]:
     """Mark the job running, execute it, store its rows and mark it done (or failed, with the error).
 
     `spec` is the one from the queue payload; without it, the stored job's spec is used. A benchmark stage
-    of a chain never trains: its compress stage has stored the artifact.
+    of a chain never trains: its compress stage has stored the artifact. `lock(name)` (see worker.locks)
+    serialises measurement per host.
     """
     recorder, spec, chained = _start(settings, job_id, worker_name, spec)
     try:
         rows = execute(spec, settings, device, allow_train=not chained, on_progress=recorder.progress,
-                       on_epoch=recorder.epoch)
+                       on_epoch=recorder.epoch, host_lock=_host_lock(lock, settings))
     except Exception as exc:
         recorder.fail(exc)
         raise
@@ -258,15 +273,14 @@ def run_compress_job(
     device: str,
     worker_name: str,
     spec: JobSpec | None = None,
-    lock: Callable[[str], Any] | None = None,
+    lock: LockFactory | None = None,
 ) -> str | None:
     """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
 
     `lock(name)` returns a context manager held while building, so that chains of the same recipe
-    submitted at once train it once. Returns the artifact key (None for an unpruned variant).
+    submitted at once train it once, and that no benchmark runs on this host meanwhile. Returns the
+    artifact key (None for an unpruned variant).
     """
-    from contextlib import nullcontext
-
     from worker.artifacts import ArtifactStore, recipe_key
     from worker.variants import build_compressed
 
@@ -275,7 +289,7 @@ def run_compress_job(
                        "prune": spec.to_dict()["variant"]["prune"], "train": spec.to_dict()["variant"]["train"]})
     try:
         check_device(device)
-        with lock(name) if lock else nullcontext():
+        with lock(f"build:{name}") if lock else nullcontext(), _host_lock(lock, settings)():
             recorder.progress("building")
             compressed = build_compressed(spec, ArtifactStore(settings.artifacts), device=device,
                                           on_epoch=recorder.epoch)
@@ -289,3 +303,9 @@ def run_compress_job(
                           progress="built" if compressed.trained_now else "found in the artifact cache")
         crud.mark_finished(session=session, job_id=job_id)
     return compressed.artifact_key
+
+
+def _host_lock(lock: LockFactory | None, settings: Settings) -> Callable[[], AbstractContextManager[None]]:
+    if lock is None:
+        return nullcontext
+    return lambda: lock(f"host:{settings.hostname}")

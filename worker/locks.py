@@ -1,17 +1,24 @@
-"""A lock across machines, held while an artifact is built, so that one recipe is trained once."""
+"""Locks across machines on the Redis broker.
+
+- `build:<recipe>` is held while an artifact is built, so a recipe submitted by many chains trains once.
+- `host:<name>` is held while a host measures (idle baseline and benchmark) or trains: RAPL counts the
+  whole CPU package, so two workers on one machine must not run at the same time.
+
+A lock expires `ttl_s` after its holder stops renewing it (a heartbeat thread renews it every ttl/3), so a
+worker killed while holding one blocks the others for seconds, not hours.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-# Released automatically after this long, so a worker that dies while training cannot block others forever.
-LOCK_EXPIRY_S = 12 * 3600
+LockFactory = Callable[[str], AbstractContextManager[None]]
 
 
-def broker_lock(broker_url: str) -> Any:
-    """A `lock(name)` factory on the Redis broker; a no-op on other brokers (the cache still dedupes)."""
+def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
+    """A `lock(name)` factory on the Redis broker; a no-op on other brokers (the artifact cache still dedupes)."""
     if not broker_url.startswith(("redis://", "rediss://", "unix://")):
         return lambda name: nullcontext()
 
@@ -21,7 +28,22 @@ def broker_lock(broker_url: str) -> Any:
 
     @contextmanager
     def lock(name: str) -> Iterator[None]:
-        with client.lock(f"farm:build:{name}", timeout=LOCK_EXPIRY_S, blocking_timeout=None):
+        # thread_local=False: the heartbeat thread renews the token that this thread acquired.
+        held = client.lock(f"farm:lock:{name}", timeout=ttl_s, blocking_timeout=None, thread_local=False)
+        held.acquire()
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(ttl_s / 3):
+                held.reacquire()
+
+        beat = threading.Thread(target=heartbeat, name=f"farm-lock-{name}", daemon=True)
+        beat.start()
+        try:
             yield
+        finally:
+            stop.set()
+            beat.join()
+            held.release()
 
     return lock

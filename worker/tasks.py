@@ -22,9 +22,11 @@ def _context(task: Task) -> tuple[Settings, str, str]:
 def run_job_task(self: Task, job_id: str, spec: dict[str, Any]) -> list[int]:
     """Benchmark job `job_id` on this worker's device; returns the new result ids."""
     from worker.jobs import run_job
+    from worker.locks import broker_lock
 
     settings, device, worker = _context(self)
-    return run_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec))
+    return run_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec),
+                   lock=broker_lock(settings.broker_url, settings.lock_ttl_s))
 
 
 @app.task(name=COMPRESS_TASK, bind=True)
@@ -35,4 +37,4 @@ def compress_task(self: Task, job_id: str, spec: dict[str, Any]) -> str | None:
 
     settings, device, worker = _context(self)
     return run_compress_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec),
-                            lock=broker_lock(settings.broker_url))
+                            lock=broker_lock(settings.broker_url, settings.lock_ttl_s))
