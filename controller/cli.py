@@ -248,8 +248,9 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
     engine = _engine(settings)
     payload = spec.to_dict()
     chained = spec.variant.prune is not None
+    consumed = _consumed_queues(app) if wait or (chained and train_on == "auto") else set()
     if chained and train_on == "auto":
-        train_queue = "gpu" if _gpu_worker_live(app) else "cpu"
+        train_queue = "gpu" if "gpu" in consumed else "cpu"
     chain_id = uuid.uuid4() if chained else None
     with Session(engine) as session:
         if chained:
@@ -279,6 +280,9 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
         else:
             click.echo(str(job_id))
         return
+    for q in ([train_queue] if chained else []) + [queue]:
+        if q not in consumed:
+            click.echo(f"warning: no live worker consumes queue {q!r}; the job waits until one starts", err=True)
     if chained:
         click.echo(f"chain {chain_id}: compress on {train_queue}, then benchmark on {queue}", err=True)
         _wait_for(settings, compress_id, timeout, label="compress")
@@ -290,9 +294,11 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
     _print_results(_job_rows(settings, job_id), fmt, summary=True)
 
 
-def _gpu_worker_live(app: Any) -> bool:
+def _consumed_queues(app: Any) -> set[str]:
+    """The queues that live workers consume (asks them, waiting up to 1 s)."""
     queues = app.control.inspect(timeout=1.0).active_queues() or {}
-    return any(q["name"] == "gpu" for worker_queues in queues.values() for q in worker_queues)
+    return {q["name"] for worker_queues in queues.values() for q in worker_queues}
+
 
 
 def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None, label: str = "job") -> Any:
