@@ -285,8 +285,9 @@ def run_compress_job(
     from worker.variants import build_compressed
 
     recorder, spec, _ = _start(settings, job_id, worker_name, spec)
+    stages = spec.to_dict()["variant"]
     name = recipe_key({"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
-                       "prune": spec.to_dict()["variant"]["prune"], "train": spec.to_dict()["variant"]["train"]})
+                       "prune": stages["prune"], "train": stages["train"]})
     try:
         check_device(device)
         with lock(f"build:{name}") if lock else nullcontext(), _host_lock(lock, settings)():
