@@ -215,9 +215,9 @@ def _redact(url: str) -> str:
 @main.command()
 @job_options
 @click.option("--on", "target", default="cpu", show_default=True,
-              help="Where to benchmark: cpu, gpu (any worker of that class) or host:NAME.")
+              help="Where to benchmark: cpu, gpu (any worker of that class), host:NAME or host:NAME:cpu|gpu.")
 @click.option("--train-on", default="auto", show_default=True,
-              help="Where to prune and train: auto (gpu when a GPU worker is live, else cpu), cpu, gpu or host:NAME.")
+              help="Where to prune and train: auto (gpu when a GPU worker is live, else cpu), or as --on.")
 @click.option("--wait", is_flag=True, help="Wait for the job and print its results.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
@@ -340,7 +340,8 @@ def device_class(device: str) -> str:
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--name", default=None, help="Celery node name (default farm-<device>@<FARM_HOSTNAME>).")
 def worker(device: str, loglevel: str, name: str | None) -> None:
-    """Start a Celery worker pinned to DEVICE: it consumes its device class's queue and its host's queue.
+    """Start a Celery worker pinned to DEVICE: it consumes its device class's queue (cpu or gpu), its
+    host's queue (host.NAME) and its host's queue for its class (host.NAME.cpu or host.NAME.gpu).
 
     One job at a time, acknowledged only when done, so a job whose worker dies goes back to the queue.
     Workers that share a machine (same FARM_HOSTNAME) take turns to train and measure.
@@ -354,7 +355,7 @@ def worker(device: str, loglevel: str, name: str | None) -> None:
     check_broker(settings)
     _engine(settings)  # fail fast on a bad store, and migrate it
     os.environ["FARM_WORKER_DEVICE"] = device
-    queues = [cls, host_queue(settings.hostname)]
+    queues = [cls, host_queue(settings.hostname), host_queue(settings.hostname, cls)]
     node = name or f"farm-{device.replace(':', '')}@{settings.hostname}"
     click.echo(f"worker {node}: device {device}, queues {', '.join(queues)}", err=True)
     make_app(settings).worker_main([

@@ -71,6 +71,6 @@ class Settings:
         )
 
 
-def host_queue(hostname: str) -> str:
-    """The queue that only workers on `hostname` consume."""
-    return f"host.{hostname}"
+def host_queue(hostname: str, device_class: str | None = None) -> str:
+    """The queue that only workers on `hostname` consume (only its `cpu` or `gpu` workers, if given)."""
+    return f"host.{hostname}" if device_class is None else f"host.{hostname}.{device_class}"

@@ -205,9 +205,13 @@ def example_variants() -> list[str]:
 
 
 def queue_for_target(target: str) -> str:
-    """Map `--on cpu|gpu|host:NAME` to a queue name."""
+    """Map `cpu`, `gpu`, `host:NAME` or `host:NAME:cpu|gpu` to a queue name."""
     if target in ("cpu", "gpu"):
         return target
-    if target.startswith("host:") and len(target) > 5:
-        return host_queue(target[5:])
-    raise FarmError(f"--on must be cpu, gpu or host:NAME, got {target!r}")
+    parts = target.split(":")
+    if parts[0] == "host" and len(parts) in (2, 3) and parts[1]:
+        if len(parts) == 2:
+            return host_queue(parts[1])
+        if parts[2] in ("cpu", "gpu"):
+            return host_queue(parts[1], parts[2])
+    raise FarmError(f"--on must be cpu, gpu, host:NAME or host:NAME:cpu|gpu, got {target!r}")

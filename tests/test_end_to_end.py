@@ -32,10 +32,10 @@ def test_submit_runs_on_a_worker_and_lands_in_postgres(pg_env: dict[str, str], s
     status = run_farm(["status", "--format", "json"], pg_env)
     workers = json.loads(status.stdout)["workers"]
     assert [w["worker"] for w in workers] == ["farm-cpu@test-host"]
-    assert set(workers[0]["queues"].split(",")) == {"cpu", "host.test-host"}
+    assert set(workers[0]["queues"].split(",")) == {"cpu", "host.test-host", "host.test-host.cpu"}
 
     sub = run_farm(["submit", "--variant", "baseline", "--repeats", "2", "--limit", "64", "--wait",
-                    "--timeout", "240", "--on", "host:test-host"], pg_env)
+                    "--timeout", "240", "--on", "host:test-host:cpu"], pg_env)
     assert sub.returncode == 0, sub.stderr
     assert "baseline" in sub.stdout
 

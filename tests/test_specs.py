@@ -59,8 +59,10 @@ def test_targets_map_to_queues() -> None:
     assert queue_for_target("cpu") == "cpu"
     assert queue_for_target("gpu") == "gpu"
     assert queue_for_target("host:lab-3") == "host.lab-3"
-    with pytest.raises(FarmError):
-        queue_for_target("tpu")
+    assert queue_for_target("host:lab-3:gpu") == "host.lab-3.gpu"
+    for bad in ("tpu", "host:", "host:lab-3:tpu", "host:a:b:c"):
+        with pytest.raises(FarmError):
+            queue_for_target(bad)
 
 
 @pytest.mark.parametrize(
