@@ -83,6 +83,12 @@ def _job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int |
     )
 
 
+def _train_overrides(epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
+                     temperature: float | None) -> dict[str, Any]:
+    """The training options of `job_options`, as overrides for `_job_spec` (None: the variant's default)."""
+    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "alpha": alpha, "temperature": temperature}
+
+
 def job_options(fn: Any) -> Any:
     """The options that describe a job, shared by `run` and `submit`."""
     options = [
@@ -155,7 +161,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     from worker.jobs import check_device, run_job
 
     settings = _settings()
-    train = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "alpha": alpha, "temperature": temperature}
+    train = _train_overrides(epochs, lr, batch_size, alpha, temperature)
     target = _job_spec(variant, model, dataset, repeats, limit, until_cv, train)
     names = [target.variant.name] if only else stage_names(target.variant)
     check_device(device)
@@ -238,7 +244,7 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
     from worker.app import COMPRESS_TASK, RUN_JOB_TASK, make_app
 
     settings = _settings()
-    train = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "alpha": alpha, "temperature": temperature}
+    train = _train_overrides(epochs, lr, batch_size, alpha, temperature)
     spec = _job_spec(variant, model, dataset, repeats, limit, until_cv, train)
     queue = queue_for_target(target)
     if train_on != "auto":
@@ -298,7 +304,6 @@ def _consumed_queues(app: Any) -> set[str]:
     """The queues that live workers consume (asks them, waiting up to 1 s)."""
     queues = app.control.inspect(timeout=1.0).active_queues() or {}
     return {q["name"] for worker_queues in queues.values() for q in worker_queues}
-
 
 
 def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None, label: str = "job") -> Any:

@@ -103,6 +103,11 @@ class BenchSpec:
     max_repeats: int = 20
     idle_s: float | None = None  # None: take Settings.idle_s on the worker
 
+    @property
+    def planned_repeats(self) -> int:
+        """Repeats to run at most: `repeats`, or `max_repeats` when repeating until a CV is reached."""
+        return self.max_repeats if self.until_cv is not None else self.repeats
+
 
 @dataclass(frozen=True)
 class JobSpec:

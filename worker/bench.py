@@ -79,7 +79,7 @@ def run_benchmark(
         model(dummy)
     _sync(device)
 
-    planned = spec.max_repeats if spec.until_cv is not None else spec.repeats
+    planned = spec.planned_repeats
     results: list[RepeatMeasurement] = []
     bar = tqdm(total=planned * len(batches), desc="benchmark", unit="batch", leave=False, disable=None)
     try:

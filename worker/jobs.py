@@ -94,9 +94,8 @@ def _measure(spec: JobSpec, settings: Settings, device: str, model_id: str, cost
         idle_s = settings.idle_s if spec.bench.idle_s is None else spec.bench.idle_s
         log_line(f"measuring idle power for {idle_s:g} s with {meter.name}")
         idle = measure_idle(meter, idle_s)
-        n = min(len(data), spec.bench.limit or len(data))
-        log_line(f"benchmarking {spec.variant.name} on {device}: {n} samples")
-        planned = spec.bench.max_repeats if spec.bench.until_cv is not None else spec.bench.repeats
+        log_line(f"benchmarking {spec.variant.name} on {device}: {len(data.head(spec.bench.limit))} samples")
+        planned = spec.bench.planned_repeats
 
         def repeat_done(rep: RepeatMeasurement) -> None:
             if on_progress:
@@ -219,7 +218,7 @@ class JobRecorder:
             crud.set_progress(session=session, job_id=self.job_id,
                               progress=f"{kind} epoch {m.epoch + 1}/{self.epochs}, val top-1 {m.val_top1:.1%}")
 
-    def fail(self, exc: BaseException) -> str:
+    def fail(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s\n%s", self.job_id, message, traceback.format_exc())
         with Session(self.engine) as session:
@@ -227,7 +226,6 @@ class JobRecorder:
             if job.chain_id is not None:
                 crud.fail_downstream(session=session, chain_id=job.chain_id,
                                      reason=f"{job.stage} stage {job.id} failed: {message}")
-        return message
 
 
 def _start(settings: Settings, job_id: uuid.UUID | str, worker_name: str, spec: JobSpec | None

@@ -105,11 +105,6 @@ def fail_downstream(*, session: Session, chain_id: uuid.UUID, reason: str) -> in
     return len(jobs)
 
 
-def chain_jobs(*, session: Session, chain_id: uuid.UUID) -> list[Job]:
-    stmt = select(Job).where(Job.chain_id == chain_id).order_by(col(Job.submitted_at))
-    return list(session.exec(stmt).all())
-
-
 def record_epoch(*, session: Session, job_id: uuid.UUID | str, artifact_key: str, kind: str, epoch: int,
                  train_loss: float, val_top1: float, duration_s: float) -> TrainingEpoch:
     row = TrainingEpoch(job_id=uuid.UUID(str(job_id)), artifact_key=artifact_key, kind=kind, epoch=epoch,
