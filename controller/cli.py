@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from shared.errors import FarmError
-from shared.settings import Settings, host_queue
+from shared.redact import redact
+from shared.settings import Settings
 from shared.specs import (
     BUILTIN_MODEL,
     DEFAULT_DATASET,
@@ -36,8 +37,18 @@ class FarmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FarmError as exc:
-            click.echo(f"farm: error: {exc}", err=True)
+            click.echo(f"farm: error: {redact(exc)}", err=True)
             ctx.exit(2)
+
+
+def _redacting_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A bug keeps its traceback, but never shows a password that an URL in it carried."""
+    import traceback
+
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
+sys.excepthook = _redacting_excepthook
 
 
 @click.group(cls=FarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,6 +79,10 @@ def _job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int |
         raise FarmError(f"--limit must be at least 1, got {limit}")
     if until_cv is not None and not 0 < until_cv < 1:
         raise FarmError(f"--until-cv must be in (0, 1), e.g. 0.02, got {until_cv}")
+    from shared.inputs import check_dataset, check_model
+
+    roots = _settings().data_roots
+    model, dataset = check_model(model, roots), check_dataset(dataset, roots)
     parsed = parse_variant(variant, builtin=model == BUILTIN_MODEL)
     overrides = {k: v for k, v in (train or {}).items() if v is not None}
     if overrides and parsed.train is None:
@@ -158,7 +173,8 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     from sqlmodel import Session
 
     from shared.db import crud
-    from worker.jobs import check_device, run_job
+    from worker.jobs import check_device
+    from worker.lifecycle import flush_spool, handle_delivery, local_context
 
     settings = _settings()
     train = _train_overrides(epochs, lr, batch_size, alpha, temperature)
@@ -166,14 +182,26 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     names = [target.variant.name] if only else stage_names(target.variant)
     check_device(device)
     engine = _engine(settings)
+    ctx = local_context(settings, device)
+    if flush_spool(ctx):
+        click.echo(f"warning: outcomes still wait in the spool {settings.spool_dir}", err=True)
     rows: list[dict[str, Any]] = []
     for name in names:
-        trained = parse_variant(name, builtin=model == BUILTIN_MODEL).train is not None
-        spec = _job_spec(name, model, dataset, repeats, limit, until_cv, train if trained else None)
+        trained = parse_variant(name, builtin=target.model == BUILTIN_MODEL).train is not None
+        spec = _job_spec(name, target.model, target.dataset, repeats, limit, until_cv, train if trained else None)
         with Session(engine) as session:
             job_id = crud.create_job(session=session, variant=name, spec=spec.to_dict(), queue="local").id
         click.echo(f"job {job_id}: {name} on {device} ({settings.hostname})", err=True)
-        run_job(job_id, settings, device, worker_name=f"local@{settings.hostname}", spec=spec)
+        what = handle_delivery(ctx, str(job_id), None, "benchmark")
+        if what == "spooled":
+            raise FarmError(f"the store failed while saving job {job_id}; its results are kept in "
+                            f"{settings.spool_dir} and are written by the next `farm run` or `farm worker`")
+        with Session(engine) as session:
+            job = crud.get_job(session=session, job_id=job_id)
+            if job.state == "failed":  # a job that could not run leaves nothing behind
+                error = job.error
+                crud.delete_job(session=session, job_id=job_id)
+                raise FarmError(f"{name}: {error}")
         rows += _job_rows(settings, job_id)
     _print_results(rows, fmt, summary=True)
 
@@ -206,16 +234,7 @@ def check_broker(settings: Settings) -> None:
         }) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
     except Exception as exc:  # kombu raises transport-specific types
-        raise FarmError(f"cannot reach broker {_redact(settings.broker_url)}: {exc}") from None
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+        raise FarmError(f"cannot reach broker {redact(settings.broker_url)}: {redact(exc)}") from None
 
 
 @main.command()
@@ -237,24 +256,29 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
     queue, then benchmark on the target queue. The compressed model is stored under FARM_ARTIFACTS by
     recipe, so benchmarking it on many machines trains it once.
     """
-    from celery import chain
     from sqlmodel import Session
 
     from shared.db import crud
-    from worker.app import COMPRESS_TASK, RUN_JOB_TASK, make_app
+    from shared.dispatch import dispatch, redis_client
+    from worker.app import make_app
 
     settings = _settings()
+    if timeout is not None and not timeout > 0:
+        raise FarmError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     train = _train_overrides(epochs, lr, batch_size, alpha, temperature)
     spec = _job_spec(variant, model, dataset, repeats, limit, until_cv, train)
     queue = queue_for_target(target)
+    if spec.variant.quant is not None and spec.variant.quant.scheme == "int8dyn" and queue.split(".")[-1] == "gpu":
+        raise FarmError(f"{spec.variant.name}: int8dyn runs on CPUs only; benchmark it --on cpu or host:NAME:cpu")
     if train_on != "auto":
         train_queue = queue_for_target(train_on)
     check_broker(settings)
     app = make_app(settings)
+    client = redis_client(settings.broker_url, settings.broker_timeout_s)
     engine = _engine(settings)
     payload = spec.to_dict()
     chained = spec.variant.prune is not None
-    consumed = _consumed_queues(app) if wait or (chained and train_on == "auto") else set()
+    consumed = _consumed_queues(client) if wait or (chained and train_on == "auto") else set()
     if chained and train_on == "auto":
         train_queue = "gpu" if "gpu" in consumed else "cpu"
     chain_id = uuid.uuid4() if chained else None
@@ -264,19 +288,16 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
                                           queue=train_queue, stage="compress", chain_id=chain_id).id
         job_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload, queue=queue,
                                  chain_id=chain_id).id
-    try:
-        bench = app.signature(RUN_JOB_TASK, args=[str(job_id), payload], queue=queue, immutable=True)
+    try:  # a chain's benchmark stage is sent by the worker that finishes its compress stage
         if chained:
-            build = app.signature(COMPRESS_TASK, args=[str(compress_id), payload], queue=train_queue,
-                                  immutable=True)
-            chain(build, bench).apply_async()
+            dispatch(app, client, job_id=compress_id, stage="compress", queue=train_queue, spec=payload)
         else:
-            bench.apply_async()
+            dispatch(app, client, job_id=job_id, stage="benchmark", queue=queue, spec=payload)
     except Exception as exc:
         with Session(engine) as session:
             for jid in ([compress_id] if chained else []) + [job_id]:
                 crud.delete_job(session=session, job_id=jid)
-        raise FarmError(f"could not enqueue on {_redact(settings.broker_url)}: {exc}") from None
+        raise FarmError(f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}") from None
     if not wait:
         if fmt == "json":
             out = {"job_id": str(job_id), "queue": queue, "variant": spec.variant.name}
@@ -300,10 +321,23 @@ def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | No
     _print_results(_job_rows(settings, job_id), fmt, summary=True)
 
 
-def _consumed_queues(app: Any) -> set[str]:
-    """The queues that live workers consume (asks them, waiting up to 1 s)."""
-    queues = app.control.inspect(timeout=1.0).active_queues() or {}
-    return {q["name"] for worker_queues in queues.values() for q in worker_queues}
+def _live_workers(client: Any) -> list[dict[str, Any]]:
+    """Live workers from their heartbeats on the broker (each expires when its worker stops beating)."""
+    if client is None:
+        return []
+    keys = sorted(client.scan_iter(match="farm:worker:*", count=500))
+    out = []
+    for raw in client.mget(keys) if keys else []:
+        try:
+            out.append(json.loads(raw)) if raw else None
+        except ValueError:
+            continue
+    return out
+
+
+def _consumed_queues(client: Any) -> set[str]:
+    """The queues that live workers consume."""
+    return {q for w in _live_workers(client) for q in w.get("queues", [])}
 
 
 def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None, label: str = "job") -> Any:
@@ -351,16 +385,21 @@ def worker(device: str, loglevel: str, name: str | None) -> None:
     One job at a time, acknowledged only when done, so a job whose worker dies goes back to the queue.
     Workers that share a machine (same FARM_HOSTNAME) take turns to train and measure.
     """
+    from shared.dispatch import redis_client
     from worker.app import make_app
     from worker.jobs import check_device
+    from worker.maintenance import worker_queues
 
     settings = _settings()
-    cls = device_class(device)
+    device_class(device)
     check_device(device)
     check_broker(settings)
     _engine(settings)  # fail fast on a bad store, and migrate it
+    warning = _broker_persistence_warning(redis_client(settings.broker_url, settings.broker_timeout_s))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     os.environ["FARM_WORKER_DEVICE"] = device
-    queues = [cls, host_queue(settings.hostname), host_queue(settings.hostname, cls)]
+    queues = worker_queues(settings.hostname, device)
     node = name or f"farm-{device.replace(':', '')}@{settings.hostname}"
     click.echo(f"worker {node}: device {device}, queues {', '.join(queues)}", err=True)
     make_app(settings).worker_main([
@@ -369,35 +408,52 @@ def worker(device: str, loglevel: str, name: str | None) -> None:
     ])
 
 
+def _broker_persistence_warning(client: Any) -> str | None:
+    """What a Redis restart would lose, when the broker keeps nothing on disk (None if it does, or if unknown)."""
+    if client is None:
+        return None
+    try:
+        aof = client.config_get("appendonly").get("appendonly")
+        save = client.config_get("save").get("save")
+    except Exception:  # CONFIG is often disabled on managed Redis: nothing to say
+        return None
+    if aof == "yes" or save:
+        return None
+    return ("the broker's Redis keeps nothing on disk (no AOF, no RDB snapshots): a Redis restart loses every "
+            "queued message, dead letter and lease. farm requeues lost jobs from the store, but run Redis with "
+            "--appendonly yes (docker-compose.yml does)")
+
+
 @main.command()
-@click.option("--limit", default=20, show_default=True, help="How many recent jobs to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="How many recent jobs to show.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(limit: int, fmt: str) -> None:
-    """Show recent jobs and the live workers (workers need the broker; jobs only the store)."""
+    """Show recent jobs, the live workers (from their heartbeats) with their spool backlogs, and dead letters."""
     from sqlmodel import Session
 
     from controller import render
     from shared.db import crud
-    from worker.app import make_app
+    from shared.dispatch import DEAD_LETTERS, redis_client
 
     settings = _settings()
     with Session(_engine(settings)) as session:
         jobs = [j.model_dump(exclude={"spec"}) for j in crud.list_jobs(session=session, limit=limit)]
     workers: list[dict[str, Any]] = []
-    broker_error = None
+    broker_error, dead = None, None
     try:
         check_broker(settings)
-        inspector = make_app(settings).control.inspect(timeout=1.0)
-        queues = inspector.active_queues() or {}
-        active = inspector.active() or {}
-        for name in sorted(queues):
-            workers.append({"worker": name, "queues": ",".join(q["name"] for q in queues[name]),
-                            "running": len(active.get(name, []))})
+        client = redis_client(settings.broker_url, settings.broker_timeout_s)
+        for w in _live_workers(client):
+            workers.append({"worker": w["worker"], "host": w.get("host"), "device": w.get("device"),
+                            "queues": ",".join(w.get("queues", [])), "running": len(w.get("jobs", [])),
+                            "jobs": ",".join(j[:8] for j in w.get("jobs", [])), "spool": w.get("spool", 0)})
+        dead = int(client.llen(DEAD_LETTERS)) if client is not None else None
     except FarmError as exc:
         broker_error = str(exc)
     if fmt == "json":
         click.echo(json.dumps({"jobs": [{k: render.jsonable(v) for k, v in j.items()} for j in jobs],
-                               "workers": workers, "broker_error": broker_error}, indent=2))
+                               "workers": workers, "dead_letters": dead, "broker_error": broker_error}, indent=2))
         return
     view = [{**j, "id": str(j["id"])[:8], "chain": str(j["chain_id"])[:8] if j["chain_id"] else None} for j in jobs]
     click.echo(render.to_table(view, ("id", "chain", "stage", "variant", "queue", "state", "progress",
@@ -406,9 +462,73 @@ def status(limit: int, fmt: str) -> None:
     if broker_error:
         click.echo(f"workers: unknown ({broker_error})")
     elif workers:
-        click.echo(render.to_table(workers, ("worker", "queues", "running")))
+        click.echo(render.to_table(workers, ("worker", "host", "device", "queues", "jobs", "spool")))
+        backlog = sum(w["spool"] or 0 for w in workers)
+        if backlog:
+            click.echo(f"spool: {backlog} finished job(s) wait on worker disks for the store to return")
     else:
         click.echo("workers: none alive")
+    if dead:
+        click.echo(f"dead letters: {dead} (`farm dead` lists them, `farm retry JOB` runs a job again)")
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many to show.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def dead(limit: int, fmt: str) -> None:
+    """List dead letters, newest first: messages that could not be decoded, jobs refused for a payload that
+    disagrees with the stored spec, and jobs delivered FARM_MAX_DELIVERIES times without finishing."""
+    from datetime import UTC, datetime
+
+    from controller import render
+    from shared.dispatch import dead_letters, redis_client
+
+    settings = _settings()
+    check_broker(settings)
+    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    if client is None:
+        raise FarmError("dead letters live on a Redis broker; FARM_BROKER_URL is not Redis")
+    entries = dead_letters(client, limit)
+    if fmt == "json":
+        click.echo(json.dumps(entries, indent=2))
+        return
+    view = [{**e, "job_id": (e.get("job_id") or "-")[:8],
+             "at": datetime.fromtimestamp(e.get("at", 0), UTC).isoformat(timespec="seconds"),
+             "payload": (e.get("payload") or "")[:40]} for e in entries]
+    click.echo(render.to_table(view, ("at", "job_id", "queue", "reason", "payload")) if view else "no dead letters")
+
+
+@main.command()
+@click.argument("job")
+def retry(job: str) -> None:
+    """Queue a failed job again (JOB: its id or a unique prefix), with its stored spec; its delivery count and
+    dead letters are cleared. A failed chain stage is retried with the stages after it."""
+    from sqlmodel import Session
+
+    from shared.db import crud
+    from shared.dispatch import deliveries_key, dispatch, forget_dead_letters, redis_client
+    from worker.app import make_app
+
+    settings = _settings()
+    check_broker(settings)
+    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    with Session(_engine(settings)) as session:
+        found = crud.find_job(session=session, prefix=job)
+        if found.state != "failed":
+            raise FarmError(f"job {found.id} is {found.state}; only a failed job can be retried")
+        jobs = [found]
+        if found.chain_id is not None and found.stage == "compress":
+            later = crud.chain_stage(session=session, chain_id=found.chain_id, stage="benchmark")
+            if later is not None and later.state == "failed":
+                jobs.append(later)
+        for j in jobs:
+            crud.reset_for_retry(session=session, job=j)
+            if client is not None:
+                client.delete(deliveries_key(j.id))
+                forget_dead_letters(client, str(j.id))
+        first = jobs[0]
+        dispatch(make_app(settings), client, job_id=first.id, stage=first.stage, queue=first.queue, spec=first.spec)
+        click.echo(str(first.id))
 
 
 def result_filters(fn: Any) -> Any:

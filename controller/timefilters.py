@@ -16,16 +16,22 @@ def parse_moment(text: str, *, now: datetime | None = None, option: str = "--sin
     now = now or datetime.now(UTC)
     m = _RELATIVE.match(text.strip())
     if m:
-        return now - timedelta(**{_UNITS[m["unit"]]: int(m["n"])})
+        try:
+            return now - timedelta(**{_UNITS[m["unit"]]: int(m["n"])})
+        except OverflowError:
+            raise FarmError(f"{option} {text!r} reaches before year 1; give a smaller age") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise FarmError(
             f"{option} must be an ISO date/time (2026-11-25, 2026-11-25T09:00) or an age (2h, 7d), got {text!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # interpret as local time
-    return moment.astimezone(UTC)
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # interpret as local time
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError, OSError):
+        raise FarmError(f"{option} {text!r} is out of range") from None
 
 
 def parse_hours(text: str) -> tuple[int, int]:

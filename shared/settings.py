@@ -17,14 +17,29 @@ def _default_database_url() -> str:
     return f"sqlite:///{data_dir / 'farm.db'}"
 
 
-def _float_env(name: str, default: float) -> float:
+def _default_data_roots() -> tuple[str, ...]:
+    return (str(Path(platformdirs.user_data_dir("farm")) / "data"),)
+
+
+def _float_env(name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise FarmError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:  # also refuses nan
+        raise FarmError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _roots_env(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    roots = tuple(str(Path(p).expanduser().resolve()) for p in raw.split(os.pathsep) if p.strip())
+    return roots
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,16 @@ class Settings:
     # Cross-machine locks (one build per recipe, one measurement per host) expire this long after their
     # holder stops renewing them, in seconds.
     lock_ttl_s: float = 60.0
+    # Folders under which jobs may name datasets and model folders (FARM_DATA_ROOTS, os.pathsep-separated).
+    data_roots: tuple[str, ...] = field(default_factory=_default_data_roots)
+    # Where a worker keeps finished outcomes it could not write to the store, until the store returns.
+    spool_dir: str = field(default_factory=lambda: str(Path(platformdirs.user_data_dir("farm")) / "spool"))
+    # A running job whose worker has not renewed its lease for this long is requeued, in seconds.
+    lease_timeout_s: float = 30.0
+    # A job delivered this many times without finishing (its worker died each time) is failed and dead-lettered.
+    max_deliveries: int = 3
+    # How long a worker that picked up a job waits for an unreachable store before it requeues the job, seconds.
+    db_wait_s: float = 120.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,9 +90,14 @@ class Settings:
             cpu_watts_per_core=_float_env("FARM_CPU_WATTS_PER_CORE", defaults.cpu_watts_per_core),
             idle_s=_float_env("FARM_IDLE_S", defaults.idle_s),
             powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,
-            broker_timeout_s=_float_env("FARM_BROKER_TIMEOUT_S", defaults.broker_timeout_s),
-            visibility_timeout_s=_float_env("FARM_VISIBILITY_TIMEOUT_S", defaults.visibility_timeout_s),
-            lock_ttl_s=_float_env("FARM_LOCK_TTL_S", defaults.lock_ttl_s),
+            broker_timeout_s=_float_env("FARM_BROKER_TIMEOUT_S", defaults.broker_timeout_s, minimum=0.1),
+            visibility_timeout_s=_float_env("FARM_VISIBILITY_TIMEOUT_S", defaults.visibility_timeout_s, minimum=1.0),
+            lock_ttl_s=_float_env("FARM_LOCK_TTL_S", defaults.lock_ttl_s, minimum=0.1),
+            data_roots=_roots_env("FARM_DATA_ROOTS", defaults.data_roots),
+            spool_dir=env.get("FARM_SPOOL") or defaults.spool_dir,
+            lease_timeout_s=_float_env("FARM_LEASE_TIMEOUT_S", defaults.lease_timeout_s, minimum=1.0),
+            max_deliveries=int(_float_env("FARM_MAX_DELIVERIES", defaults.max_deliveries, minimum=1)),
+            db_wait_s=_float_env("FARM_DB_WAIT_S", defaults.db_wait_s),
         )
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from shared.errors import FarmError
+from shared.inputs import BUILTIN_MODEL
 from shared.settings import host_queue
 
 PruneMethod = Literal["mlp", "all", "unstructured"]
@@ -35,7 +36,6 @@ QUANT_SCHEMES: dict[str, str] = {
     "int8dyn": "int8 weights and int8 activations with dynamic per-batch scales (torch fbgemm/oneDNN); CPU",
 }
 PRUNE_PREFIX: dict[str, PruneMethod] = {"prune-": "mlp", "prune-all-": "all", "prune-unstructured-": "unstructured"}
-BUILTIN_MODEL = "builtin:vit-digits"
 DEFAULT_DATASET = "digits"
 
 _RATIO = r"r(?P<ratio>[0-9]*\.?[0-9]+)"

@@ -86,6 +86,8 @@ def farm_env(tmp_path: Path, artifacts_dir: Path, builtin_model: object) -> dict
         FARM_HOSTNAME="test-host",
         FARM_IDLE_S="0",
         FARM_LOCK_TTL_S="3",  # a killed worker's locks expire quickly
+        FARM_DATA_ROOTS=str(tmp_path),  # datasets and model folders that tests write live here
+        FARM_SPOOL=str(tmp_path / "spool"),
         PYTHONUNBUFFERED="1",
     )
     return env

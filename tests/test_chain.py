@@ -72,10 +72,12 @@ def test_failed_compress_stage_fails_its_benchmark_stage(
 ) -> None:
     env = {**farm_env, "FARM_DATABASE_URL": fresh_pg_url, "FARM_BROKER_URL": redis_url}
     start_worker(env).wait_ready()
-    proc = run_farm(["submit", "--variant", "pruned-retrained", "--dataset", "cifar100:/nonexistent.tar.gz",
+    junk = Path(env["FARM_DATA_ROOTS"]) / "cifar-100-python.tar.gz"
+    junk.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)  # exists, so submit takes it; the worker cannot read it
+    proc = run_farm(["submit", "--variant", "pruned-retrained", "--dataset", f"cifar100:{junk}",
                      "--train-on", "cpu", "--wait", "--timeout", "120"], env)
-    assert proc.returncode == 1
-    assert "CIFAR-100 archive or folder not found" in proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot read CIFAR-100 archive" in proc.stderr or "neither a folder nor a tar" in proc.stderr
     jobs = json.loads(run_farm(["status", "--format", "json"], env).stdout)["jobs"]
     assert {(j["stage"], j["state"]) for j in jobs} == {("compress", "failed"), ("benchmark", "failed")}
-    assert all("not found" in j["error"] for j in jobs)
+    assert all(str(junk) in j["error"] for j in jobs)

@@ -52,7 +52,7 @@ def test_inspect_rejects_a_bad_variant_and_a_missing_model(tmp_path: Path) -> No
     bad = run_farm(["inspect", "--variant", "prune-r2", "--json"], env)
     assert bad.returncode == 2 and "(0, 1)" in bad.stderr
     missing = run_farm(["inspect", "--variant", "baseline", "--model", str(tmp_path / "nope")], env)
-    assert missing.returncode == 2 and "cannot load a config" in missing.stderr
+    assert missing.returncode == 2 and "model folder not found" in missing.stderr
 
 
 def test_prune_mlp_only_narrows_the_mlp_to_a_multiple_of_4(builtin_model) -> None:  # noqa: ANN001

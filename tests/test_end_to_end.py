@@ -61,12 +61,14 @@ def test_submit_runs_on_a_worker_and_lands_in_postgres(pg_env: dict[str, str], s
 
 def test_failed_job_is_marked_failed_with_its_error(pg_env: dict[str, str], start_worker) -> None:  # noqa: ANN001
     start_worker(pg_env, "cpu").wait_ready()
-    sub = run_farm(["submit", "--variant", "baseline", "--dataset", "synthetic:0", "--wait", "--timeout", "120"],
+    junk = Path(pg_env["FARM_DATA_ROOTS"]) / "junk.tar.gz"
+    junk.write_bytes(b"not an archive")  # exists, so submit takes it; only the worker finds it unreadable
+    sub = run_farm(["submit", "--variant", "baseline", "--dataset", f"cifar100:{junk}", "--wait", "--timeout", "120"],
                    pg_env)
     assert sub.returncode == 1
-    assert "synthetic dataset needs a positive count" in sub.stderr
+    assert "neither a folder nor a tar archive" in sub.stderr
     jobs = json.loads(run_farm(["status", "--format", "json"], pg_env).stdout)["jobs"]
-    assert jobs[0]["state"] == "failed" and "synthetic" in jobs[0]["error"]
+    assert jobs[0]["state"] == "failed" and "neither a folder nor a tar archive" in jobs[0]["error"]
 
 
 def test_run_in_process_stores_in_embedded_sqlite(farm_env: dict[str, str], tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from shared.db import crud
 from shared.db.engine import make_engine, upgrade_schema
+from shared.outcome import Outcome
 from tests.conftest import run_farm
 from tests.test_store import _row
 
@@ -32,7 +33,7 @@ def env_with_rows(tmp_path: Path) -> dict[str, str]:
     rows.append(_row("lab-2", t0, 9, variant="pruned-distilled-uint8", total_energy_per_sample_j=0.5))
     with Session(engine) as s:
         job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.add_results(session=s, job_id=job.id, rows=rows)
+        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
     engine.dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env["FARM_DATABASE_URL"] = url

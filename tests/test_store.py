@@ -13,6 +13,7 @@ from sqlmodel import Session
 from shared.db import crud
 from shared.db.engine import get_engine, make_engine, upgrade_schema
 from shared.errors import FarmError
+from shared.outcome import Outcome
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -56,8 +57,8 @@ def test_upgrade_is_idempotent(engine) -> None:  # noqa: ANN001
 def test_job_lifecycle_keeps_tz_aware_utc_times(engine) -> None:  # noqa: ANN001
     with Session(engine) as s:
         job_id = crud.create_job(session=s, variant="baseline", spec={"a": 1}, queue="cpu").id
-        crud.mark_running(session=s, job_id=job_id, worker="w@h")
-        crud.mark_finished(session=s, job_id=job_id)
+        assert crud.claim_job(session=s, job_id=job_id, token="t1", worker="w@h", deliveries=1)
+        assert crud.apply_outcome(session=s, outcome=Outcome(str(job_id), "done", token="t1")) == "written"
     with Session(engine) as s:
         job = crud.get_job(session=s, job_id=job_id)
         assert job.state == "done" and job.worker == "w@h" and job.spec == {"a": 1}
@@ -68,7 +69,7 @@ def test_job_lifecycle_keeps_tz_aware_utc_times(engine) -> None:  # noqa: ANN001
 def test_failed_job_records_its_error(engine) -> None:  # noqa: ANN001
     with Session(engine) as s:
         job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.mark_finished(session=s, job_id=job.id, error="ValueError: boom")
+        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "failed", error="ValueError: boom"))
         assert crud.get_job(session=s, job_id=job.id).state == "failed"
         assert crud.get_job(session=s, job_id=job.id).error == "ValueError: boom"
 
@@ -77,17 +78,56 @@ def test_big_mac_counts_fit(engine) -> None:  # noqa: ANN001
     now = datetime.now(UTC)
     with Session(engine) as s:
         job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.add_results(session=s, job_id=job.id, rows=[_row("a", now, 3, macs=16_855_607_908)])
+        big = Outcome(str(job.id), "done", rows=[_row("a", now, 3, macs=16_855_607_908)])
+        crud.apply_outcome(session=s, outcome=big)
         assert crud.query_results(session=s)[0].macs == 16_855_607_908
 
 
-def test_redelivered_job_replaces_its_rows_instead_of_duplicating(engine) -> None:  # noqa: ANN001
+def test_an_outcome_written_twice_replaces_its_rows_instead_of_duplicating(engine) -> None:  # noqa: ANN001
     now = datetime.now(UTC)
     with Session(engine) as s:
         job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.add_results(session=s, job_id=job.id, rows=[_row("a", now, 3), _row("a", now, 3, repeat_index=1)])
-        crud.add_results(session=s, job_id=job.id, rows=[_row("a", now, 3)])
+        crud.claim_job(session=s, job_id=job.id, token="t1", worker="w@h", deliveries=1)
+        two = Outcome(str(job.id), "done", token="t1", rows=[_row("a", now, 3), _row("a", now, 3, repeat_index=1)])
+        assert crud.apply_outcome(session=s, outcome=two) == "written"
+        one = Outcome(str(job.id), "done", token="t1", rows=[_row("a", now, 3)])
+        assert crud.apply_outcome(session=s, outcome=one) == "written"  # a spool flush retried after a commit
         assert len(crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id))) == 1
+
+
+def test_a_stale_delivery_cannot_write_over_the_one_that_took_its_job(engine) -> None:  # noqa: ANN001
+    now = datetime.now(UTC)
+    with Session(engine) as s:
+        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        crud.claim_job(session=s, job_id=job.id, token="old", worker="a@h", deliveries=1)
+        assert crud.requeue_job(session=s, job_id=job.id, expected_token="old", reason="a died")
+        assert not crud.requeue_job(session=s, job_id=job.id, expected_token="old", reason="twice")
+        assert crud.claim_job(session=s, job_id=job.id, token="new", worker="b@h", deliveries=2)
+        stale = Outcome(str(job.id), "done", token="old", rows=[_row("a", now, 3)] * 2)
+        assert crud.apply_outcome(session=s, outcome=stale) == "taken"
+        assert crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id)) == []
+        fresh = Outcome(str(job.id), "done", token="new", rows=[_row("b", now, 3)])
+        assert crud.apply_outcome(session=s, outcome=fresh) == "written"
+        assert [r.host for r in crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id))] == ["b"]
+        assert crud.get_job(session=s, job_id=job.id).deliveries == 2
+
+
+def test_find_job_takes_a_unique_prefix_with_or_without_dashes(engine) -> None:  # noqa: ANN001
+    from shared.db.models import Job
+
+    ids = [uuid.UUID("abcd1234-0000-4000-8000-00000000000" + c) for c in "12"] + [uuid.UUID(int=7)]
+    with Session(engine) as s:
+        s.add_all(Job(id=i, variant="baseline", spec={}, queue="cpu") for i in ids)
+        s.commit()
+        assert crud.find_job(session=s, prefix="abcd1234-0000-4000-8000-000000000002").id == ids[1]
+        with pytest.raises(FarmError, match="ambiguous"):
+            crud.find_job(session=s, prefix="abcd12")
+        assert crud.find_job(session=s, prefix="ABCD12340000400080000000000000011"[:32]).id == ids[0]
+        assert crud.find_job(session=s, prefix="00000000-00").id == ids[2]
+        with pytest.raises(FarmError, match="no job"):
+            crud.find_job(session=s, prefix="ffff")
+        with pytest.raises(FarmError, match="bad job id"):
+            crud.find_job(session=s, prefix="xyz")
 
 
 def test_filters_by_host_hardware_time_and_local_hours(engine) -> None:  # noqa: ANN001
@@ -100,7 +140,7 @@ def test_filters_by_host_hardware_time_and_local_hours(engine) -> None:  # noqa:
     ]
     with Session(engine) as s:
         job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.add_results(session=s, job_id=job.id, rows=rows)
+        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
 
         def hosts(**kw: object) -> list[tuple[str, int]]:
             found = crud.query_results(session=s, filters=crud.ResultFilter(**kw))  # type: ignore[arg-type]

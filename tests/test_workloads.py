@@ -62,31 +62,34 @@ FMT = ImageFormat(channels=3, size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.
 def test_cifar100_archive_and_folder_load_the_same_splits(tmp_path: Path) -> None:
     archive, folder = write_cifar100(tmp_path)
     for split, n in (("train", 180), ("val", 20), ("test", 60)):
-        a = load_dataset(f"cifar100:{archive}", split, FMT)
-        b = load_dataset(f"cifar100:{folder.parent}", split, FMT)
+        a = load_dataset(f"cifar100:{archive}", split, FMT, roots=(str(tmp_path),))
+        b = load_dataset(f"cifar100:{folder.parent}", split, FMT, roots=(str(tmp_path),))
         assert len(a) == n and a.num_classes == 100
         assert a.images.shape == (n, 3, 16, 16)
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-    train, val = load_dataset(f"cifar100:{archive}", "train", FMT), load_dataset(f"cifar100:{archive}", "val", FMT)
+    roots = (str(tmp_path),)
+    train = load_dataset(f"cifar100:{archive}", "train", FMT, roots=roots)
+    val = load_dataset(f"cifar100:{archive}", "val", FMT, roots=roots)
     assert len(set(train.images[:, 0, 0, 0].tolist()) & set(val.images[:, 0, 0, 0].tolist())) < 20
 
 
 def test_cifar100_is_normalised_as_the_model_says(tmp_path: Path) -> None:
     archive, _ = write_cifar100(tmp_path)
-    raw = load_dataset(f"cifar100:{archive}", "test", ImageFormat(3, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+    raw = load_dataset(f"cifar100:{archive}", "test", ImageFormat(3, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+                       roots=(str(tmp_path),))
     assert 0.0 <= float(raw.images.min()) and float(raw.images.max()) <= 1.0
     fmt = ImageFormat(3, 32, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
-    norm = load_dataset(f"cifar100:{archive}", "test", fmt)
+    norm = load_dataset(f"cifar100:{archive}", "test", fmt, roots=(str(tmp_path),))
     expected = (raw.images - torch.tensor(fmt.mean).view(1, 3, 1, 1)) / 0.2
     assert torch.allclose(norm.images, expected, atol=1e-5)
 
 
 def test_missing_or_bad_cifar_path_is_a_farm_error(tmp_path: Path) -> None:
     with pytest.raises(FarmError, match="not found"):
-        load_dataset(f"cifar100:{tmp_path / 'nope.tar.gz'}", "test", FMT)
+        load_dataset(f"cifar100:{tmp_path / 'nope.tar.gz'}", "test", FMT, roots=(str(tmp_path),))
     (tmp_path / "junk").write_text("x")
     with pytest.raises(FarmError, match="neither a folder nor a tar"):
-        load_dataset(f"cifar100:{tmp_path / 'junk'}", "test", FMT)
+        load_dataset(f"cifar100:{tmp_path / 'junk'}", "test", FMT, roots=(str(tmp_path),))
     with pytest.raises(FarmError, match="unknown dataset"):
         load_dataset("imagenet", "test", FMT)
 

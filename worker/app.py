@@ -8,16 +8,19 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from shared.dispatch import COMPRESS_TASK, RUN_JOB_TASK
 from shared.settings import Settings
 
-RUN_JOB_TASK = "farm.run_job"
-COMPRESS_TASK = "farm.compress"
+__all__ = ["COMPRESS_TASK", "RUN_JOB_TASK", "app", "make_app"]
 DEVICE_CLASSES = ("cpu", "gpu")
 
 
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     app = Celery("farm", broker=settings.broker_url, include=["worker.tasks"])
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, but a poison item on a queue is dead-lettered instead of killing the worker.
+        app.conf.broker_transport = "worker.transport:Transport"
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -32,8 +35,13 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_create_missing_queues=True,  # host.<name> queues
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.broker_timeout_s,
-        # A job may run for hours (training); Redis redelivers unacked messages after this many seconds.
+        # A job may run for hours (training); Redis redelivers unacked messages after this many seconds. Keep it
+        # long: a dead worker's job comes back sooner through its lease (worker.lease, worker.maintenance).
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # A task body never raises for a job's own failure (it stores it); what escapes is a bug or a full disk,
+        # and then the message goes back to the queue rather than being acked and lost.
+        task_acks_on_failure_or_timeout=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )

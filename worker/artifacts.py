@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 from typing import Any
 
 import fsspec
@@ -61,3 +62,18 @@ class ArtifactStore:
 
     def url(self, kind: str, key: str) -> str:
         return f"{self.root}/{kind}/{key}"
+
+
+def ensure_writable(store: ArtifactStore) -> None:
+    """FarmError now, before any training, when the artifact root cannot be written."""
+    from shared.errors import FarmError
+
+    probe = f"{store.base}/.farm-write-probe-{uuid.uuid4().hex}"
+    try:
+        store.fs.makedirs(store.base, exist_ok=True)
+        with store.fs.open(probe, "wb") as fh:
+            fh.write(b"ok")
+        store.fs.rm(probe)
+    except (OSError, PermissionError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FarmError(f"cannot write to FARM_ARTIFACTS {store.root!r}: {reason}") from None

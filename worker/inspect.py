@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,11 +35,14 @@ def architecture(model_id: str) -> tuple[nn.Module, ImageFormat]:
         return build_builtin_untrained(), DIGITS_FORMAT
     from transformers import AutoConfig, AutoModelForImageClassification
 
+    from shared.inputs import model_kind
     from worker.workloads.models import image_format_for
 
+    if model_kind(model_id) == "path" and not Path(model_id).expanduser().is_dir():
+        raise FarmError(f"model folder not found: {model_id}")
     try:
         config = AutoConfig.from_pretrained(model_id)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FarmError(f"cannot load a config for model {model_id!r}: {str(exc).splitlines()[0]}") from None
     torch.manual_seed(0)
     try:

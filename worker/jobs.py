@@ -1,34 +1,27 @@
-"""Run one job: build the variant, quantize on load, benchmark inside meters, and store the rows.
+"""Run one job's work: build the variant, quantize on load, benchmark inside meters, return the rows.
 
-`farm run` (in-process) and the benchmark task call `run_job`; the compress task of a chain calls
-`run_compress_job`. Neither shell holds any logic of its own.
+Pure of queues and stores: `worker.lifecycle` claims a delivery, calls `execute` (a benchmark) or
+`build_stage` (a chain's compress stage), and stores the outcome.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session
-
-from shared.db import crud
-from shared.db.engine import get_engine
 from shared.errors import FarmError
 from shared.settings import Settings
 from shared.specs import JobSpec
 
 if TYPE_CHECKING:
     from worker.bench import RepeatMeasurement
-    from worker.locks import LockFactory
+    from worker.locks import LockHold
     from worker.meters.base import EnergyMeasurement
     from worker.meters.combined import CombinedMeter
-    from worker.training import EpochMetrics
-    from worker.variants import EpochCallback
+    from worker.variants import CompressedModel, EpochCallback
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +50,7 @@ def execute(
     on_epoch: EpochCallback | None = None,
     on_progress: Callable[[str], None] | None = None,
     allow_train: bool = True,
-    host_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
+    host_lock: Callable[[], AbstractContextManager[LockHold]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat.
 
@@ -67,19 +60,51 @@ def execute(
     """
     from worker.artifacts import ArtifactStore
     from worker.compression.quantize import quantize_model
+    from worker.locks import no_lock
     from worker.variants import build_compressed, example_inputs
     from worker.workloads.data import load_dataset
 
     check_device(device)
     store = ArtifactStore(settings.artifacts)
-    with host_lock():
-        compressed = build_compressed(spec, store, device=device, on_epoch=on_epoch, allow_train=allow_train)
+    roots = settings.data_roots
+    with (host_lock or (lambda: no_lock("host")))() as hold:
+        compressed = build_compressed(spec, store, device=device, on_epoch=on_epoch, allow_train=allow_train,
+                                      roots=roots)
         cost = model_cost(compressed.model, example_inputs(compressed.fmt))
         model = compressed.model.to(device)
         if spec.variant.quant is not None:
             model = quantize_model(model, spec.variant.quant, device)
-        data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed)
-        return _measure(spec, settings, device, compressed.model_id, cost, model, data, log_line, on_progress)
+        data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
+        rows = _measure(spec, settings, device, compressed.model_id, cost, model, data, log_line, on_progress)
+    if hold.lost:  # the measurement may have overlapped another worker's on this host: say so, keep the rows
+        for row in rows:
+            row["energy_warnings"].append(hold.lost)
+    return rows
+
+
+def build_stage(
+    spec: JobSpec,
+    settings: Settings,
+    device: str,
+    *,
+    on_epoch: EpochCallback | None = None,
+    build_lock: Callable[[], AbstractContextManager[LockHold]] | None = None,
+    host_lock: Callable[[], AbstractContextManager[LockHold]] | None = None,
+) -> CompressedModel:
+    """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
+
+    `build_lock()` is held while building, so that chains of the same recipe submitted at once train it
+    once; `host_lock()` keeps benchmarks on this host from running meanwhile.
+    """
+    from worker.artifacts import ArtifactStore, ensure_writable
+    from worker.locks import no_lock
+    from worker.variants import build_compressed
+
+    check_device(device)
+    store = ArtifactStore(settings.artifacts)
+    ensure_writable(store)
+    with (build_lock or (lambda: no_lock("build")))(), (host_lock or (lambda: no_lock("host")))():
+        return build_compressed(spec, store, device=device, on_epoch=on_epoch, roots=settings.data_roots)
 
 
 def _measure(spec: JobSpec, settings: Settings, device: str, model_id: str, cost: ModelCost, model: Any,
@@ -199,112 +224,3 @@ def check_device(device: str) -> None:
             raise FarmError(f"device {device!r} does not exist ({torch.cuda.device_count()} GPUs)")
         return
     raise FarmError(f"device must be cpu or cuda:N, got {device!r}")
-
-
-class JobRecorder:
-    """Writes a running job's progress and training epochs to the store (each in its own session)."""
-
-    def __init__(self, engine: Any, job_id: uuid.UUID | str, epochs: int) -> None:
-        self.engine, self.job_id, self.epochs = engine, job_id, epochs
-
-    def progress(self, text: str) -> None:
-        with Session(self.engine) as session:
-            crud.set_progress(session=session, job_id=self.job_id, progress=text)
-
-    def epoch(self, artifact_key: str, kind: str, m: EpochMetrics) -> None:
-        with Session(self.engine) as session:
-            crud.record_epoch(session=session, job_id=self.job_id, artifact_key=artifact_key, kind=kind,
-                              epoch=m.epoch, train_loss=m.train_loss, val_top1=m.val_top1, duration_s=m.duration_s)
-            crud.set_progress(session=session, job_id=self.job_id,
-                              progress=f"{kind} epoch {m.epoch + 1}/{self.epochs}, val top-1 {m.val_top1:.1%}")
-
-    def fail(self, exc: BaseException) -> None:
-        message = f"{type(exc).__name__}: {exc}"
-        log.error("job %s failed: %s\n%s", self.job_id, message, traceback.format_exc())
-        with Session(self.engine) as session:
-            job = crud.mark_finished(session=session, job_id=self.job_id, error=message)
-            if job.chain_id is not None:
-                crud.fail_downstream(session=session, chain_id=job.chain_id,
-                                     reason=f"{job.stage} stage {job.id} failed: {message}")
-
-
-def _start(settings: Settings, job_id: uuid.UUID | str, worker_name: str, spec: JobSpec | None
-           ) -> tuple[JobRecorder, JobSpec, bool]:
-    engine = get_engine(settings.database_url)
-    with Session(engine) as session:
-        job = crud.mark_running(session=session, job_id=job_id, worker=worker_name)
-        spec = spec or JobSpec.from_dict(job.spec)
-        epochs = spec.variant.train.epochs if spec.variant.train else 0
-        return JobRecorder(engine, job_id, epochs), spec, job.chain_id is not None
-
-
-def run_job(
-    job_id: uuid.UUID | str,
-    settings: Settings,
-    device: str,
-    worker_name: str,
-    spec: JobSpec | None = None,
-    lock: LockFactory | None = None,
-) -> list[int]:
-    """Mark the job running, execute it, store its rows and mark it done (or failed, with the error).
-
-    `spec` is the one from the queue payload; without it, the stored job's spec is used. A benchmark stage
-    of a chain never trains: its compress stage has stored the artifact. `lock(name)` (see worker.locks)
-    serialises measurement per host.
-    """
-    recorder, spec, chained = _start(settings, job_id, worker_name, spec)
-    try:
-        rows = execute(spec, settings, device, allow_train=not chained, on_progress=recorder.progress,
-                       on_epoch=recorder.epoch, host_lock=_host_lock(lock, settings))
-    except Exception as exc:
-        recorder.fail(exc)
-        raise
-    with Session(recorder.engine) as session:
-        results = crud.add_results(session=session, job_id=job_id, rows=rows)
-        crud.mark_finished(session=session, job_id=job_id)
-        return [r.id for r in results if r.id is not None]
-
-
-def run_compress_job(
-    job_id: uuid.UUID | str,
-    settings: Settings,
-    device: str,
-    worker_name: str,
-    spec: JobSpec | None = None,
-    lock: LockFactory | None = None,
-) -> str | None:
-    """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
-
-    `lock(name)` returns a context manager held while building, so that chains of the same recipe
-    submitted at once train it once, and that no benchmark runs on this host meanwhile. Returns the
-    artifact key (None for an unpruned variant).
-    """
-    from worker.artifacts import ArtifactStore, recipe_key
-    from worker.variants import build_compressed
-
-    recorder, spec, _ = _start(settings, job_id, worker_name, spec)
-    stages = spec.to_dict()["variant"]
-    name = recipe_key({"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
-                       "prune": stages["prune"], "train": stages["train"]})
-    try:
-        check_device(device)
-        with lock(f"build:{name}") if lock else nullcontext(), _host_lock(lock, settings)():
-            recorder.progress("building")
-            compressed = build_compressed(spec, ArtifactStore(settings.artifacts), device=device,
-                                          on_epoch=recorder.epoch)
-    except Exception as exc:
-        recorder.fail(exc)
-        raise
-    with Session(recorder.engine) as session:
-        crud.set_artifact(session=session, job_id=job_id, artifact_key=compressed.artifact_key,
-                          trained=compressed.trained_now)
-        crud.set_progress(session=session, job_id=job_id,
-                          progress="built" if compressed.trained_now else "found in the artifact cache")
-        crud.mark_finished(session=session, job_id=job_id)
-    return compressed.artifact_key
-
-
-def _host_lock(lock: LockFactory | None, settings: Settings) -> Callable[[], AbstractContextManager[None]]:
-    if lock is None:
-        return nullcontext
-    return lambda: lock(f"host:{settings.hostname}")

@@ -5,45 +5,113 @@
   whole CPU package, so two workers on one machine must not run at the same time.
 
 A lock expires `ttl_s` after its holder stops renewing it (a heartbeat thread renews it every ttl/3), so a
-worker killed while holding one blocks the others for seconds, not hours.
+worker killed while holding one blocks the others for seconds, not hours. Renewal rides out broker outages:
+it retries every second, recreates the key with its own token if Redis lost it, and only when another holder
+has the lock does it give up. Then `LockHold.lost` says what happened; the job's rows are kept, with that
+note in their warnings. Releasing never raises.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
-LockFactory = Callable[[str], AbstractContextManager[None]]
+from shared.redact import redact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LockHold:
+    """What a `with lock(name) as hold:` block holds; `lost` is set when the lock stopped being ours."""
+
+    name: str
+    lost: str | None = None
+
+
+LockFactory = Callable[[str], AbstractContextManager[LockHold]]
+
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@contextmanager
+def no_lock(name: str) -> Iterator[LockHold]:
+    yield LockHold(name)
 
 
 def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
     """A `lock(name)` factory on the Redis broker; a no-op on other brokers (the artifact cache still dedupes)."""
     if not broker_url.startswith(("redis://", "rediss://", "unix://")):
-        return lambda name: nullcontext()
+        return no_lock
 
     import redis
 
-    client = redis.Redis.from_url(broker_url)
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3)
+    ttl_ms = max(1, int(ttl_s * 1000))
+
+    def acquire(key: str, token: str) -> None:
+        failing = False
+        while True:
+            try:
+                if client.set(key, token, nx=True, px=ttl_ms):
+                    return
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("cannot reach the broker to take lock %s (%s); retrying", key, redact(exc))
+                failing = True
+            time.sleep(0.1 if not failing else 1.0)
 
     @contextmanager
-    def lock(name: str) -> Iterator[None]:
-        # thread_local=False: the heartbeat thread renews the token that this thread acquired.
-        held = client.lock(f"farm:lock:{name}", timeout=ttl_s, blocking_timeout=None, thread_local=False)
-        held.acquire()
+    def lock(name: str) -> Iterator[LockHold]:
+        key, token, hold = f"farm:lock:{name}", uuid.uuid4().hex, LockHold(name)
+        acquire(key, token)
         stop = threading.Event()
 
         def heartbeat() -> None:
-            while not stop.wait(ttl_s / 3):
-                held.reacquire()
+            failing_since: float | None = None
+            while not stop.wait(ttl_s / 3 if failing_since is None else min(1.0, ttl_s / 3)):
+                try:
+                    status = int(client.eval(_RENEW, 1, key, token, ttl_ms))
+                except redis.RedisError as exc:
+                    if failing_since is None:
+                        failing_since = time.monotonic()
+                        log.warning("cannot renew lock %s (%s); retrying every second", name, redact(exc))
+                    continue
+                if failing_since is not None:
+                    log.warning("lock %s renewed after %.1f s without the broker", name,
+                                time.monotonic() - failing_since)
+                    failing_since = None
+                if status == 2:
+                    log.warning("lock %s was gone from the broker (a restart?); taken again", name)
+                if status == 0:
+                    hold.lost = f"lock {name} was taken by another holder while this job held it"
+                    log.error("%s", hold.lost)
+                    return
 
         beat = threading.Thread(target=heartbeat, name=f"farm-lock-{name}", daemon=True)
         beat.start()
         try:
-            yield
+            yield hold
         finally:
             stop.set()
             beat.join()
-            held.release()
+            try:
+                client.eval(_RELEASE, 1, key, token)
+            except redis.RedisError as exc:
+                log.warning("could not release lock %s (%s); it expires in %g s", name, redact(exc), ttl_s)
 
     return lock

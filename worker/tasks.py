@@ -1,4 +1,8 @@
-"""Thin Celery tasks: parse the payload (a job id and its JobSpec as JSON), call the core, nothing else."""
+"""Thin Celery tasks: the task id is the farm job id and the one argument is the job's spec as JSON.
+
+Each task hands the delivery to `worker.lifecycle.handle_delivery`, which checks the payload against the
+stored job, runs it and makes its outcome durable before the task returns (and Celery acks).
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,36 @@ import os
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 
-from shared.settings import Settings
-from shared.specs import JobSpec
 from worker.app import COMPRESS_TASK, RUN_JOB_TASK, app
 
 
-def _context(task: Task) -> tuple[Settings, str, str]:
-    settings = Settings.from_env()
-    device = os.environ.get("FARM_WORKER_DEVICE", "cpu")
-    return settings, device, task.request.hostname or settings.hostname
+def _deliver(task: Task, stage: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    from shared.settings import Settings
+    from worker.lifecycle import RequeueLater, handle_delivery, worker_context
+
+    payload = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
+    worker = task.request.hostname or Settings.from_env().hostname
+    ctx = worker_context(worker, os.environ.get("FARM_WORKER_DEVICE", "cpu"))
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    try:
+        return handle_delivery(ctx, task.request.id, payload, stage, queue=queue)
+    except RequeueLater as exc:
+        raise Reject(str(exc), requeue=True) from None
 
 
 @app.task(name=RUN_JOB_TASK, bind=True)
-def run_job_task(self: Task, job_id: str, spec: dict[str, Any]) -> list[int]:
-    """Benchmark job `job_id` on this worker's device; returns the new result ids."""
-    from worker.jobs import run_job
-    from worker.locks import broker_lock
-
-    settings, device, worker = _context(self)
-    return run_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec),
-                   lock=broker_lock(settings.broker_url, settings.lock_ttl_s))
+def run_job_task(self: Task, *args: Any, **kwargs: Any) -> str:
+    """Benchmark the job whose id is this task's id, on this worker's device."""
+    return _deliver(self, "benchmark", args, kwargs)
 
 
 @app.task(name=COMPRESS_TASK, bind=True)
-def compress_task(self: Task, job_id: str, spec: dict[str, Any]) -> str | None:
+def compress_task(self: Task, *args: Any, **kwargs: Any) -> str:
     """Build and store the variant's artifact (prune, retrain or distill) on this worker's device."""
-    from worker.jobs import run_compress_job
-    from worker.locks import broker_lock
+    return _deliver(self, "compress", args, kwargs)
 
-    settings, device, worker = _context(self)
-    return run_compress_job(job_id, settings, device, worker_name=worker, spec=JobSpec.from_dict(spec),
-                            lock=broker_lock(settings.broker_url, settings.lock_ttl_s))
+
+# The worker's maintenance thread (heartbeat, spool, reaper) starts with the worker's main process.
+import worker.maintenance  # noqa: E402,F401

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from shared.specs import JobSpec, PruneSpec
-from worker.artifacts import ArtifactStore, recipe_key
+from worker.artifacts import ArtifactStore, ensure_writable, recipe_key
 from worker.compression.prune import prune_model
 from worker.training import EpochMetrics
 from worker.workloads.data import ImageFormat
@@ -69,12 +69,14 @@ def build_compressed(
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
     allow_train: bool = True,
+    roots: tuple[str, ...] = (),
 ) -> CompressedModel:
     """The variant's fp32 model on the CPU, from the artifact cache when its recipe was built before.
 
-    Training (if any) runs on `device`. With `allow_train=False` a missing artifact is an error.
+    Training (if any) runs on `device`. With `allow_train=False` a missing artifact is an error. Model
+    folders and datasets must lie under `roots` (FARM_DATA_ROOTS).
     """
-    base = load_base_model(spec.model, store)
+    base = load_base_model(spec.model, store, roots=roots)
     recipe = variant_recipe(spec, base)
     if recipe is None:
         return CompressedModel(base.model, base.fmt, base.model_id, None)
@@ -91,6 +93,7 @@ def build_compressed(
             f"no artifact {store.url('variants', key)} for {spec.variant.name}: the compress stage stores it "
             "there, so every worker must share FARM_ARTIFACTS"
         )
+    ensure_writable(store)
     teacher = copy.deepcopy(base.model) if spec.variant.train and spec.variant.train.kind == "distilled" else None
     model = prune_model(base.model, prune, example)
     history: list[EpochMetrics] = []
@@ -101,7 +104,8 @@ def build_compressed(
             if on_epoch:
                 on_epoch(key, kind, metrics)
 
-        model, history = finetune(model, spec, base.fmt, teacher=teacher, on_epoch=report, device=device)
+        model, history = finetune(model, spec, base.fmt, teacher=teacher, on_epoch=report, device=device,
+                                  roots=roots)
         model.to("cpu")
     store.save_torch("variants", key, "weights.pt", model.state_dict())
     store.write_json("variants", key, "recipe.json", recipe)

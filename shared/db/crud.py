@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import or_
+from sqlalchemy import String, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
-from shared.db.models import Job, Result, TrainingEpoch
+from shared.db.models import FINISHED_STATES, Job, Result, TrainingEpoch
 from shared.db.types import utcnow
 from shared.errors import FarmError
+from shared.outcome import Outcome
 
 
 def create_job(
@@ -43,6 +44,22 @@ def get_job(*, session: Session, job_id: uuid.UUID | str) -> Job:
     return job
 
 
+def find_job(*, session: Session, prefix: str) -> Job:
+    """The one job whose id starts with `prefix` (dashes optional, as git takes a commit prefix)."""
+    hexed = prefix.strip().lower().replace("-", "")
+    if not hexed or any(c not in "0123456789abcdef" for c in hexed) or len(hexed) > 32:
+        raise FarmError(f"bad job id {prefix!r}: give a job id or a unique prefix of one")
+    if len(hexed) == 32:
+        return get_job(session=session, job_id=uuid.UUID(hexed))
+    column = func.replace(cast(Job.id, String), "-", "")
+    matches = session.exec(select(Job).where(column.like(f"{hexed}%")).limit(2)).all()
+    if not matches:
+        raise FarmError(f"no job {prefix}")
+    if len(matches) > 1:
+        raise FarmError(f"job id prefix {prefix!r} is ambiguous; give more characters")
+    return matches[0]
+
+
 def delete_job(*, session: Session, job_id: uuid.UUID) -> None:
     job = session.get(Job, job_id)
     if job is not None:
@@ -50,69 +67,90 @@ def delete_job(*, session: Session, job_id: uuid.UUID) -> None:
         session.commit()
 
 
-def mark_running(*, session: Session, job_id: uuid.UUID | str, worker: str) -> Job:
-    job = get_job(session=session, job_id=job_id)
-    job.state, job.worker, job.started_at, job.error = "running", worker, utcnow(), None
-    session.add(job)
+def claim_job(*, session: Session, job_id: uuid.UUID, token: str, worker: str, deliveries: int) -> bool:
+    """Mark a queued (or orphaned running) job running under `token`; False when it has finished meanwhile."""
+    stmt = (
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.state).in_(("queued", "running")))
+        .values(state="running", worker=worker, started_at=utcnow(), lease_token=token, deliveries=deliveries,
+                error=None, progress=None)
+    )
+    claimed = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
-    return job
+    return claimed
 
 
-def mark_finished(*, session: Session, job_id: uuid.UUID | str, error: str | None = None) -> Job:
-    job = get_job(session=session, job_id=job_id)
-    job.state = "failed" if error else "done"
-    job.error = error
-    job.finished_at = utcnow()
-    session.add(job)
+def requeue_job(*, session: Session, job_id: uuid.UUID, expected_token: str | None, reason: str) -> bool:
+    """Put a running job whose delivery died back to `queued`, if its token is still `expected_token`."""
+    stmt = (
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.state) == "running", col(Job.lease_token) == expected_token)
+        .values(state="queued", lease_token=None, progress=reason)
+    )
+    done = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
-    return job
+    return done
 
 
-def add_results(*, session: Session, job_id: uuid.UUID | str, rows: Iterable[dict[str, Any]]) -> list[Result]:
-    """Store result rows for a job, replacing any from an earlier delivery of the same job."""
-    job = get_job(session=session, job_id=job_id)
-    for old in session.exec(select(Result).where(Result.job_id == job.id)).all():
-        session.delete(old)
-    results = [Result(job_id=job.id, **row) for row in rows]
-    session.add_all(results)
-    session.commit()
-    for r in results:
-        session.refresh(r)
-    return results
-
-
-def set_progress(*, session: Session, job_id: uuid.UUID | str, progress: str) -> None:
-    job = get_job(session=session, job_id=job_id)
-    job.progress = progress
+def reset_for_retry(*, session: Session, job: Job) -> None:
+    """A failed job back to `queued`, its error kept in `progress` for the record."""
+    job.progress = f"retried after: {job.error}" if job.error else "retried"
+    job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
     session.add(job)
     session.commit()
 
 
-def set_artifact(*, session: Session, job_id: uuid.UUID | str, artifact_key: str | None, trained: bool) -> None:
-    job = get_job(session=session, job_id=job_id)
-    job.artifact_key, job.trained = artifact_key, trained
+def set_progress(*, session: Session, job_id: uuid.UUID | str, progress: str, token: str | None = None) -> None:
+    """Show a running job's progress (only while `token`, if given, still owns it)."""
+    stmt = update(Job).where(col(Job.id) == uuid.UUID(str(job_id))).values(progress=progress)
+    if token is not None:
+        stmt = stmt.where(col(Job.lease_token) == token)
+    session.execute(stmt)
+    session.commit()
+
+
+def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "taken", "gone"]:
+    """Store a job's outcome in one transaction, replacing rows from any earlier delivery.
+
+    Fenced: with a token, only while the job still carries it (another delivery has not taken it over);
+    without one, only while the job has not finished. Returns what happened.
+    """
+    job_id = uuid.UUID(outcome.job_id)
+    job = session.exec(select(Job).where(col(Job.id) == job_id).with_for_update()).one_or_none()
+    if job is None:
+        return "gone"
+    if (outcome.token is not None and job.lease_token != outcome.token) or (
+        outcome.token is None and job.state in FINISHED_STATES
+    ):
+        session.rollback()
+        return "taken"
+    session.execute(delete(Result).where(col(Result.job_id) == job_id))
+    session.execute(delete(TrainingEpoch).where(col(TrainingEpoch.job_id) == job_id))
+    session.add_all(Result(job_id=job_id, **row) for row in outcome.rows)
+    session.add_all(TrainingEpoch(job_id=job_id, **e) for e in outcome.epochs)
+    job.state, job.error, job.finished_at = outcome.state, outcome.error, outcome.finished_at
+    if outcome.progress is not None:
+        job.progress = outcome.progress
+    if outcome.artifact_key is not None or outcome.trained is not None:
+        job.artifact_key, job.trained = outcome.artifact_key, outcome.trained
     session.add(job)
+    if outcome.state == "failed" and job.chain_id is not None:
+        for later in session.exec(select(Job).where(Job.chain_id == job.chain_id, Job.state == "queued")).all():
+            later.state, later.finished_at = "failed", outcome.finished_at
+            later.error = f"{job.stage} stage {job.id} failed: {outcome.error}"
+            session.add(later)
     session.commit()
+    return "written"
 
 
-def fail_downstream(*, session: Session, chain_id: uuid.UUID, reason: str) -> int:
-    """Mark a chain's still-queued stages failed (an upstream stage failed); returns how many."""
-    jobs = session.exec(select(Job).where(Job.chain_id == chain_id, Job.state == "queued")).all()
-    for job in jobs:
-        job.state, job.error, job.finished_at = "failed", reason, utcnow()
-        session.add(job)
-    session.commit()
-    return len(jobs)
+def active_jobs(*, session: Session, limit: int = 10_000) -> list[Job]:
+    """Jobs that are queued or running, oldest first (the reaper's view)."""
+    stmt = select(Job).where(col(Job.state).in_(("queued", "running"))).order_by(col(Job.submitted_at)).limit(limit)
+    return list(session.exec(stmt).all())
 
 
-def record_epoch(*, session: Session, job_id: uuid.UUID | str, artifact_key: str, kind: str, epoch: int,
-                 train_loss: float, val_top1: float, duration_s: float) -> TrainingEpoch:
-    row = TrainingEpoch(job_id=uuid.UUID(str(job_id)), artifact_key=artifact_key, kind=kind, epoch=epoch,
-                        train_loss=train_loss, val_top1=val_top1, duration_s=duration_s)
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    return row
+def chain_stage(*, session: Session, chain_id: uuid.UUID, stage: str) -> Job | None:
+    return session.exec(select(Job).where(Job.chain_id == chain_id, Job.stage == stage)).first()
 
 
 def list_epochs(*, session: Session, job_id: uuid.UUID | None = None, artifact_key: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -10,31 +11,43 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from shared.errors import FarmError
+from shared.redact import redact
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(database_url: str) -> Engine:
     """Build an engine for a SQLite or Postgres URL; FarmError for a URL that cannot work."""
+    shown = redact(database_url)
     try:
         url = make_url(database_url)
-    except ArgumentError:
-        raise FarmError(f"bad database URL {database_url!r}") from None
+        url.port  # noqa: B018  (a non-numeric port raises here, not at connect time)
+    except (ArgumentError, ValueError):
+        raise FarmError(f"bad database URL {shown!r}") from None
     kwargs: dict[str, object] = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
+        if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
+            raise FarmError(f"{shown!r} is an in-memory SQLite store, which loses every result when the process "
+                            "ends; give a file, e.g. sqlite:///farm.db")
+        try:
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FarmError(f"cannot create the folder of SQLite store {shown!r}: {exc.strerror}") from None
         # Workers and the CLI share the file: wait for a lock instead of failing at once.
         kwargs["connect_args"] = {"timeout": 30}
     elif url.get_backend_name() == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": 5}
+        # A server that accepts the connection and then says nothing (a blackhole) must not hang a worker: libpq's
+        # connect_timeout bounds the handshake, TCP keepalives notice a dead peer, statement_timeout bounds queries.
+        kwargs["connect_args"] = {"connect_timeout": 5, "keepalives_idle": 10, "keepalives_interval": 5,
+                                  "keepalives_count": 3, "options": "-c statement_timeout=60000"}
+        kwargs["pool_timeout"] = 10
     else:
         backend = url.get_backend_name()
-        raise FarmError(f"unsupported database {backend!r} in {database_url!r}; use sqlite or postgresql")
+        raise FarmError(f"unsupported database {backend!r} in {shown!r}; use sqlite or postgresql")
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, ImportError) as exc:
-        raise FarmError(f"bad database URL {database_url!r}: {exc}") from None
+        raise FarmError(f"bad database URL {shown!r}: {redact(exc)}") from None
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -62,15 +75,34 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+_ENGINES: list[Engine] = []
+
+
+def _forget_parent_connections() -> None:
+    """In a forked child (Celery's pool), never reuse the parent's pooled connections."""
+    for engine in _ENGINES:
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
+
+
 @cache
 def get_engine(database_url: str) -> Engine:
     """An engine whose schema is up to date; FarmError when the database cannot be reached."""
     engine = make_engine(database_url)
     try:
         upgrade_schema(engine)
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise FarmError(f"cannot reach database {engine.url.render_as_string()}: {reason}") from None
     except SQLAlchemyError as exc:
-        raise FarmError(f"database {engine.url.render_as_string()} failed: {exc}") from None
+        engine.dispose()
+        raise FarmError(_unreachable(database_url, exc)) from None
+    _ENGINES.append(engine)
     return engine
+
+
+def _unreachable(database_url: str, exc: SQLAlchemyError) -> str:
+    """One line for a store that failed, with the password hidden."""
+    if isinstance(exc, OperationalError):
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig and str(exc.orig).strip() else str(exc)
+        return f"cannot reach database {redact(database_url)}: {redact(reason)}"
+    return f"database {redact(database_url)} failed: {redact(exc)}"

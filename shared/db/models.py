@@ -12,6 +12,7 @@ from sqlmodel import Field, SQLModel
 from shared.db.types import UTCDateTime, utcnow
 
 JOB_STATES = ("queued", "running", "done", "failed")
+FINISHED_STATES = ("done", "failed")
 
 
 class Job(SQLModel, table=True):
@@ -35,6 +36,10 @@ class Job(SQLModel, table=True):
     progress: str | None = None
     artifact_key: str | None = None
     trained: bool | None = None
+    # Added in migration 0004: the delivery that owns the job (its outcome is written only while this matches),
+    # and how many times the job's message was delivered.
+    lease_token: str | None = None
+    deliveries: int = 0
 
 
 class TrainingEpoch(SQLModel, table=True):

@@ -19,12 +19,13 @@ def finetune(
     teacher: nn.Module | None,
     on_epoch: Callable[[str, EpochMetrics], None] | None = None,
     device: str = "cpu",
+    roots: tuple[str, ...] = (),
 ) -> tuple[nn.Module, list[EpochMetrics]]:
     """Cross-entropy (retrained) or distillation from `teacher` (distilled), keeping the best-val epoch."""
     train_spec = spec.variant.train
     assert train_spec is not None
-    train = load_dataset(spec.dataset, "train", fmt, seed=spec.seed)
-    val = load_dataset(spec.dataset, "val", fmt, seed=spec.seed)
+    train = load_dataset(spec.dataset, "train", fmt, seed=spec.seed, roots=roots)
+    val = load_dataset(spec.dataset, "val", fmt, seed=spec.seed, roots=roots)
     cfg = FitConfig(
         epochs=train_spec.epochs,
         lr=train_spec.lr,

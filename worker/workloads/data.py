@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from shared.errors import FarmError
+from shared.inputs import parse_dataset
 
 Split = Literal["train", "val", "test"]
 
@@ -41,21 +42,21 @@ class ImageFormat:
     std: tuple[float, ...]
 
 
-def load_dataset(dataset_id: str, split: Split, fmt: ImageFormat, *, seed: int = 0) -> ImageSet:
-    """Load `digits`, `cifar100:PATH` or `synthetic:N` for a model that expects `fmt`."""
-    if dataset_id == "digits":
+def load_dataset(dataset_id: str, split: Split, fmt: ImageFormat, *, seed: int = 0,
+                 roots: tuple[str, ...] = ()) -> ImageSet:
+    """Load `digits`, `cifar100:PATH` (PATH under one of `roots`) or `synthetic:N` for a model that expects `fmt`."""
+    ref = parse_dataset(dataset_id)
+    if ref.kind == "digits":
         from worker.workloads.digits import load_digits_split
 
         return load_digits_split(split, fmt, seed=seed)
-    if dataset_id.startswith("cifar100:"):
+    if ref.kind == "cifar100":
         from worker.workloads.cifar100 import load_cifar100_split
 
-        return load_cifar100_split(dataset_id.split(":", 1)[1], split, fmt, seed=seed, dataset_id=dataset_id)
-    if dataset_id.startswith("synthetic:"):
-        from worker.workloads.synthetic import synthetic_images
+        return load_cifar100_split(ref.path or "", split, fmt, seed=seed, dataset_id=dataset_id, roots=roots)
+    from worker.workloads.synthetic import synthetic_images
 
-        return synthetic_images(dataset_id, fmt, seed=seed)
-    raise FarmError(f"unknown dataset {dataset_id!r}; use digits, cifar100:PATH or synthetic:N")
+    return synthetic_images(dataset_id, fmt, seed=seed)
 
 
 def split_indices(n: int, seed: int, fractions: tuple[float, float] = (0.6, 0.2)) -> dict[str, torch.Tensor]:

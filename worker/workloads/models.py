@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from shared.errors import FarmError
+from shared.inputs import model_kind, under_roots
 from shared.specs import BUILTIN_MODEL
-from worker.artifacts import ArtifactStore, recipe_key
+from worker.artifacts import ArtifactStore, ensure_writable, recipe_key
 from worker.workloads.data import ImageFormat
 from worker.workloads.digits import DIGITS_FORMAT
 
@@ -65,6 +65,7 @@ def load_builtin(store: ArtifactStore) -> BaseModel:
     if store.exists("base", key, "weights.pt"):
         model.load_state_dict(store.load_torch("base", key, "weights.pt"))
     else:
+        ensure_writable(store)
         model = train_builtin(model)
         store.save_torch("base", key, "weights.pt", model.state_dict())
         store.write_json("base", key, "recipe.json", BUILTIN_RECIPE)
@@ -97,13 +98,20 @@ def image_format_for(model_id: str, config: Any) -> ImageFormat:
     return ImageFormat(channels=channels, size=size, mean=mean, std=std)
 
 
-def load_pretrained(model_id: str) -> BaseModel:
-    """A hub id or a local folder. A folder holding only `config.json` gives random weights (enough for inspect)."""
+def load_pretrained(model_id: str, roots: tuple[str, ...] = ()) -> BaseModel:
+    """A hub id or a local folder under `roots`. A folder holding only `config.json` gives random weights
+    (enough for inspect). Remote code is never run."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
-    local = Path(model_id).expanduser()
+    if model_kind(model_id) == "path":
+        local = under_roots(model_id, roots, what="model folder")
+        if not local.is_dir():
+            raise FarmError(f"model folder not found: {local}")
+        model_id = str(local)
+    else:
+        local = None
     try:
-        if local.is_dir() and not any(local.glob("*.safetensors")) and not any(local.glob("*.bin")):
+        if local is not None and not any(local.glob("*.safetensors")) and not any(local.glob("*.bin")):
             config = AutoConfig.from_pretrained(local)
             torch.manual_seed(0)
             model = AutoModelForImageClassification.from_config(config)
@@ -112,12 +120,13 @@ def load_pretrained(model_id: str) -> BaseModel:
             model = AutoModelForImageClassification.from_pretrained(model_id)
             config = model.config
             recipe = {"pretrained": model_id, "commit": getattr(config, "_commit_hash", None)}
-    except (OSError, ValueError) as exc:
-        raise FarmError(f"cannot load model {model_id!r}: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FarmError(f"cannot load model {model_id!r}: {first}") from None
     return BaseModel(model.eval(), image_format_for(model_id, config), model_id, recipe)
 
 
-def load_base_model(model_id: str, store: ArtifactStore) -> BaseModel:
+def load_base_model(model_id: str, store: ArtifactStore, *, roots: tuple[str, ...] = ()) -> BaseModel:
     if model_id == BUILTIN_MODEL:
         return load_builtin(store)
-    return load_pretrained(model_id)
+    return load_pretrained(model_id, roots)

@@ -1,0 +1,120 @@
+"""Putting a job on the queue, and the Redis keys that say where each job is.
+
+One function, `dispatch`, sends every job message (submit, the next stage of a chain, the reaper's
+requeue, `farm retry`): the Celery task id is the farm job id, and the only argument is the job's spec,
+which the worker checks against the stored one. Keys on the broker's Redis:
+
+- `farm:dispatched:<job>`  "queued" while a message for the job waits; "claimed:<token>" once a delivery has
+  taken it. A queued job without this key has lost its message (say, Redis restarted with no persistence).
+- `farm:lease:<job>`       the token of the delivery running the job, renewed every few seconds; it expires
+  when the worker dies, and the reaper then requeues the job.
+- `farm:deliveries:<job>`  how many times the job was delivered; past FARM_MAX_DELIVERIES it is dead-lettered.
+- `farm:dead`              dead letters (JSON), newest first: `farm dead` lists them, `farm retry` requeues.
+- `farm:worker:<node>`     each live worker's heartbeat (host, device, pid, current job, spool backlog).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from shared.redact import redact
+
+log = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "farm.run_job"
+COMPRESS_TASK = "farm.compress"
+DEAD_LETTERS = "farm:dead"
+DEAD_LETTER_LIMIT = 10_000
+PAYLOAD_SHOWN = 2_000  # characters of a dead message's raw payload that are kept
+
+
+def dispatched_key(job_id: uuid.UUID | str) -> str:
+    return f"farm:dispatched:{job_id}"
+
+
+def lease_key(job_id: uuid.UUID | str) -> str:
+    return f"farm:lease:{job_id}"
+
+
+def deliveries_key(job_id: uuid.UUID | str) -> str:
+    return f"farm:deliveries:{job_id}"
+
+
+def worker_key(node: str) -> str:
+    return f"farm:worker:{node}"
+
+
+def redis_client(broker_url: str, timeout_s: float = 3.0) -> Any | None:
+    """A Redis client on the broker, or None when the broker is not Redis (leases and dead letters then off)."""
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    return redis.Redis.from_url(broker_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                health_check_interval=30)
+
+
+def task_for_stage(stage: str) -> str:
+    return COMPRESS_TASK if stage == "compress" else RUN_JOB_TASK
+
+
+def dispatch(app: Any, client: Any | None, *, job_id: uuid.UUID | str, stage: str, queue: str,
+             spec: dict[str, Any]) -> None:
+    """Mark the job queued on the broker and send its message (task id = job id). Raises when the broker is away."""
+    key = dispatched_key(job_id)
+    if client is not None:
+        client.set(key, "queued")
+    try:
+        app.send_task(task_for_stage(stage), args=[spec], task_id=str(job_id), queue=queue)
+    except Exception:
+        if client is not None:
+            try:
+                client.delete(key)
+            except Exception:  # the reaper finds the job without a marker and sends it again
+                pass
+        raise
+
+
+def dead_letter(client: Any | None, *, reason: str, job_id: str | None = None, payload: Any = None,
+                queue: str | None = None) -> None:
+    """Park a message that cannot run where `farm dead` lists it; logs instead when Redis is unreachable."""
+    raw = payload if isinstance(payload, str) else json.dumps(payload, default=repr, sort_keys=True)
+    entry = {"job_id": job_id, "reason": redact(reason), "queue": queue, "at": time.time(),
+             "payload": redact(raw[:PAYLOAD_SHOWN])}
+    log.error("dead letter: job %s on %s: %s", job_id or "-", queue or "-", redact(reason))
+    if client is None:
+        return
+    try:
+        pipe = client.pipeline()
+        pipe.lpush(DEAD_LETTERS, json.dumps(entry))
+        pipe.ltrim(DEAD_LETTERS, 0, DEAD_LETTER_LIMIT - 1)
+        pipe.execute()
+    except Exception as exc:
+        log.error("could not store the dead letter for job %s: %s", job_id or "-", redact(exc))
+
+
+def dead_letters(client: Any, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest dead letters first."""
+    out = []
+    for raw in client.lrange(DEAD_LETTERS, 0, limit - 1):
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            out.append({"job_id": None, "reason": "unreadable dead letter", "payload": repr(raw[:200])})
+    return out
+
+
+def forget_dead_letters(client: Any, job_id: str) -> int:
+    """Remove a job's dead letters (it is being retried); returns how many."""
+    removed = 0
+    for raw in client.lrange(DEAD_LETTERS, 0, -1):
+        try:
+            if json.loads(raw).get("job_id") == job_id:
+                removed += int(client.lrem(DEAD_LETTERS, 0, raw))
+        except ValueError:
+            continue
+    return removed

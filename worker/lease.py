@@ -1,0 +1,130 @@
+"""A job's lease on Redis: which delivery runs it, renewed by a thread that rides out broker outages.
+
+The lease value is `<token> <worker node> <pid>`. It expires `ttl_s` after the last renewal, so a worker
+that dies (a whole machine, or one pool process) lets the reaper requeue its job. A renewal that finds
+another token, or that cannot recreate the key after Redis lost it, marks the lease lost: the run then
+stops at its next batch or epoch and writes nothing (the store's fence, `job.lease_token`, decides).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from shared.dispatch import lease_key
+from shared.redact import redact
+
+log = logging.getLogger(__name__)
+
+# Renew the key only while it still holds our token; recreate it when Redis lost it (a restart).
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """`farm:lease:<job>` held by one delivery; `lost` says why, once another delivery has the job."""
+
+    def __init__(self, client: Any, job_id: str, token: str, worker: str, ttl_s: float) -> None:
+        self.client, self.job_id, self.token, self.ttl_s = client, job_id, token, ttl_s
+        self.value = f"{token} {worker} {os.getpid()}"
+        self.key = lease_key(job_id)
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ttl_s * 1000))
+
+    def acquire(self, worker: str) -> bool:
+        """Take the lease; also when its holder was a process of this worker node that has died."""
+        if self.client.set(self.key, self.value, nx=True, px=self._ttl_ms):
+            return True
+        holder = self.client.get(self.key)
+        if holder is None:
+            return bool(self.client.set(self.key, self.value, nx=True, px=self._ttl_ms))
+        parts = holder.decode(errors="replace").split()
+        if len(parts) == 3 and parts[1] == worker and parts[2].isdigit() and not _alive(int(parts[2])):
+            # A pool process of this very worker died holding it (OOM, SIGKILL): no need to wait for expiry.
+            with self.client.pipeline() as pipe:
+                pipe.watch(self.key)
+                if pipe.get(self.key) != holder:
+                    return False
+                pipe.multi()
+                pipe.set(self.key, self.value, px=self._ttl_ms)
+                pipe.execute()
+            return True
+        return False
+
+    def renew_once(self) -> bool:
+        """One renewal; False (and `lost` set) when another delivery holds the job."""
+        status = int(self.client.eval(_RENEW, 1, self.key, self.value, self._ttl_ms))
+        if status == 0:
+            self.lost = f"lease on job {self.job_id} taken by another delivery"
+            return False
+        if status == 2:
+            log.warning("lease on job %s was gone from Redis (a restart?); recreated", self.job_id)
+        return True
+
+    def start(self) -> None:
+        """Renew every ttl/6 s in a daemon thread until `stop`; broker errors are retried, not fatal."""
+        def beat() -> None:
+            failing = False
+            while not self._stop.wait(self.ttl_s / 6):
+                try:
+                    if not self.renew_once():
+                        log.error("%s; this run stops without writing", self.lost)
+                        return
+                    if failing:
+                        log.warning("lease on job %s renewed again after a broker outage", self.job_id)
+                    failing = False
+                except Exception as exc:  # a broker blip: keep trying, the key outlives short outages
+                    if not failing:
+                        log.warning("cannot renew lease on job %s (%s); retrying", self.job_id, redact(exc))
+                    failing = True
+
+        self._thread = threading.Thread(target=beat, name=f"farm-lease-{self.job_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def release(self) -> None:
+        """Stop renewing and delete the key if it is still ours; errors are logged (the key expires anyway)."""
+        self.stop()
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.value)
+        except Exception as exc:
+            log.warning("could not release lease on job %s (%s); it expires in %g s", self.job_id,
+                        redact(exc), self.ttl_s)
+
+
+def renew_value(client: Any, job_id: str, value: str, ttl_s: float) -> int:
+    """Renew a lease held by `value` from another thread (a spooled outcome); 0 when another delivery has it."""
+    return int(client.eval(_RENEW, 1, lease_key(job_id), value, max(1, int(ttl_s * 1000))))
+
+
+def release_value(client: Any, job_id: str, value: str) -> None:
+    client.eval(_RELEASE, 1, lease_key(job_id), value)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,168 @@
+"""The worker's maintenance thread, in its main process: heartbeat, spool, and the reaper.
+
+Every BEAT_S seconds it
+- publishes the worker's heartbeat (`farm:worker:<node>`: host, device, pid, queues, current jobs, spool
+  backlog), which `farm status` reads and which expires when the worker dies;
+- writes spooled outcomes to the store once it answers, keeping their leases alive meanwhile;
+and every REAP_S seconds, on whichever worker takes the `farm:reaper` turn,
+- requeues running jobs whose lease expired (their worker died), once per loss;
+- re-sends queued jobs that no queue holds (Redis restarted without persistence, a claim that died).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from celery import signals
+from sqlmodel import Session
+
+from shared.db import crud
+from shared.db.engine import get_engine
+from shared.db.types import utcnow
+from shared.dispatch import dispatch, dispatched_key, lease_key, worker_key
+from shared.redact import redact
+from shared.settings import host_queue
+
+log = logging.getLogger(__name__)
+BEAT_S = 2.0
+REAP_S = 5.0
+QUEUED_GRACE_S = 10.0  # a job this young may still be between its store row and its message
+_CAS = """
+local v = redis.call('GET', KEYS[1])
+if (v == false and ARGV[1] == '') or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+
+_stop = threading.Event()
+_thread: threading.Thread | None = None
+
+
+def device_class(device: str) -> str:
+    return "gpu" if device.startswith("cuda") else "cpu"
+
+
+def worker_queues(hostname: str, device: str) -> list[str]:
+    cls = device_class(device)
+    return [cls, host_queue(hostname), host_queue(hostname, cls)]
+
+
+def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
+    """Publish this worker's heartbeat; it expires after the lease timeout."""
+    from celery.worker.state import active_requests
+
+    info = {
+        "worker": node, "host": ctx.settings.hostname, "machine": socket.gethostname(), "device": ctx.device,
+        "pid": os.getpid(), "queues": worker_queues(ctx.settings.hostname, ctx.device),
+        "jobs": sorted(r.id for r in list(active_requests)), "spool": spool_backlog,
+        "started_at": started_at, "beat_at": time.time(),
+    }
+    ctx.client.set(worker_key(node), json.dumps(info), px=int(ctx.settings.lease_timeout_s * 1000))
+
+
+def reap(ctx: Any, node: str) -> list[str]:
+    """Requeue what died or was lost (see the module doc); returns what it did, a line each."""
+    client, settings = ctx.client, ctx.settings
+    if client is None or ctx.app is None or not client.set("farm:reaper", node, nx=True, px=int(REAP_S * 1000)):
+        return []
+    # Right after a Redis restart every lease is missing, the live ones too: give holders a lease period to
+    # renew (they recreate their keys) before reading a missing lease as a dead worker.
+    fresh_broker = int(client.info("server")["uptime_in_seconds"]) < settings.lease_timeout_s + REAP_S
+    engine = get_engine(settings.database_url)
+    with Session(engine) as session:
+        jobs = crud.active_jobs(session=session)
+        for job in jobs:
+            session.expunge(job)
+    if not jobs:
+        return []
+    leases = client.mget([lease_key(j.id) for j in jobs])
+    markers = client.mget([dispatched_key(j.id) for j in jobs])
+    now, done = utcnow(), []
+    for job, lease, marker in zip(jobs, leases, markers, strict=True):
+        if lease is not None:
+            continue
+        if job.state == "running":
+            if fresh_broker:
+                continue
+            reason = (f"requeued: worker {job.worker} stopped renewing its lease for "
+                      f"{settings.lease_timeout_s:g} s")
+            with Session(engine) as session:
+                if not crud.requeue_job(session=session, job_id=job.id, expected_token=job.lease_token,
+                                        reason=reason):
+                    continue
+            seen = marker
+        else:
+            if (now - job.submitted_at).total_seconds() < QUEUED_GRACE_S:
+                continue
+            if marker is not None and (not marker.startswith(b"claimed:") or fresh_broker):
+                continue  # its message waits on a queue
+            if job.chain_id is not None and job.stage == "benchmark":
+                with Session(engine) as session:
+                    first = crud.chain_stage(session=session, chain_id=job.chain_id, stage="compress")
+                if first is None or first.state != "done":
+                    continue  # sent when its compress stage is done
+            reason = "requeued: its message was lost from the broker"
+            seen = marker
+        if not int(client.eval(_CAS, 1, dispatched_key(job.id), seen or b"", "queued")):
+            continue  # another reaper, or a delivery, moved first
+        dispatch(ctx.app, client, job_id=job.id, stage=job.stage, queue=job.queue, spec=job.spec)
+        log.warning("job %s %s", job.id, reason)
+        done.append(f"{job.id} {reason}")
+    return done
+
+
+def _loop(ctx: Any, node: str) -> None:
+    from worker.lifecycle import flush_spool
+
+    started_at, last_reap, failing = time.time(), 0.0, False
+    while True:
+        try:
+            backlog = flush_spool(ctx)
+            if ctx.client is not None:
+                beat(ctx, node, started_at, backlog)
+                if time.monotonic() - last_reap >= REAP_S:
+                    last_reap = time.monotonic()
+                    reap(ctx, node)
+            if failing:
+                log.warning("maintenance: broker and store answer again")
+            failing = False
+        except Exception as exc:  # an outage: the next beat tries again
+            if not failing:
+                log.warning("maintenance: %s (retrying every %g s)", redact(exc), BEAT_S)
+            failing = True
+        if _stop.wait(BEAT_S):
+            return
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    """No log line of a worker shows a password (Celery's handlers, set up by Celery, get the filter)."""
+    from shared.redact import install_log_redaction
+
+    install_log_redaction(logger)
+    install_log_redaction()
+
+
+@signals.worker_ready.connect
+def _start(sender: Any = None, **_: Any) -> None:
+    global _thread
+    from worker.lifecycle import worker_context
+
+    node = getattr(sender, "hostname", None) or socket.gethostname()
+    ctx = worker_context(node, os.environ.get("FARM_WORKER_DEVICE", "cpu"))
+    _stop.clear()
+    _thread = threading.Thread(target=_loop, args=(ctx, node), name="farm-maintenance", daemon=True)
+    _thread.start()
+
+
+@signals.worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    _stop.set()
+    if _thread is not None:
+        _thread.join(timeout=5)

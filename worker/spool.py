@@ -1,0 +1,62 @@
+"""Outcomes that could not reach the store, kept on local disk until it returns.
+
+One JSON file per job, written atomically (temporary file, fsync, rename), so a crash leaves either the
+whole outcome or none. A worker's maintenance thread writes them to the store, idempotently, and deletes each
+file only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from shared.outcome import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class Spool:
+    """A folder of pending outcomes, one `<job id>.json` each."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def put(self, outcome: Outcome) -> Path:
+        """Write `outcome` durably; raises OSError when the disk cannot hold it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{outcome.job_id}.json"
+        tmp = path.with_suffix(".partial")
+        with tmp.open("w") as fh:
+            fh.write(outcome.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        with contextlib.suppress(OSError):  # make the rename itself durable where the filesystem allows
+            fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return path
+
+    def pending(self) -> list[tuple[Path, Outcome]]:
+        """Every readable outcome, oldest first; an unreadable file is moved aside with a log line."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                out.append((path, Outcome.from_json(path.read_text())))
+            except (OSError, ValueError, TypeError) as exc:
+                log.error("unreadable spool file %s (%s); moved to %s.bad", path, exc, path.name)
+                with contextlib.suppress(OSError):
+                    path.replace(path.with_suffix(".bad"))
+        return out
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
