@@ -31,7 +31,23 @@ FORMATS = click.Choice(["table", "json", "csv"])
 
 
 class FarmGroup(click.Group):
-    """Turns FarmError (bad input, unreachable services) into one line on stderr and exit code 2."""
+    """Turns FarmError (bad input, unreachable services) and usage errors into one line on stderr, exit code 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"farm: error: {redact(exc.format_message())}{where}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("farm: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            click.echo(f"farm: error: {redact(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -173,7 +189,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     from sqlmodel import Session
 
     from shared.db import crud
-    from worker.jobs import check_device
+    from worker.jobs import check_device, preflight
     from worker.lifecycle import flush_spool, handle_delivery, local_context
 
     settings = _settings()
@@ -181,6 +197,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     target = _job_spec(variant, model, dataset, repeats, limit, until_cv, train)
     names = [target.variant.name] if only else stage_names(target.variant)
     check_device(device)
+    preflight(target, settings)
     engine = _engine(settings)
     ctx = local_context(settings, device)
     if flush_spool(ctx):

@@ -9,6 +9,22 @@ import re
 # are covered whole. Only the part after the first ':' of userinfo (the password) is hidden; user names stay.
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>()\[\]{}]*)@")
 MASK = "***"
+# Passwords of the configured URLs, and their pieces: a driver that mis-parses a URL with an odd password can
+# quote a fragment of it (libpq reports host "ss#SECRET@127.0.0.1" for "u:p@ss#SECRET@127.0.0.1").
+_KNOWN: set[str] = set()
+MIN_PIECE = 4
+
+
+def remember_secrets(*urls: str) -> None:
+    """Mask these URLs' passwords, and every piece of 4+ characters of them, wherever they appear later."""
+    for url in urls:
+        for match in _URL_USERINFO.finditer(url or ""):
+            userinfo = match["userinfo"]
+            if ":" not in userinfo:
+                continue
+            password = userinfo.split(":", 1)[1]
+            _KNOWN.add(password)
+            _KNOWN.update(p for p in re.split(r"[^A-Za-z0-9]+", password) if len(p) >= MIN_PIECE)
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -20,8 +36,11 @@ def _mask(match: re.Match[str]) -> str:
 
 
 def redact(text: object) -> str:
-    """`text` as a string with the password of every URL in it replaced by ***; whatever the scheme."""
-    return _URL_USERINFO.sub(_mask, str(text))
+    """`text` as a string with the password of every URL in it, and every remembered secret, replaced by ***."""
+    out = _URL_USERINFO.sub(_mask, str(text))
+    for secret in sorted(_KNOWN, key=len, reverse=True):
+        out = out.replace(secret, MASK)
+    return out
 
 
 class RedactingFilter(logging.Filter):

@@ -10,6 +10,7 @@ from pathlib import Path
 import platformdirs
 
 from shared.errors import FarmError
+from shared.redact import remember_secrets
 
 
 def _default_database_url() -> str:
@@ -82,6 +83,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         defaults = cls()
+        remember_secrets(env.get("FARM_BROKER_URL", ""), env.get("FARM_DATABASE_URL", ""))
         return cls(
             broker_url=env.get("FARM_BROKER_URL") or defaults.broker_url,
             database_url=env.get("FARM_DATABASE_URL") or defaults.database_url,

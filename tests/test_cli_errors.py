@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -128,3 +129,134 @@ def test_controller_commands_do_not_import_torch(env: dict[str, str]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
+
+
+def _job_rows(db: Path) -> tuple[int, int]:
+    """(jobs, results) stored in a SQLite store, (0, 0) when there is none."""
+    if not db.exists():
+        return 0, 0
+    with sqlite3.connect(db) as conn:
+        try:
+            return (conn.execute("select count(*) from job").fetchone()[0],
+                    conn.execute("select count(*) from result").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0, 0
+
+
+def _bad_model_folders(root: Path) -> dict[str, Path]:
+    from transformers import ViTConfig
+
+    corrupt, unknown = root / "corrupt", root / "unknown"
+    corrupt.mkdir(parents=True)
+    (corrupt / "config.json").write_text('{"model_type": "vit", "image_size": ')
+    unknown.mkdir()
+    ViTConfig().save_pretrained(unknown)
+    cfg = json.loads((unknown / "config.json").read_text())
+    (unknown / "config.json").write_text(json.dumps({**cfg, "model_type": "no-such-architecture"}))
+    return {"corrupt": corrupt, "unknown": unknown, "missing": root / "missing"}
+
+
+def _bad_archives(root: Path) -> dict[str, Path]:
+    import io
+    import pickle
+    import tarfile
+
+    from tests.test_workloads import write_cifar100
+
+    archive, _ = write_cifar100(root / "good")
+    out = {"truncated": root / "truncated.tar.gz"}
+    out["truncated"].write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    for name, blob in (("notpickle", b"plain text, not a pickle"), ("wrongshape", pickle.dumps({"x": 1}))):
+        path = root / f"{name}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            info = tarfile.TarInfo("cifar-100-python/test")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        out[name] = path
+    return out
+
+
+@pytest.mark.slow
+def test_run_with_bad_models_and_datasets_is_one_line_and_writes_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    env["FARM_DATA_ROOTS"] = str(tmp_path)
+    models, archives = _bad_model_folders(tmp_path / "m"), _bad_archives(tmp_path / "d")
+    cases = [
+        (["--model", str(models["missing"])], "model folder not found"),
+        (["--model", str(models["corrupt"])], "cannot load model"),
+        (["--model", str(models["unknown"])], "cannot load model"),
+        (["--model", "not//a hub id"], "--model must be"),
+        (["--dataset", "synthetic:0"], "synthetic dataset needs a count"),
+        (["--dataset", "synthetic:-5"], "synthetic dataset needs a count"),
+        (["--dataset", "cifar100:/nope"], "outside FARM_DATA_ROOTS"),
+        (["--dataset", "imagenet"], "unknown dataset"),
+        (["--dataset", f"cifar100:{archives['truncated']}"], "cannot read CIFAR-100 archive"),
+        (["--dataset", f"cifar100:{archives['notpickle']}"], "not a readable CIFAR-100 pickle"),
+        (["--dataset", f"cifar100:{archives['wrongshape']}"], "not a CIFAR-100 file"),
+    ]
+    for args, needle in cases:
+        proc = run_farm(["run", "--variant", "baseline", "--repeats", "1", "--limit", "8", *args], env)
+        _assert_one_line_error(proc, needle)
+        assert _job_rows(tmp_path / "f.db") == (0, 0), args
+
+
+def test_read_only_artifacts_fail_before_any_training(env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env["FARM_ARTIFACTS"] = str(blocker / "artifacts")  # under a file: no folder can be made there, even as root
+    t0 = time.monotonic()
+    proc = run_farm(["run", "--variant", "baseline", "--repeats", "1"], env)
+    _assert_one_line_error(proc, "cannot write to FARM_ARTIFACTS")
+    assert time.monotonic() - t0 < 20  # the built-in model (25 s to train) was not trained first
+    assert _job_rows(tmp_path / "f.db") == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["results", "--since", "99999999d"], "--since"),
+     (["results", "--until", "99999999w"], "--until"),
+     (["status", "--limit", "-1"], "--limit"),
+     (["submit", "--variant", "baseline", "--wait", "--timeout", "-1"], "--timeout"),
+     (["submit", "--variant", "baseline", "--dataset", "synthetic:0"], "synthetic"),
+     (["submit", "--variant", "baseline", "--dataset", "mnist"], "unknown dataset"),
+     (["submit", "--variant", "baseline", "--model", "/no/such/model"], "outside FARM_DATA_ROOTS"),
+     (["submit", "--variant", "quant-int8dyn", "--on", "gpu"], "CPUs only"),
+     (["submit", "--variant", "pruned-distilled-int8dyn", "--on", "host:lab:gpu"], "CPUs only")],
+)
+def test_bad_input_is_refused_before_anything_is_queued(env: dict[str, str], tmp_path: Path, args: list[str],
+                                                       needle: str) -> None:
+    import redis
+
+    proc = run_farm(args, env)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+    assert _job_rows(tmp_path / "f.db") == (0, 0)
+    assert redis.Redis.from_url(env["FARM_BROKER_URL"]).dbsize() == 0  # nothing queued
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [("postgresql+psycopg://postgres@127.0.0.1:notaport/farm", "bad database URL"),
+     ("sqlite:///", "in-memory SQLite"), ("sqlite://", "in-memory SQLite"), ("sqlite:///:memory:", "in-memory")],
+)
+def test_database_urls_that_cannot_keep_results(env: dict[str, str], url: str, needle: str) -> None:
+    env["FARM_DATABASE_URL"] = url
+    _assert_one_line_error(run_farm(["results"], env), needle)
+
+
+def test_a_blackholed_database_stops_a_worker_in_seconds(env: dict[str, str]) -> None:
+    """A server that accepts the connection and never answers: the worker says so instead of hanging."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(server.accept()[0]) for _ in range(8)], daemon=True).start()
+    env["FARM_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{server.getsockname()[1]}/farm"
+    t0 = time.monotonic()
+    proc = run_farm(["worker", "--device", "cpu"], env, timeout=60)
+    elapsed = time.monotonic() - t0
+    server.close()
+    _assert_one_line_error(proc, "cannot reach database")
+    assert elapsed < 20, elapsed

@@ -37,7 +37,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_connection_timeout=settings.broker_timeout_s,
         # A job may run for hours (training); Redis redelivers unacked messages after this many seconds. Keep it
         # long: a dead worker's job comes back sooner through its lease (worker.lease, worker.maintenance).
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=_transport_options(settings),
         # A task body never raises for a job's own failure (it stores it); what escapes is a bug or a full disk,
         # and then the message goes back to the queue rather than being acked and lost.
         task_acks_on_failure_or_timeout=False,
@@ -46,6 +46,14 @@ def make_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, float]:
+    options: dict[str, float] = {"visibility_timeout": settings.visibility_timeout_s}
+    if settings.visibility_timeout_s < 100:
+        # kombu sweeps for expired messages every 10 s x 10 calls; a short timeout should mean short.
+        options.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+    return options
 
 
 app = make_app()

@@ -224,3 +224,27 @@ def check_device(device: str) -> None:
             raise FarmError(f"device {device!r} does not exist ({torch.cuda.device_count()} GPUs)")
         return
     raise FarmError(f"device must be cpu or cuda:N, got {device!r}")
+
+
+def preflight(spec: JobSpec, settings: Settings) -> None:
+    """FarmError now, in one line, for what would fail the job later: the model folder, the dataset, the store
+    of artifacts. For `farm run`, which has the worker's view of files."""
+    from shared.inputs import model_kind, under_roots
+    from worker.artifacts import ArtifactStore, ensure_writable
+    from worker.workloads.data import ImageFormat, load_dataset
+
+    ensure_writable(ArtifactStore(settings.artifacts))
+    if model_kind(spec.model) == "path":
+        from transformers import AutoConfig, AutoModelForImageClassification
+
+        folder = under_roots(spec.model, settings.data_roots, what="model folder")
+        if not folder.is_dir():
+            raise FarmError(f"model folder not found: {folder}")
+        try:
+            config = AutoConfig.from_pretrained(folder)
+            AutoModelForImageClassification.from_config(config)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise FarmError(f"cannot load model {spec.model!r}: {first}") from None
+    if spec.dataset.startswith("cifar100:"):  # reads and checks the file (the other datasets cannot fail)
+        load_dataset(spec.dataset, "test", ImageFormat(3, 32, (0.0,) * 3, (1.0,) * 3), roots=settings.data_roots)

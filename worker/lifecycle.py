@@ -122,7 +122,7 @@ def _load_job(ctx: WorkerContext, job_id: uuid.UUID) -> tuple[Any, Job | None]:
                             ctx.settings.db_wait_s)
                 said = True
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
 
 
 def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, queue: str | None = None) -> str:

@@ -1,0 +1,91 @@
+"""No output path prints a password: every error the CLI can raise, and a real worker's log, are grepped."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts.faultkit import LocalRedis
+from shared.redact import redact
+from tests.conftest import run_farm
+
+SECRET = "S3cr3tPw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"mysql://root:{SECRET}@db.example/farm", f"postgresql+asyncpg://farm:{SECRET}@db:5432/farm",
+     f"redis://:{SECRET}@broker:6379/0", f"redis://:p@ss#{SECRET}@broker:6379/0",
+     f"rediss://user:a/b:c{SECRET}@broker/1", f"amqp://guest:{SECRET}@rabbit//", f"s3://key:{SECRET}@bucket/x",
+     f"error: could not connect to 'postgresql://u:{SECRET}@h/x' (timeout)"],
+)
+def test_redact_hides_every_scheme_and_odd_passwords(url: str) -> None:
+    shown = redact(url)
+    assert SECRET not in shown and "***" in shown
+
+
+def test_redact_keeps_urls_without_passwords() -> None:
+    for text in ("redis://localhost:6379/0", "postgresql+psycopg://postgres@127.0.0.1/farm", "sqlite:///x.db"):
+        assert redact(text) == text
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    e.update(FARM_DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}", FARM_ARTIFACTS=str(tmp_path / "a"),
+             FARM_HOSTNAME="h", FARM_BROKER_TIMEOUT_S="1")
+    return e
+
+
+BAD_DATABASES = [f"mysql://root:{SECRET}@127.0.0.1/farm", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:1/farm",
+                 f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/farm", f"postgresql://u:{SECRET}@127.0.0.1:x/farm",
+                 f"postgresql+psycopg://u:p@ss#{SECRET}@127.0.0.1:1/farm"]
+BAD_BROKERS = [f"redis://:{SECRET}@127.0.0.1:1/0", f"redis://:p@ss#{SECRET}@127.0.0.1:1/0",
+               f"redis://user:{SECRET}@127.0.0.1:1/0"]
+COMMANDS = [["results"], ["status"], ["report"], ["submit", "--variant", "baseline"], ["dead"], ["retry", "abc"]]
+HEAVY = [["worker", "--device", "cpu"], ["run", "--variant", "baseline"]]  # these load torch: odd passwords only
+
+
+def test_no_error_path_prints_a_database_or_broker_password(env: dict[str, str], redis_url: str) -> None:
+    seen = 0
+    for db in BAD_DATABASES:
+        for args in COMMANDS + (HEAVY if "#" in db else []):
+            proc = run_farm(args, {**env, "FARM_DATABASE_URL": db, "FARM_BROKER_URL": redis_url}, timeout=60)
+            assert SECRET not in proc.stdout + proc.stderr, (db, args, proc.stderr)
+            seen += proc.returncode != 0
+    for broker in BAD_BROKERS:
+        for args in COMMANDS + (HEAVY if "#" in broker else []):
+            proc = run_farm(args, {**env, "FARM_BROKER_URL": broker}, timeout=60)
+            assert SECRET not in proc.stdout + proc.stderr, (broker, args, proc.stderr)
+            seen += proc.returncode != 0
+    assert seen >= 35  # the commands really failed (on the URL), so their error paths ran
+
+
+@pytest.mark.slow
+def test_a_worker_on_a_password_broker_never_logs_the_password(farm_env: dict[str, str], tmp_path: Path,
+                                                               start_worker) -> None:  # noqa: ANN001
+    broker = LocalRedis(tmp_path / "redis", aof=False, password=f"p@ss#{SECRET}")
+    try:
+        env = {**farm_env, "FARM_BROKER_URL": broker.url}
+        worker = start_worker(env, "cpu", name="secret@test-host")
+        deadline = time.monotonic() + 90
+        while "ready" not in worker.log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        sub = run_farm(["submit", "--variant", "baseline", "--repeats", "1", "--limit", "16", "--wait",
+                        "--timeout", "120"], env)
+        assert sub.returncode == 0, sub.stderr
+        status = run_farm(["status"], env)
+        broker.kill()  # the worker now logs connection errors that name the broker
+        time.sleep(4)
+        dead = run_farm(["status"], env)
+        worker.stop()
+        outputs = sub.stdout + sub.stderr + status.stdout + status.stderr + dead.stdout + dead.stderr
+        log = worker.log_path.read_text()
+        assert "secret@test-host" in status.stdout
+        assert SECRET not in outputs and SECRET not in log, log[-3000:]
+        assert "127.0.0.1" in log  # it did talk about the broker
+    finally:
+        broker.close()
