@@ -333,10 +333,13 @@ def postgres_down_during_job(lab: Lab) -> Row:
     lab.proxy.down()
     time.sleep(6.0)
     spooled = len(list((lab.folder / "spool").glob("*.json")))
+    status = json.loads(lab.farm("status", "--format", "json").stdout)  # the controller reaches Postgres directly
+    backlog = sum(w.get("spool") or 0 for w in status["workers"])
     t = time.monotonic()
     lab.proxy.up()
     lab.wait_state([job], ("done",), 120)
-    return _row(lab, "Postgres down 6 s as the job finishes", [job], 3, t, note=f"{spooled} outcome spooled")
+    return _row(lab, "Postgres down 6 s as the job finishes", [job], 3, t,
+                note=f"{spooled} outcome spooled, status showed {backlog}")
 
 
 def postgres_down_at_pickup(lab: Lab) -> Row:

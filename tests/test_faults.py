@@ -36,4 +36,32 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
     if scenario == "worker-dies":
         assert row.note == "finished on w2@fault-host", row
     if scenario == "postgres-down-during-job":
-        assert row.note == "1 outcome spooled", row
+        assert row.note == "1 outcome spooled, status showed 1", row
+
+
+@pytest.mark.slow
+def test_a_dead_lettered_job_is_retried_by_its_id_prefix(tmp_path: Path, artifacts_dir: Path,
+                                                         builtin_model: object) -> None:
+    from scripts.faultkit import Lab, pool_dies_every_delivery
+
+    lab = Lab(tmp_path / "lab", artifacts_dir)
+    try:
+        row = pool_dies_every_delivery(lab)
+        assert "job failed, 1 dead letter" in row.note, row
+        (dead,) = lab.dead_letters()
+        listed = lab.farm("dead", "--format", "json")
+        assert listed.returncode == 0 and dead["job_id"] in listed.stdout
+        for w in lab.workers:
+            w.stop()
+        lab.start_worker("calm@fault-host")
+        retried = lab.farm("retry", dead["job_id"][:8])
+        assert retried.returncode == 0, retried.stderr
+        assert retried.stdout.strip() == dead["job_id"]
+        job = lab.wait_state([dead["job_id"]], ("done",), 120)[dead["job_id"]]
+        assert job["deliveries"] == 1  # the count started again
+        assert lab.result_counts([dead["job_id"]])[:2] == (3, 0)
+        assert lab.dead_letters() == []
+        again = lab.farm("retry", dead["job_id"][:8])
+        assert again.returncode == 2 and "only a failed job can be retried" in again.stderr
+    finally:
+        lab.close()

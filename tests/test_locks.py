@@ -40,3 +40,32 @@ def test_lock_of_a_killed_holder_expires_after_its_ttl(redis_url: str) -> None:
 def test_non_redis_brokers_get_a_no_op_lock() -> None:
     with broker_lock("amqp://guest@localhost//")("anything"):
         pass
+
+
+def test_lock_rides_out_a_broker_restart_and_release_never_raises(tmp_path) -> None:  # noqa: ANN001
+    """The bug: the heartbeat died on its first ConnectionError and release() then raised inside the job."""
+    from scripts.faultkit import LocalRedis
+
+    broker = LocalRedis(tmp_path / "redis", aof=False)
+    try:
+        lock = broker_lock(broker.url, ttl_s=1.5)
+        with lock("host:a") as hold:
+            broker.restart(down_s=2.0)  # longer than the TTL; the key is lost with the data
+            time.sleep(1.5)  # the heartbeat retries, then recreates the key with its own token
+            assert redis.Redis.from_url(broker.url).exists("farm:lock:host:a")
+        assert hold.lost is None
+        assert not redis.Redis.from_url(broker.url).exists("farm:lock:host:a")
+        with lock("host:b") as hold:
+            broker.kill()  # gone for good: release must not raise, the job's results must not be lost
+        assert hold.lost is None
+    finally:
+        broker.close()
+
+
+def test_a_lock_taken_by_another_holder_is_reported_lost(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with broker_lock(redis_url, ttl_s=0.6)("host:c") as hold:
+        client.set("farm:lock:host:c", "someone-else")  # as after an outage that outlived the TTL
+        time.sleep(0.8)
+        assert hold.lost is not None and "taken by another holder" in hold.lost
+    assert client.get("farm:lock:host:c") == b"someone-else"  # release left the other holder's lock alone

@@ -87,5 +87,6 @@ def test_a_worker_on_a_password_broker_never_logs_the_password(farm_env: dict[st
         assert "secret@test-host" in status.stdout
         assert SECRET not in outputs and SECRET not in log, log[-3000:]
         assert "127.0.0.1" in log  # it did talk about the broker
+        assert "keeps nothing on disk" in log  # and warned that this broker has no persistence
     finally:
         broker.close()
