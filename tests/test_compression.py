@@ -129,3 +129,21 @@ def test_int8dyn_is_refused_on_a_gpu(builtin_model) -> None:  # noqa: ANN001
 
     with pytest.raises(FarmError, match="CPU scheme"):
         quantize_model(copy.deepcopy(builtin_model.model), QuantSpec("int8dyn"), "cuda:0")
+
+
+@pytest.mark.parametrize(("method", "largest"), [("all", 0.75), ("mlp", 0.96)])
+def test_params_fall_with_the_ratio_up_to_the_largest_the_widths_allow(method: str, largest: float) -> None:
+    """Before: prune-all-r0.99 had the base's params, r0.8 more than r0.75, r0.95 equalled prune-r0.95."""
+    from shared.errors import FarmError
+    from shared.specs import parse_variant
+    from worker.inspect import inspect_variant
+
+    prefix = "prune-all-r" if method == "all" else "prune-r"
+    ratios = [round(0.05 * i, 2) for i in range(1, 20) if 0.05 * i <= largest + 1e-9] + [largest]
+    params = [inspect_variant(parse_variant(f"{prefix}{r}"), "builtin:vit-digits").params for r in ratios]
+    base = inspect_variant(parse_variant("baseline"), "builtin:vit-digits").params
+    assert all(a >= b for a, b in zip(params, params[1:], strict=False)), dict(zip(ratios, params, strict=True))
+    assert params[0] < base and params[-1] < params[0]
+    for too_far in (round(largest + 0.01, 2), 0.99):
+        with pytest.raises(FarmError, match=f"the largest it allows for '{method}' pruning is {largest:.2f}"):
+            inspect_variant(parse_variant(f"{prefix}{too_far}"), "builtin:vit-digits")

@@ -11,6 +11,7 @@ the larger factor compensates. A test checks the choice.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -64,12 +65,38 @@ def classifier_layer(model: nn.Module) -> nn.Module:
     return head
 
 
+def max_structural_ratio(model: nn.Module, method: str, round_to: int) -> float:
+    """The largest ratio that keeps at least `round_to` channels in every pruned width (per head for head dims).
+
+    Past it torch-pruning silently skips the layers it would empty, so params would rise again with the ratio
+    (prune-all-r0.99 of the built-in model had as many params as the base): such ratios are refused.
+    """
+    widths = [layer.out_features for layer in mlp_input_layers(model)]
+    if method == "all":
+        head = classifier_layer(model)
+        if isinstance(head, nn.Linear):
+            widths.append(head.in_features)
+        widths += [q.out_features // _num_heads(attn) for attn, (q, _k, _v) in attention_modules(model)]
+    return min((w - round_to) / w for w in widths)
+
+
 def prune_model(model: nn.Module, spec: PruneSpec, example_inputs: torch.Tensor) -> nn.Module:
-    """Prune `model` in place per `spec` and return it (eval mode, forward-ready)."""
+    """Prune `model` in place per `spec` and return it (eval mode, forward-ready).
+
+    FarmError for a structural ratio above what the model's widths allow (see `max_structural_ratio`).
+    """
     model.eval()
     if spec.method == "unstructured":
         return _prune_unstructured(model, spec.ratio)
     import torch_pruning as tp
+
+    limit = max_structural_ratio(model, spec.method, spec.round_to)
+    if spec.ratio > limit + 1e-9:
+        from shared.errors import FarmError
+
+        largest = math.floor(limit * 100) / 100
+        raise FarmError(f"pruning ratio {spec.ratio:g} leaves fewer than {spec.round_to} channels in some layer of "
+                        f"this model; the largest it allows for {spec.method!r} pruning is {largest:.2f}")
 
     if spec.method == "mlp":
         keep = set(mlp_input_layers(model))
