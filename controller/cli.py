@@ -523,7 +523,7 @@ def retry(job: str) -> None:
     from sqlmodel import Session
 
     from shared.db import crud
-    from shared.dispatch import deliveries_key, dispatch, forget_dead_letters, redis_client
+    from shared.dispatch import deliveries_key, dispatch, forget_dead_letters, lease_key, redis_client
     from worker.app import make_app
 
     settings = _settings()
@@ -540,8 +540,8 @@ def retry(job: str) -> None:
                 jobs.append(later)
         for j in jobs:
             crud.reset_for_retry(session=session, job=j)
-            if client is not None:
-                client.delete(deliveries_key(j.id))
+            if client is not None:  # a stale lease of the delivery that died last would hold the job back
+                client.delete(deliveries_key(j.id), lease_key(j.id))
                 forget_dead_letters(client, str(j.id))
         first = jobs[0]
         dispatch(make_app(settings), client, job_id=first.id, stage=first.stage, queue=first.queue, spec=first.spec)

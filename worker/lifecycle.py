@@ -171,6 +171,12 @@ def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, q
     lease = Lease(client, str(key), token, ctx.worker, ctx.settings.lease_timeout_s) if client is not None else None
     if lease is not None and not _redis_call(ctx, "taking the lease", lambda: lease.acquire(ctx.worker),
                                              default=False):
+        # The holder runs it, or died holding it: then its lease expires and the reaper, reading this marker,
+        # sends the job again. Either way this message is not needed.
+        holder = _redis_call(ctx, "reading the lease", lambda: client.get(lease.key))
+        if holder:
+            _redis_call(ctx, "marking the job claimed", lambda: client.set(
+                dispatched_key(key), b"claimed:" + holder.split(b" ", 1)[0]))
         log.info("job %s is held by another live delivery; this one is dropped", key)
         return "held"
     try:
