@@ -35,6 +35,15 @@ def _float_env(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def _choice_env(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise FarmError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _roots_env(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -60,6 +69,8 @@ class Settings:
     idle_s: float = 5.0
     # A directory laid out like /sys/class/powercap, so tests can point RAPL at a fake tree.
     powercap_root: str = "/sys/class/powercap"
+    # Which RAPL domains make "CPU energy": "package+dram" (each socket's package and DRAM) or "psys" (platform).
+    rapl_domains: str = "package+dram"
     # How long the CLI waits for the broker before it gives up, in seconds.
     broker_timeout_s: float = 3.0
     # Redis redelivers a message that no worker acknowledged within this many seconds (a dead machine's
@@ -92,6 +103,7 @@ class Settings:
             cpu_watts_per_core=_float_env("FARM_CPU_WATTS_PER_CORE", defaults.cpu_watts_per_core),
             idle_s=_float_env("FARM_IDLE_S", defaults.idle_s),
             powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,
+            rapl_domains=_choice_env("FARM_RAPL_DOMAINS", defaults.rapl_domains, ("package+dram", "psys")),
             broker_timeout_s=_float_env("FARM_BROKER_TIMEOUT_S", defaults.broker_timeout_s, minimum=0.1),
             visibility_timeout_s=_float_env("FARM_VISIBILITY_TIMEOUT_S", defaults.visibility_timeout_s, minimum=1.0),
             lock_ttl_s=_float_env("FARM_LOCK_TTL_S", defaults.lock_ttl_s, minimum=0.1),

@@ -22,6 +22,20 @@ class FakePowercap:
             link = root / f"intel-rapl:{s}:0"
             link.symlink_to(root / f"intel-rapl:{s}" / f"intel-rapl:{s}:0")
 
+    @classmethod
+    def layout(cls, root: Path, zones: dict[str, str], max_range_uj: int = 262_143_328_850) -> FakePowercap:
+        """A tree with exactly `zones` ({"intel-rapl:0": "package-0", "intel-rapl:0:0": "core", ...}); subzones
+        are nested in their parent's folder and also linked at the top level, as the kernel does."""
+        tree = cls.__new__(cls)
+        tree.root, tree.max_range_uj = root, max_range_uj
+        for zone, name in zones.items():
+            parts = zone.split(":")
+            rel = zone if len(parts) == 2 else f"{':'.join(parts[:2])}/{zone}"
+            tree._zone(rel, name)
+            if len(parts) == 3:
+                (root / zone).symlink_to(root / rel)
+        return tree
+
     def _zone(self, rel: str, name: str) -> None:
         zone = self.root / rel
         zone.mkdir(parents=True)

@@ -37,7 +37,7 @@ def test_rapl_fake_tree_sums_every_socket(tmp_path: Path) -> None:
 
 def test_rapl_fake_tree_reports_dram_separately_and_skips_core_subzones(tmp_path: Path) -> None:
     tree = FakePowercap(tmp_path, sockets=2, dram=True)
-    assert [d.kind for d in discover_domains(tmp_path)] == ["package", "dram", "package", "dram"]
+    assert [d.label for d in discover_domains(tmp_path)] == ["package-0", "package-1", "dram-0", "dram-1"]
     with RaplMeter(tmp_path).window() as w:
         tree.set("intel-rapl:0", 2_000_000)
         tree.set("intel-rapl:0:1", 500_000)
@@ -197,3 +197,74 @@ def test_conditions_read_sysfs_or_report_none(tmp_path: Path) -> None:
     gov = tmp_path / "gov"
     gov.write_text("performance\n")
     assert cpu_governor(gov) == "performance" and cpu_governor(tmp_path / "x") is None
+
+
+# Issue "Count each joule once": fake trees shaped like real machines' powercap layouts.
+TWO_SOCKET_SERVER = {"intel-rapl:0": "package-0", "intel-rapl:0:0": "dram",
+                     "intel-rapl:1": "package-1", "intel-rapl:1:0": "dram"}
+INTEL_CLIENT = {"intel-rapl:0": "package-0", "intel-rapl:0:0": "core", "intel-rapl:0:1": "uncore",
+                "intel-rapl:0:2": "dram", "intel-rapl:1": "psys", "intel-rapl-mmio:0": "package-0"}
+AMD_EPYC = {"intel-rapl:0": "package-0", "intel-rapl:1": "package-1"}
+
+
+@pytest.mark.parametrize(
+    ("layout", "counters", "expected_j", "domains"),
+    [
+        (TWO_SOCKET_SERVER, {"intel-rapl:0": 30, "intel-rapl:0:0": 5, "intel-rapl:1": 20, "intel-rapl:1:0": 4},
+         {"cpu": 50, "dram": 9}, "package-0+package-1+dram-0+dram-1"),
+        # psys already holds the package and more; core and uncore are inside the package; MMIO copies it.
+        (INTEL_CLIENT, {"intel-rapl:0": 12, "intel-rapl:0:0": 8, "intel-rapl:0:1": 1, "intel-rapl:0:2": 2,
+                        "intel-rapl:1": 25, "intel-rapl-mmio:0": 12},
+         {"cpu": 12, "dram": 2}, "package-0+dram-0"),
+        (AMD_EPYC, {"intel-rapl:0": 70, "intel-rapl:1": 65}, {"cpu": 135, "dram": None}, "package-0+package-1"),
+    ],
+    ids=["two-socket-server", "intel-client-psys-mmio", "amd-epyc"],
+)
+def test_rapl_counts_each_joule_once_on_real_layouts(tmp_path: Path, layout: dict[str, str],
+                                                     counters: dict[str, int], expected_j: dict[str, float | None],
+                                                     domains: str) -> None:
+    tree = FakePowercap.layout(tmp_path, layout, max_range_uj=40_000_000)  # 40 J: some counters wrap below
+    for zone in counters:
+        tree.set(zone, 35_000_000)
+    with RaplMeter(tmp_path, poll_interval_s=0.005).window() as w:
+        for step in range(1, 11):  # each counter climbs by its joules in 10 steps, wrapping past 40 J
+            for zone, joules in counters.items():
+                tree.set(zone, 35_000_000 + step * joules * 100_000)
+            time.sleep(0.02)
+    m = w.measurement
+    assert m.cpu_energy_j == pytest.approx(expected_j["cpu"])
+    assert m.dram_energy_j == (None if expected_j["dram"] is None else pytest.approx(expected_j["dram"]))
+    assert "+".join(m.domains) == domains
+
+
+def test_psys_is_counted_only_when_asked_and_then_alone(tmp_path: Path) -> None:
+    tree = FakePowercap.layout(tmp_path, INTEL_CLIENT)
+    with RaplMeter(tmp_path, mode="psys").window() as w:
+        tree.set("intel-rapl:1", 25_000_000)
+        tree.set("intel-rapl:0", 12_000_000)
+        tree.set("intel-rapl:0:2", 2_000_000)
+    assert w.measurement.cpu_energy_j == pytest.approx(25.0) and w.measurement.dram_energy_j is None
+    assert w.measurement.domains == ("psys",)
+    epyc = tmp_path / "epyc"
+    epyc.mkdir()
+    FakePowercap.layout(epyc, AMD_EPYC)
+    with pytest.raises(MeterError, match="no psys domain"):
+        RaplMeter(epyc, mode="psys")
+
+
+def test_an_mmio_copy_counts_only_where_no_msr_zone_exists(tmp_path: Path) -> None:
+    FakePowercap.layout(tmp_path, {"intel-rapl-mmio:0": "package-0", "intel-rapl:1": "psys"})
+    assert [(d.label, d.path.name) for d in discover_domains(tmp_path)] == [("package-0", "intel-rapl-mmio:0")]
+
+
+def test_result_rows_say_which_domains_were_summed(tmp_path: Path, artifacts_dir: Path,
+                                                  builtin_model: object) -> None:
+    from shared.specs import BenchSpec, JobSpec, parse_variant
+    from worker.jobs import execute
+
+    FakePowercap.layout(tmp_path, TWO_SOCKET_SERVER)
+    settings = Settings(powercap_root=str(tmp_path), idle_s=0, artifacts=str(artifacts_dir))
+    spec = JobSpec(variant=parse_variant("baseline"), bench=BenchSpec(repeats=1, limit=16, warmup_batches=1))
+    (row,) = execute(spec, settings, "cpu")
+    assert row["energy_domains"] == "package-0+package-1+dram-0+dram-1"
+    assert row["energy_source"] == "measured:rapl"

@@ -189,6 +189,7 @@ def result_rows(
                     None if idle_power_w is None else (total_j - idle_power_w * e.duration_s) / n
                 ),
                 "energy_source": e.source,
+                "energy_domains": "+".join(e.domains) or None,
                 "energy_per_device_j": {k: v / n for k, v in e.per_device_j.items()},
                 "energy_warnings": list(e.warnings),
                 "cpu_temp_start_c": rep.conditions_start.get("cpu_temp_c"),

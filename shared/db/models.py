@@ -101,6 +101,8 @@ class Result(SQLModel, table=True):
     cpu_governor: str | None = None
     gpu_driver: str | None = None
     gpu_power_limit_w: float | None = None
+    # Added in migration 0005: which energy domains were summed, e.g. package-0+package-1+dram-0+dram-1.
+    energy_domains: str | None = None
     params: int = Field(sa_type=BigInteger)
     macs: int = Field(sa_type=BigInteger)
     software: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

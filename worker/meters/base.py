@@ -24,6 +24,8 @@ class EnergyMeasurement:
     dram_energy_j: float | None = None
     per_device_j: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # What was summed, e.g. ("package-0", "package-1", "dram-0", "dram-1"), ("gpu-0",), ("process-cpu-time",).
+    domains: tuple[str, ...] = ()
 
     @property
     def total_energy_j(self) -> float:

@@ -58,4 +58,5 @@ class CombinedMeter(Meter):
             source=self.name,
             per_device_j=per_device,
             warnings=tuple(warnings),
+            domains=tuple(d for r in results for d in r.domains),
         )

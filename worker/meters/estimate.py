@@ -31,4 +31,5 @@ class CpuTimeEstimate(Meter):
             cpu_energy_j=cpu_s * self.watts_per_core,
             gpu_energy_j=None,
             source=self.name,
+            domains=("process-cpu-time",),
         )

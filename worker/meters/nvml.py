@@ -162,6 +162,7 @@ class NvmlMeter(Meter):
             source=self.name,
             per_device_j={f"gpu{g.index}": e for g, e in zip(self.gpus, per_gpu, strict=True)},
             warnings=tuple(warnings),
+            domains=tuple(f"gpu-{g.index}" for g in self.gpus),
         )
 
     def close(self) -> None:

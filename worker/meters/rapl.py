@@ -1,9 +1,15 @@
 """RAPL energy counters through the Linux powercap sysfs tree (Intel, and AMD, which uses the same tree).
 
 Why not pyRAPL: it hard-codes /sys, ignores counter wraparound and is unmaintained since 2019. This reader
-takes its root from FARM_POWERCAP_ROOT (so tests use a fake tree), sums every package domain and its DRAM
-subdomain per kind, and polls in the background often enough to see every wrap of `energy_uj`, whose
-range (`max_energy_range_uj`) is crossed in minutes at full load.
+takes its root from FARM_POWERCAP_ROOT (so tests use a fake tree) and polls in the background often enough
+to see every wrap of `energy_uj`, whose range (`max_energy_range_uj`) is crossed in minutes at full load.
+
+Count each joule once. The tree is a hierarchy, not a list of sockets: a top-level zone may be a package
+(`package-N`), the platform (`psys`, which already contains the packages and more), or, under
+`intel-rapl-mmio:N`, a second interface to a package that the MSR zone `intel-rapl:N` also reports. Inside a
+package, `core` and `uncore` are parts of it and `dram` is beside it. By default farm sums each socket's
+package (the MSR zone, or the MMIO copy only where no MSR zone exists) and its DRAM: never psys, core or
+uncore. With FARM_RAPL_DOMAINS=psys it counts psys alone. Each measurement says which domains it summed.
 """
 
 from __future__ import annotations
@@ -22,14 +28,18 @@ MIN_WINDOW_S = 10 * RAPL_UPDATE_PERIOD_S
 MAX_DOMAIN_POWER_W = 1000.0
 
 
+RAPL_MODES = ("package+dram", "psys")
+
+
 @dataclass(frozen=True)
 class RaplDomain:
-    """One counter: `kind` is "package" or "dram"; `path` is its powercap directory."""
+    """One counter: `kind` is "package", "dram" or "psys"; `label` is what results name it (e.g. dram-1)."""
 
     name: str
     kind: str
     path: Path
     max_energy_range_uj: int
+    label: str = ""
 
     def read_uj(self) -> int:
         target = self.path / "energy_uj"
@@ -44,22 +54,36 @@ class RaplDomain:
             raise MeterError(f"cannot read {target}: {exc}") from None
 
 
-def discover_domains(root: str | Path) -> list[RaplDomain]:
-    """Package domains (`intel-rapl:N`) and their DRAM subdomains (`intel-rapl:N:M` named dram)."""
+def discover_domains(root: str | Path, mode: str = "package+dram") -> list[RaplDomain]:
+    """The domains to sum, each once (see the module doc): packages then DRAMs by socket, or psys alone."""
     root = Path(root)
+    if mode not in RAPL_MODES:
+        raise MeterError(f"FARM_RAPL_DOMAINS must be one of {', '.join(RAPL_MODES)}, got {mode!r}")
     if not root.is_dir():
         raise MeterError(f"no powercap tree at {root} (no RAPL on this machine, or not exposed to it)")
-    domains: list[RaplDomain] = []
-    for zone in sorted(root.glob("intel-rapl:*")):
-        parts = zone.name.split(":")
-        if len(parts) != 2:
-            continue  # subzones are reached through their package
-        domains.append(_domain(zone, "package"))
-        for sub in sorted(zone.glob(f"{zone.name}:*")):
-            if _read_name(sub) == "dram":
-                domains.append(_domain(sub, "dram"))
-    if not domains:
+    msr: dict[int, Path] = {}
+    mmio: dict[int, Path] = {}
+    psys: list[Path] = []
+    for zone in sorted(root.iterdir()):
+        prefix, _, index = zone.name.partition(":")
+        if prefix not in ("intel-rapl", "intel-rapl-mmio") or not index.isdigit():
+            continue  # subzones (intel-rapl:0:1, linked at the top level too) are reached through their package
+        name = _read_name(zone)
+        if name == "psys":
+            psys.append(zone)
+        elif name.startswith("package-") and name[len("package-"):].isdigit():
+            (msr if prefix == "intel-rapl" else mmio).setdefault(int(name[len("package-"):]), zone)
+    if mode == "psys":
+        if not psys:
+            raise MeterError(f"FARM_RAPL_DOMAINS=psys but {root} has no psys domain; use package+dram")
+        return [_domain(z, "psys", "psys" if i == 0 else f"psys-{i}") for i, z in enumerate(psys)]
+    packages = {s: msr.get(s) or mmio[s] for s in sorted(set(msr) | set(mmio))}
+    if not packages:
         raise MeterError(f"no RAPL package domains under {root}")
+    domains = [_domain(zone, "package", f"package-{s}") for s, zone in packages.items()]
+    for s, zone in packages.items():
+        drams = [sub for sub in sorted(zone.glob(f"{zone.name}:*")) if _read_name(sub) == "dram"]
+        domains += [_domain(sub, "dram", f"dram-{s}") for sub in drams[:1]]
     return domains
 
 
@@ -70,14 +94,14 @@ def _read_name(zone: Path) -> str:
         raise MeterError(f"cannot read {zone / 'name'}: {exc}") from None
 
 
-def _domain(zone: Path, kind: str) -> RaplDomain:
+def _domain(zone: Path, kind: str, label: str) -> RaplDomain:
     try:
         max_range = int((zone / "max_energy_range_uj").read_text().strip())
     except PermissionError:
         raise MeterError(f"cannot read {zone / 'max_energy_range_uj'}: permission denied") from None
     except (OSError, ValueError) as exc:
         raise MeterError(f"cannot read {zone / 'max_energy_range_uj'}: {exc}") from None
-    return RaplDomain(f"{_read_name(zone)}@{zone.name}", kind, zone, max_range)
+    return RaplDomain(f"{_read_name(zone)}@{zone.name}", kind, zone, max_range, label)
 
 
 class RaplAccumulator:
@@ -115,12 +139,12 @@ def poll_interval_for(domains: list[RaplDomain]) -> float:
 
 
 class RaplMeter(Meter):
-    """CPU package (and DRAM) energy from RAPL; `cpu_energy_j` is packages, `dram_energy_j` DRAM."""
+    """CPU energy from RAPL: `cpu_energy_j` is the packages (or psys, in that mode), `dram_energy_j` DRAM."""
 
     name = "measured:rapl"
 
-    def __init__(self, root: str | Path, poll_interval_s: float | None = None) -> None:
-        self.domains = discover_domains(root)
+    def __init__(self, root: str | Path, poll_interval_s: float | None = None, mode: str = "package+dram") -> None:
+        self.domains = discover_domains(root, mode)
         self.domains[0].read_uj()  # fail now, not mid-benchmark, when counters are unreadable
         self.poll_interval_s = poll_interval_s or poll_interval_for(self.domains)
         self.overhead_s = 0.0  # time spent in counter reads, for the overhead benchmark
@@ -166,9 +190,10 @@ class RaplMeter(Meter):
             warnings.append(f"window {duration_s * 1e3:.2f} ms is shorter than 10 RAPL updates (~1 ms each)")
         return EnergyMeasurement(
             duration_s=duration_s,
-            cpu_energy_j=joules.get("package"),
+            cpu_energy_j=joules.get("psys", joules.get("package")),
             gpu_energy_j=None,
             dram_energy_j=joules.get("dram"),
+            domains=tuple(d.label for d in acc.domains),
             source=self.name,
             per_device_j={d.name: uj / 1e6 for d, uj in zip(acc.domains, acc.total_uj, strict=True)},
             warnings=tuple(warnings),

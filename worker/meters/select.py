@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def cpu_meter(settings: Settings) -> tuple[Meter, tuple[str, ...]]:
     """RAPL when its counters can be read; otherwise the CPU-time estimate, with the reason as a note."""
     try:
-        return RaplMeter(settings.powercap_root), ()
+        return RaplMeter(settings.powercap_root, mode=settings.rapl_domains), ()
     except MeterError as exc:
         note = f"RAPL unavailable ({exc}); CPU energy estimated from CPU time"
         log.warning(note)
