@@ -381,6 +381,33 @@ def worker_machine_dies(lab: Lab) -> Row:
                 note=f"finished on {jobs[job]['worker']}")
 
 
+def worker_stalls_and_returns(lab: Lab) -> Row:
+    """A worker freezes (SIGSTOP) past its lease, another takes the job over; the first comes back and writes
+    nothing."""
+    first = lab.start_worker("w1@fault-host", FARM_IDLE_S="4")
+    lab.wait_worker(first)
+    job = lab.submit(*JOB)
+    lab.wait_state([job], ("running",), 60)
+    second = lab.start_worker("w2@fault-host", FARM_IDLE_S="0")
+    lab.wait_worker(second)
+    os.killpg(first.proc.pid, signal.SIGSTOP)
+    t = time.monotonic()
+    jobs = lab.wait_state([job], ("done",), 240)
+    _, _, ids_done = lab.result_counts([job])
+    os.killpg(first.proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while "stopping without writing" not in first.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    _, _, ids_later = lab.result_counts([job])
+    stopped = "stopping without writing" in first.log_path.read_text()
+    row = _row(lab, "worker frozen past its lease, then resumes", [job], 3, t,
+               note=f"finished on {jobs[job]['worker']}; the frozen one "
+                    + ("stopped without writing" if stopped and ids_done == ids_later else "WROTE or went on"))
+    if ids_done != ids_later:
+        row.duplicates += len(ids_later)
+    return row
+
+
 def short_visibility_timeout(lab: Lab) -> Row:
     """A job longer than Redis's visibility timeout: the redelivery finds it leased and does not run it."""
     w1 = lab.start_worker("w1@fault-host", FARM_IDLE_S="8", FARM_VISIBILITY_TIMEOUT_S="3")
@@ -479,6 +506,7 @@ SCENARIOS: dict[str, Callable[[Lab], Row]] = {
     "postgres-down-at-pickup": postgres_down_at_pickup,
     "redis-lost-queued": redis_lost_queued_jobs,
     "worker-dies": worker_machine_dies,
+    "worker-stalls": worker_stalls_and_returns,
     "short-visibility": short_visibility_timeout,
     "poison": poison_message,
     "pool-dies-every-time": pool_dies_every_delivery,

@@ -13,7 +13,7 @@ import pytest
 from scripts.faultkit import SCENARIOS, run_scenario
 
 # Seconds after which a scenario's recovery is too slow even on a loaded 2-core CI machine.
-RECOVERY_LIMIT_S = {"worker-dies": 120.0, "redis-lost-queued": 120.0}
+RECOVERY_LIMIT_S = {"worker-dies": 120.0, "worker-stalls": 120.0, "redis-lost-queued": 120.0}
 
 
 @pytest.mark.slow
@@ -35,6 +35,8 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
         assert "rows unchanged after done" in row.note, row
     if scenario == "worker-dies":
         assert row.note == "finished on w2@fault-host", row
+    if scenario == "worker-stalls":
+        assert row.note == "finished on w2@fault-host; the frozen one stopped without writing", row
     if scenario == "postgres-down-during-job":
         assert row.note == "1 outcome spooled, status showed 1", row
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from shared.dispatch import lease_key
@@ -18,11 +19,11 @@ from shared.redact import redact
 
 log = logging.getLogger(__name__)
 
-# Renew the key only while it still holds our token; recreate it when Redis lost it (a restart).
+# Renew the key only while it still holds our token: 1 renewed, 2 missing, 0 another delivery's.
 _RENEW = """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+if not v then return 2 end
 return 0
 """
 _RELEASE = """
@@ -39,6 +40,7 @@ class Lease:
         self.value = f"{token} {worker} {os.getpid()}"
         self.key = lease_key(job_id)
         self.lost: str | None = None
+        self._renewed_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,14 +69,17 @@ class Lease:
         return False
 
     def renew_once(self) -> bool:
-        """One renewal; False (and `lost` set) when another delivery holds the job."""
-        status = int(self.client.eval(_RENEW, 1, self.key, self.value, self._ttl_ms))
+        """One renewal; False (and `lost` set) when the job may be another delivery's now."""
+        status = renew_value(self.client, self.job_id, self.value, self.ttl_s, since_s=self.since_renewed_s)
         if status == 0:
-            self.lost = f"lease on job {self.job_id} taken by another delivery"
+            self.lost = f"lease on job {self.job_id} taken by another delivery (or expired while this one stalled)"
             return False
-        if status == 2:
-            log.warning("lease on job %s was gone from Redis (a restart?); recreated", self.job_id)
+        self._renewed_at = time.monotonic()
         return True
+
+    @property
+    def since_renewed_s(self) -> float:
+        return time.monotonic() - self._renewed_at
 
     def start(self) -> None:
         """Renew every ttl/6 s in a daemon thread until `stop`; broker errors are retried, not fatal."""
@@ -111,9 +116,27 @@ class Lease:
                         redact(exc), self.ttl_s)
 
 
-def renew_value(client: Any, job_id: str, value: str, ttl_s: float) -> int:
-    """Renew a lease held by `value` from another thread (a spooled outcome); 0 when another delivery has it."""
-    return int(client.eval(_RENEW, 1, lease_key(job_id), value, max(1, int(ttl_s * 1000))))
+def renew_value(client: Any, job_id: str, value: str, ttl_s: float, since_s: float | None = None) -> int:
+    """Renew the lease on `job_id` held by `value`: 1 renewed, 2 recreated after a Redis restart, 0 lost.
+
+    A missing key is recreated only when Redis restarted since our last renewal (`since_s` ago; its uptime is
+    shorter): a key that expired while Redis was up means this holder stalled, and the job may be another's.
+    """
+    ttl_ms = max(1, int(ttl_s * 1000))
+    status = int(client.eval(_RENEW, 1, lease_key(job_id), value, ttl_ms))
+    if status != 2:
+        return status
+    if since_s is not None and not broker_restarted_within(client, since_s):
+        return 0
+    if client.set(lease_key(job_id), value, nx=True, px=ttl_ms):
+        log.warning("lease on job %s was lost with a Redis restart; recreated", job_id)
+        return 2
+    return 0
+
+
+def broker_restarted_within(client: Any, seconds: float) -> bool:
+    """Whether Redis started less than `seconds` ago (so keys it held then may be gone through no one's doing)."""
+    return int(client.info("server")["uptime_in_seconds"]) < seconds + 1
 
 
 def release_value(client: Any, job_id: str, value: str) -> None:

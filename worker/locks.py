@@ -6,9 +6,9 @@
 
 A lock expires `ttl_s` after its holder stops renewing it (a heartbeat thread renews it every ttl/3), so a
 worker killed while holding one blocks the others for seconds, not hours. Renewal rides out broker outages:
-it retries every second, recreates the key with its own token if Redis lost it, and only when another holder
-has the lock does it give up. Then `LockHold.lost` says what happened; the job's rows are kept, with that
-note in their warnings. Releasing never raises.
+it retries every second, recreates the key with its own token if Redis lost it in a restart, and gives up
+only when another holder has the lock or it expired while this holder stalled. Then `LockHold.lost` says
+what happened; the job's rows are kept, with that note in their warnings. Releasing never raises.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ LockFactory = Callable[[str], AbstractContextManager[LockHold]]
 _RENEW = """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+if not v then return 2 end
 return 0
 """
 _RELEASE = """
@@ -83,9 +83,16 @@ def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
 
         def heartbeat() -> None:
             failing_since: float | None = None
+            renewed_at = time.monotonic()
             while not stop.wait(ttl_s / 3 if failing_since is None else min(1.0, ttl_s / 3)):
                 try:
                     status = int(client.eval(_RENEW, 1, key, token, ttl_ms))
+                    if status == 2:  # gone: recreate it only if Redis restarted since we last renewed it
+                        since = time.monotonic() - renewed_at
+                        restarted = int(client.info("server")["uptime_in_seconds"]) < since + 1
+                        status = 2 if restarted and client.set(key, token, nx=True, px=ttl_ms) else 0
+                    if status:
+                        renewed_at = time.monotonic()
                 except redis.RedisError as exc:
                     if failing_since is None:
                         failing_since = time.monotonic()
@@ -96,9 +103,10 @@ def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
                                 time.monotonic() - failing_since)
                     failing_since = None
                 if status == 2:
-                    log.warning("lock %s was gone from the broker (a restart?); taken again", name)
+                    log.warning("lock %s was lost with a broker restart; taken again", name)
                 if status == 0:
-                    hold.lost = f"lock {name} was taken by another holder while this job held it"
+                    hold.lost = (f"lock {name} was taken by another holder (or expired while this job stalled) "
+                                 "while this job held it")
                     log.error("%s", hold.lost)
                     return
 
