@@ -173,10 +173,11 @@ class Row:
 class Worker:
     """A real `farm worker` subprocess in its own process group."""
 
-    def __init__(self, env: dict[str, str], name: str, log: Path) -> None:
-        self.name, self.log_path = name, log
+    def __init__(self, env: dict[str, str], name: str | None, log: Path, device: str = "cpu") -> None:
+        self.name, self.log_path, self.env = name, log, env
         self.log = log.open("w")
-        self.proc = subprocess.Popen([FARM, "worker", "--device", "cpu", "--name", name], env=env,
+        named = ["--name", name] if name else []
+        self.proc = subprocess.Popen([FARM, "worker", "--device", device, "--loglevel", "info", *named], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill_group(self) -> None:

@@ -19,6 +19,8 @@ import psycopg
 import pytest
 import redis
 
+from scripts.faultkit import Worker
+
 PG_ADMIN = os.environ.get("FARM_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_BASE = os.environ.get("FARM_TEST_PG_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_BASE = os.environ.get("FARM_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -97,19 +99,11 @@ def run_farm(args: list[str], env: dict[str, str], timeout: float = 300) -> subp
     return subprocess.run([FARM, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-class WorkerProcess:
-    """A real `farm worker` subprocess, stopped (and its children killed) on exit."""
+class WorkerProcess(Worker):
+    """A real `farm worker` subprocess (scripts/faultkit.py), stopped (and its children killed) on exit."""
 
     def __init__(self, env: dict[str, str], device: str, log_path: Path, name: str | None = None) -> None:
-        self.log_path = log_path
-        self.log = log_path.open("w")
-        self.name = name
-        extra = ["--name", name] if name else []
-        self.proc = subprocess.Popen(
-            [FARM, "worker", "--device", device, "--loglevel", "info", *extra],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.env = env
+        super().__init__(env, name, log_path, device=device)
 
     def wait_ready(self, timeout: float = 60) -> str:
         """Block until the worker answers a Celery ping; return its node name."""
@@ -133,18 +127,6 @@ class WorkerProcess:
                     if name == self.name or (self.name is None and name.endswith("@" + self.env["FARM_HOSTNAME"])):
                         return name
         raise TimeoutError(f"worker did not answer a ping: {self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture()

@@ -16,21 +16,9 @@ from typing import Any
 
 from shared.dispatch import lease_key
 from shared.redact import redact
+from worker import held_keys
 
 log = logging.getLogger(__name__)
-
-# Renew the key only while it still holds our token: 1 renewed, 2 missing, 0 another delivery's.
-_RENEW = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then return 2 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class Lease:
     """`farm:lease:<job>` held by one delivery; `lost` says why, once another delivery has the job."""
@@ -70,8 +58,10 @@ class Lease:
 
     def renew_once(self) -> bool:
         """One renewal; False (and `lost` set) when the job may be another delivery's now."""
-        status = renew_value(self.client, self.job_id, self.value, self.ttl_s, since_s=self.since_renewed_s)
-        if status == 0:
+        status = held_keys.renew(self.client, self.key, self.value, self.ttl_s, since_s=self.since_renewed_s)
+        if status == held_keys.RECREATED:
+            log.warning("lease on job %s was lost with a Redis restart; recreated", self.job_id)
+        if status == held_keys.LOST:
             self.lost = f"lease on job {self.job_id} taken by another delivery (or expired while this one stalled)"
             return False
         self._renewed_at = time.monotonic()
@@ -110,37 +100,19 @@ class Lease:
         """Stop renewing and delete the key if it is still ours; errors are logged (the key expires anyway)."""
         self.stop()
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.value)
+            held_keys.release(self.client, self.key, self.value)
         except Exception as exc:
             log.warning("could not release lease on job %s (%s); it expires in %g s", self.job_id,
                         redact(exc), self.ttl_s)
 
 
-def renew_value(client: Any, job_id: str, value: str, ttl_s: float, since_s: float | None = None) -> int:
-    """Renew the lease on `job_id` held by `value`: 1 renewed, 2 recreated after a Redis restart, 0 lost.
-
-    A missing key is recreated only when Redis restarted since our last renewal (`since_s` ago; its uptime is
-    shorter): a key that expired while Redis was up means this holder stalled, and the job may be another's.
-    """
-    ttl_ms = max(1, int(ttl_s * 1000))
-    status = int(client.eval(_RENEW, 1, lease_key(job_id), value, ttl_ms))
-    if status != 2:
-        return status
-    if since_s is not None and not broker_restarted_within(client, since_s):
-        return 0
-    if client.set(lease_key(job_id), value, nx=True, px=ttl_ms):
-        log.warning("lease on job %s was lost with a Redis restart; recreated", job_id)
-        return 2
-    return 0
-
-
-def broker_restarted_within(client: Any, seconds: float) -> bool:
-    """Whether Redis started less than `seconds` ago (so keys it held then may be gone through no one's doing)."""
-    return int(client.info("server")["uptime_in_seconds"]) < seconds + 1
+def renew_value(client: Any, job_id: str, value: str, ttl_s: float) -> int:
+    """Keep alive, from another thread, the lease of a job whose outcome waits in the spool (0: lost)."""
+    return held_keys.renew(client, lease_key(job_id), value, ttl_s, since_s=None)
 
 
 def release_value(client: Any, job_id: str, value: str) -> None:
-    client.eval(_RELEASE, 1, lease_key(job_id), value)
+    held_keys.release(client, lease_key(job_id), value)
 
 
 def _alive(pid: int) -> bool:

@@ -326,7 +326,7 @@ def flush_spool(ctx: WorkerContext) -> int:
     for path, outcome in spool.pending():
         if ctx.client is not None and outcome.lease_value:
             _redis_call(ctx, "keeping a spooled job's lease", renew_value, ctx.client, outcome.job_id,
-                        outcome.lease_value, ctx.settings.lease_timeout_s, None)
+                        outcome.lease_value, ctx.settings.lease_timeout_s)
         try:
             with Session(get_engine(ctx.settings.database_url)) as session:
                 where = crud.apply_outcome(session=session, outcome=outcome)

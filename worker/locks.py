@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from shared.redact import redact
+from worker import held_keys
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,6 @@ class LockHold:
 
 
 LockFactory = Callable[[str], AbstractContextManager[LockHold]]
-
-_RENEW = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then return 2 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 @contextmanager
 def no_lock(name: str) -> Iterator[LockHold]:
@@ -86,12 +75,8 @@ def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
             renewed_at = time.monotonic()
             while not stop.wait(ttl_s / 3 if failing_since is None else min(1.0, ttl_s / 3)):
                 try:
-                    status = int(client.eval(_RENEW, 1, key, token, ttl_ms))
-                    if status == 2:  # gone: recreate it only if Redis restarted since we last renewed it
-                        since = time.monotonic() - renewed_at
-                        restarted = int(client.info("server")["uptime_in_seconds"]) < since + 1
-                        status = 2 if restarted and client.set(key, token, nx=True, px=ttl_ms) else 0
-                    if status:
+                    status = held_keys.renew(client, key, token, ttl_s, since_s=time.monotonic() - renewed_at)
+                    if status != held_keys.LOST:
                         renewed_at = time.monotonic()
                 except redis.RedisError as exc:
                     if failing_since is None:
@@ -102,9 +87,9 @@ def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
                     log.warning("lock %s renewed after %.1f s without the broker", name,
                                 time.monotonic() - failing_since)
                     failing_since = None
-                if status == 2:
+                if status == held_keys.RECREATED:
                     log.warning("lock %s was lost with a broker restart; taken again", name)
-                if status == 0:
+                if status == held_keys.LOST:
                     hold.lost = (f"lock {name} was taken by another holder (or expired while this job stalled) "
                                  "while this job held it")
                     log.error("%s", hold.lost)
@@ -118,7 +103,7 @@ def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
             stop.set()
             beat.join()
             try:
-                client.eval(_RELEASE, 1, key, token)
+                held_keys.release(client, key, token)
             except redis.RedisError as exc:
                 log.warning("could not release lock %s (%s); it expires in %g s", name, redact(exc), ttl_s)
 
