@@ -345,8 +345,10 @@ def _live_workers(client: Any) -> list[dict[str, Any]]:
     keys = sorted(client.scan_iter(match="farm:worker:*", count=500))
     out = []
     for raw in client.mget(keys) if keys else []:
+        if not raw:
+            continue  # expired between the scan and the read
         try:
-            out.append(json.loads(raw)) if raw else None
+            out.append(json.loads(raw))
         except ValueError:
             continue
     return out
