@@ -68,6 +68,13 @@ class LocalRedis:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
+    def pause(self, seconds: float) -> None:
+        """Freeze the server (SIGSTOP) for `seconds`: clients time out, keys expire by the wall clock meanwhile."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -205,7 +212,7 @@ class Lab:
 
     def __init__(self, folder: Path, artifacts: Path, *, aof: bool = False, lease_timeout_s: float = 6.0,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.folder = folder
+        self.folder, self.lease_timeout_s = folder, lease_timeout_s
         folder.mkdir(parents=True, exist_ok=True)
         self.redis = LocalRedis(folder / "redis", aof=aof)
         self.db = f"farm_fault_{uuid.uuid4().hex[:10]}"
@@ -323,6 +330,21 @@ def redis_restart_mid_job(lab: Lab) -> Row:
     lab.wait_state([job], ("done",), 120)
     return _row(lab, f"Redis killed and restarted mid-job ({'AOF' if lab.redis.aof else 'no persistence'})",
                 [job], 3, t)
+
+
+def redis_unreachable_longer_than_the_lease(lab: Lab) -> Row:
+    """The broker freezes for longer than the lease while a job runs: the job finishes once, nothing reruns."""
+    pause_s = lab.lease_timeout_s + 5
+    w = lab.start_worker("w1@fault-host", FARM_IDLE_S="3")
+    lab.wait_worker(w)
+    job = lab.submit(*JOB)
+    lab.wait_state([job], ("running",), 60)
+    lab.redis.pause(pause_s)
+    t = time.monotonic()
+    jobs = lab.wait_state([job], ("done",), 180)
+    reran = w.log_path.read_text().count("] received") - 1
+    return _row(lab, f"Redis unreachable {pause_s:g} s mid-job (longer than the lease)", [job], 3, t,
+                note=f"deliveries {jobs[job]['deliveries']}, reruns {reran}")
 
 
 def postgres_down_during_job(lab: Lab) -> Row:
@@ -503,6 +525,7 @@ def payload_disagrees(lab: Lab) -> Row:
 SCENARIOS: dict[str, Callable[[Lab], Row]] = {
     "redis-restart-aof": redis_restart_mid_job,
     "redis-restart": redis_restart_mid_job,
+    "redis-frozen": redis_unreachable_longer_than_the_lease,
     "postgres-down-during-job": postgres_down_during_job,
     "postgres-down-at-pickup": postgres_down_at_pickup,
     "redis-lost-queued": redis_lost_queued_jobs,

@@ -37,6 +37,8 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
         assert row.note == "finished on w2@fault-host", row
     if scenario == "worker-stalls":
         assert row.note == "finished on w2@fault-host; the frozen one stopped without writing", row
+    if scenario == "redis-frozen":
+        assert row.note == "deliveries 1, reruns 0", row
     if scenario == "postgres-down-during-job":
         assert row.note == "1 outcome spooled, status showed 1", row
 

@@ -19,21 +19,27 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-RENEWED, RECREATED, LOST = 1, 2, 0
+RENEWED, RECREATED, LOST, MISSING = 1, 2, 0, 3
 
 
 def renew(client: Any, key: str, value: str | bytes, ttl_s: float, *, since_s: float | None) -> int:
-    """Renew `key` held by `value` for `ttl_s`: RENEWED, RECREATED (Redis restarted and lost it) or LOST.
+    """Renew `key` held by `value` for `ttl_s`: RENEWED; RECREATED (Redis restarted and lost it); LOST (another
+    holder has it); or MISSING (it expired while Redis was up: the holder stalled, or Redis was unreachable
+    for longer than the TTL; the caller decides whether it may `retake` it).
 
     `since_s`: seconds since the holder's last renewal; None recreates a missing key unconditionally.
     """
-    ttl_ms = max(1, int(ttl_s * 1000))
-    status = int(client.eval(_RENEW, 1, key, value, ttl_ms))
+    status = int(client.eval(_RENEW, 1, key, value, max(1, int(ttl_s * 1000))))
     if status != 2:
         return status
     if since_s is not None and not broker_restarted_within(client, since_s):
-        return LOST
-    return RECREATED if client.set(key, value, nx=True, px=ttl_ms) else LOST
+        return MISSING
+    return RECREATED if retake(client, key, value, ttl_s) else LOST
+
+
+def retake(client: Any, key: str, value: str | bytes, ttl_s: float) -> bool:
+    """Set a missing `key` to `value` again; False when someone else took it first."""
+    return bool(client.set(key, value, nx=True, px=max(1, int(ttl_s * 1000))))
 
 
 def release(client: Any, key: str, value: str | bytes) -> None:

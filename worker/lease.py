@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from shared.dispatch import lease_key
@@ -23,8 +24,12 @@ log = logging.getLogger(__name__)
 class Lease:
     """`farm:lease:<job>` held by one delivery; `lost` says why, once another delivery has the job."""
 
-    def __init__(self, client: Any, job_id: str, token: str, worker: str, ttl_s: float) -> None:
+    def __init__(self, client: Any, job_id: str, token: str, worker: str, ttl_s: float,
+                 still_ours: Callable[[], bool | None] = lambda: False) -> None:
         self.client, self.job_id, self.token, self.ttl_s = client, job_id, token, ttl_s
+        # Asked when the key expired while Redis was up (a long outage, or this holder stalled): whether the store
+        # still names this delivery as the job's owner (None: cannot tell now).
+        self.still_ours = still_ours
         self.value = f"{token} {worker} {os.getpid()}"
         self.key = lease_key(job_id)
         self.lost: str | None = None
@@ -61,6 +66,16 @@ class Lease:
         status = held_keys.renew(self.client, self.key, self.value, self.ttl_s, since_s=self.since_renewed_s)
         if status == held_keys.RECREATED:
             log.warning("lease on job %s was lost with a Redis restart; recreated", self.job_id)
+        if status == held_keys.MISSING:
+            ours = self.still_ours()
+            if ours is None:
+                return True  # the store cannot say now; its fence still guards the outcome
+            if ours and held_keys.retake(self.client, self.key, self.value, self.ttl_s):
+                log.warning("lease on job %s expired (broker unreachable or this worker stalled), but the store "
+                            "still names this delivery: taken again", self.job_id)
+                status = held_keys.RENEWED
+            else:
+                status = held_keys.LOST
         if status == held_keys.LOST:
             self.lost = f"lease on job {self.job_id} taken by another delivery (or expired while this one stalled)"
             return False

@@ -168,7 +168,17 @@ def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, q
         return "refused"
 
     token = uuid.uuid4().hex
-    lease = Lease(client, str(key), token, ctx.worker, ctx.settings.lease_timeout_s) if client is not None else None
+
+    def still_ours() -> bool | None:
+        try:
+            with Session(engine) as session:
+                row = session.get(Job, key)
+                return row is not None and row.lease_token == token and row.state == "running"
+        except STORE_ERRORS:
+            return None
+
+    lease = (Lease(client, str(key), token, ctx.worker, ctx.settings.lease_timeout_s, still_ours)
+             if client is not None else None)
     if lease is not None and not _redis_call(ctx, "taking the lease", lambda: lease.acquire(ctx.worker),
                                              default=False):
         # The holder runs it, or died holding it: then its lease expires and the reaper, reading this marker,
@@ -240,14 +250,13 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
             progress("building")
             built = build_stage(spec, settings, ctx.device, on_epoch=on_epoch, build_lock=build_lock,
                                 host_lock=host_lock)
-            check_lease()
             outcome = Outcome(job_id, "done", token, epochs=epochs, artifact_key=built.artifact_key,
                               trained=built.trained_now,
                               progress="built" if built.trained_now else "found in the artifact cache")
         else:
             rows = execute(spec, settings, ctx.device, allow_train=job.chain_id is None, on_progress=progress,
                            on_epoch=on_epoch, host_lock=host_lock)
-            check_lease()
+            # No lease check here: a finished job's rows go to the store, whose fence decides whether they count.
             outcome = Outcome(job_id, "done", token, rows=rows, epochs=epochs)
     except LeaseLost as exc:
         log.error("job %s: %s; stopping without writing", job_id, exc)

@@ -76,6 +76,8 @@ def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
             while not stop.wait(ttl_s / 3 if failing_since is None else min(1.0, ttl_s / 3)):
                 try:
                     status = held_keys.renew(client, key, token, ttl_s, since_s=time.monotonic() - renewed_at)
+                    if status == held_keys.MISSING:  # expired under us: another holder may have had it since
+                        status = held_keys.LOST
                     if status != held_keys.LOST:
                         renewed_at = time.monotonic()
                 except redis.RedisError as exc:

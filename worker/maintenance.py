@@ -41,6 +41,10 @@ return 0
 
 _stop = threading.Event()
 _thread: threading.Thread | None = None
+# Running jobs this reaper has seen without a lease, and since when (monotonic seconds). A lease must stay gone
+# for a third of the lease timeout (two of its holder's renewal beats) before the job is requeued: after a
+# broker outage longer than the lease, a live holder gets to take its lease again first.
+_missing_since: dict[str, float] = {}
 
 
 def device_class(device: str) -> str:
@@ -82,12 +86,15 @@ def reap(ctx: Any, node: str) -> list[str]:
         return []
     leases = client.mget([lease_key(j.id) for j in jobs])
     markers = client.mget([dispatched_key(j.id) for j in jobs])
-    now, done = utcnow(), []
+    now, done, tick = utcnow(), [], time.monotonic()
+    leaseless = {str(j.id) for j, lease in zip(jobs, leases, strict=True) if lease is None and j.state == "running"}
+    for job_id in set(_missing_since) - leaseless:
+        del _missing_since[job_id]
     for job, lease, marker in zip(jobs, leases, markers, strict=True):
         if lease is not None:
             continue
         if job.state == "running":
-            if fresh_broker:
+            if fresh_broker or tick - _missing_since.setdefault(str(job.id), tick) < settings.lease_timeout_s / 3:
                 continue
             reason = (f"requeued: worker {job.worker} stopped renewing its lease for "
                       f"{settings.lease_timeout_s:g} s")
