@@ -554,6 +554,8 @@ def result_filters(fn: Any) -> Any:
     """The filter options shared by `results` and `report`."""
     options = [
         click.option("--variant", default=None, help="Only this variant."),
+        click.option("--model", "model_id", default=None, help="Only this base model (as submitted)."),
+        click.option("--dataset", "dataset_id", default=None, help="Only this dataset (as submitted)."),
         click.option("--host", default=None, help="Only results from this host."),
         click.option("--hardware", default=None,
                      help="Substring of the CPU model, GPU name or device (case-insensitive)."),
@@ -568,17 +570,16 @@ def result_filters(fn: Any) -> Any:
     return fn
 
 
-def _query(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
-           hours: str | None, job_id: str | None) -> list[dict[str, Any]]:
+def _query(*, since: str | None, until: str | None, hours: str | None, job_id: str | None,
+           **exact: str | None) -> list[dict[str, Any]]:
+    """Result rows matching the options of `result_filters` (variant, model_id, dataset_id, host, hardware...)."""
     from sqlmodel import Session
 
     from controller.timefilters import parse_hours, parse_moment
     from shared.db import crud
 
     filters = crud.ResultFilter(
-        variant=variant,
-        host=host,
-        hardware=hardware,
+        **exact,
         since=parse_moment(since, option="--since") if since else None,
         until=parse_moment(until, option="--until") if until else None,
         hours=parse_hours(hours) if hours else None,
@@ -591,12 +592,12 @@ def _query(variant: str | None, host: str | None, hardware: str | None, since: s
 
 @main.command()
 @result_filters
-@click.option("--summary", is_flag=True, help="Mean ± std per variant, host and device instead of one row per repeat.")
+@click.option("--summary", is_flag=True,
+              help="Mean ± std per variant, model, dataset, host and device instead of one row per repeat.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def results(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
-            hours: str | None, job_id: str | None, summary: bool, fmt: str) -> None:
+def results(summary: bool, fmt: str, **filters: str | None) -> None:
     """List stored results, one row per repeat. JSON objects carry every column of the result table."""
-    rows = _query(variant, host, hardware, since, until, hours, job_id)
+    rows = _query(**filters)
     _print_results(rows, fmt, summary=summary)
 
 
@@ -606,14 +607,13 @@ def results(variant: str | None, host: str | None, hardware: str | None, since: 
               help="variant: the seed's Table III with change vs baseline; hour: energy by local hour (drift).")
 @click.option("--plot", "plot_path", default=None, help="Also draw accuracy vs energy and energy by hour to this PNG.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def report(variant: str | None, host: str | None, hardware: str | None, since: str | None, until: str | None,
-           hours: str | None, job_id: str | None, by: str, plot_path: str | None, fmt: str) -> None:
+def report(by: str, plot_path: str | None, fmt: str, **filters: str | None) -> None:
     """Summarise results like the seed paper: per variant against its baseline on the same host and device
     (Δ energy %, Δ top-1 points), or by local hour of day."""
     from controller import render
     from controller import report as rep
 
-    rows = _query(variant, host, hardware, since, until, hours, job_id)
+    rows = _query(**filters)
     if not rows:
         raise FarmError("no results match these filters")
     table, hourly = rep.variant_table(rows), rep.hourly_table(rows)

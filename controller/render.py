@@ -29,7 +29,7 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: json.dumps(v) if isinstance(v, dict) else jsonable(v) for k, v in r.items()})
+        writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else jsonable(v) for k, v in r.items()})
     return buf.getvalue()
 
 
@@ -65,22 +65,31 @@ def _pm(values: list[float | None], scale: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-SUMMARY_COLUMNS = ("variant", "host", "device", "n", "top1_pct", "top5_pct", "ms_per_sample", "mj_per_sample",
-                   "params_m", "macs_m", "energy_source")
-SUMMARY_HEADERS = ("variant", "host", "device", "n", "top-1 %", "top-5 %", "ms/sample", "mJ/sample",
-                   "params (M)", "MACs (M)", "energy source")
+SUMMARY_COLUMNS = ("variant", "model_id", "dataset_id", "host", "device", "n", "top1_pct", "top5_pct",
+                   "ms_per_sample", "mj_per_sample", "params_m", "macs_m", "energy_source")
+SUMMARY_HEADERS = ("variant", "model", "dataset", "host", "device", "n", "top-1 %", "top-5 %", "ms/sample",
+                   "mJ/sample", "params (M)", "MACs (M)", "energy source")
+
+
+def _one(values: set[Any], fmt: str) -> str:
+    """The value all rows of a group share, or the range when they differ (never the first row's alone)."""
+    if len(values) == 1:
+        return fmt.format(next(iter(values)))
+    return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
 
 
 def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std over repeats, one row per (variant, host, device), in first-seen order."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    """Mean ± std over repeats, one row per (variant, model, dataset, host, device), in first-seen order."""
+    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = {}
     for r in results:
-        groups.setdefault((r["variant"], r["host"], r["device"]), []).append(r)
+        groups.setdefault((r["variant"], r["model_id"], r["dataset_id"], r["host"], r["device"]), []).append(r)
     out = []
-    for (variant, host, device), rows in groups.items():
+    for (variant, model_id, dataset_id, host, device), rows in groups.items():
         out.append(
             {
                 "variant": variant,
+                "model_id": model_id,
+                "dataset_id": dataset_id,
                 "host": host,
                 "device": device,
                 "n": len(rows),
@@ -88,8 +97,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "top5_pct": _pm([r["top5"] for r in rows], 100, 2),
                 "ms_per_sample": _pm([r["time_per_sample_s"] for r in rows], 1e3, 4),
                 "mj_per_sample": _pm([r["total_energy_per_sample_j"] for r in rows], 1e3, 3),
-                "params_m": f"{rows[0]['params'] / 1e6:.4f}",
-                "macs_m": f"{rows[0]['macs'] / 1e6:.3f}",
+                "params_m": _one({r["params"] / 1e6 for r in rows}, "{:.4f}"),
+                "macs_m": _one({r["macs"] / 1e6 for r in rows}, "{:.3f}"),
                 "energy_source": ",".join(sorted({r["energy_source"] for r in rows})),
             }
         )

@@ -74,11 +74,11 @@ def hourly_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-VARIANT_COLUMNS = ("variant", "host", "device", "repeats", "top1", "top5", "time_per_sample_s",
-                   "total_energy_per_sample_j", "active_energy_per_sample_j", "energy_change_pct",
-                   "top1_change_pts", "params", "macs", "energy_source")
-VARIANT_HEADERS = ("variant", "host", "device", "n", "top-1", "top-5", "s/sample", "J/sample", "active J/sample",
-                   "Δ energy %", "Δ top-1 pts", "params", "MACs", "energy source")
+VARIANT_COLUMNS = ("variant", "model_id", "dataset_id", "host", "device", "repeats", "top1", "top5",
+                   "time_per_sample_s", "total_energy_per_sample_j", "active_energy_per_sample_j",
+                   "energy_change_pct", "top1_change_pts", "params", "macs", "energy_source")
+VARIANT_HEADERS = ("variant", "model", "dataset", "host", "device", "n", "top-1", "top-5", "s/sample", "J/sample",
+                   "active J/sample", "Δ energy %", "Δ top-1 pts", "params", "MACs", "energy source")
 HOURLY_COLUMNS = ("host", "device", "variant", "local_hour", "repeats", "total_energy_per_sample_j",
                   "time_per_sample_s", "cpu_temp_start_c")
 

@@ -65,3 +65,56 @@ def test_report_by_hour_and_plot(env_with_rows: dict[str, str], tmp_path: Path) 
 def test_report_with_nothing_to_show_is_a_clear_error(env_with_rows: dict[str, str]) -> None:
     proc = run_farm(["report", "--variant", "nope"], env_with_rows)
     assert proc.returncode == 2 and "no results match" in proc.stderr
+
+
+@pytest.fixture()
+def env_two_models(tmp_path: Path) -> dict[str, str]:
+    """One host, one variant, two models on two datasets: a summary must not average them together."""
+    import os
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    rows = [_row("lab-1", t0, 9, model_id="small", dataset_id="digits", total_energy_per_sample_j=1.0, params=10,
+                 energy_warnings=["window short"]),
+            _row("lab-1", t0, 9, model_id="big", dataset_id="cifar100:/d/c.tar.gz", repeat_index=1,
+                 total_energy_per_sample_j=3.0, params=1000)]
+    with Session(engine) as s:
+        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_DATABASE_URL"] = url
+    return env
+
+
+def test_summary_keeps_models_and_datasets_apart(env_two_models: dict[str, str]) -> None:
+    """Before: --summary grouped by (variant, host, device), averaging 1 J and 3 J, with the first row's params."""
+    from controller.render import summarize
+
+    rows = json.loads(run_farm(["results", "--format", "json"], env_two_models).stdout)
+    summary = {s["model_id"]: s for s in summarize(rows)}
+    assert set(summary) == {"small", "big"}
+    assert summary["small"]["mj_per_sample"].startswith("1000.000") and summary["big"]["params_m"] == "0.0010"
+    table = run_farm(["results", "--summary"], env_two_models).stdout
+    assert "small" in table and "cifar100:/d/c.tar.gz" in table
+
+
+def test_results_and_report_filter_by_model_and_dataset(env_two_models: dict[str, str]) -> None:
+    by_model = json.loads(run_farm(["results", "--format", "json", "--model", "big"], env_two_models).stdout)
+    assert [r["model_id"] for r in by_model] == ["big"]
+    by_data = json.loads(run_farm(["report", "--format", "json", "--dataset", "digits"], env_two_models).stdout)
+    assert [(t["model_id"], t["dataset_id"]) for t in by_data] == [("small", "digits")]
+    shown = run_farm(["report"], env_two_models).stdout
+    assert shown.splitlines()[0].split()[:3] == ["variant", "model", "dataset"]
+
+
+def test_csv_writes_lists_as_json_not_python_reprs(env_two_models: dict[str, str]) -> None:
+    import csv
+    import io
+
+    out = run_farm(["results", "--format", "csv", "--model", "small"], env_two_models).stdout
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert json.loads(row["energy_warnings"]) == ["window short"]  # before: "['window short']"
+    assert json.loads(row["software"]) == {"torch": "x"}

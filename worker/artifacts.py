@@ -45,9 +45,6 @@ class ArtifactStore:
     def write_json(self, kind: str, key: str, name: str, obj: Any) -> None:
         self.write_bytes(kind, key, name, json.dumps(obj, indent=2, sort_keys=True).encode())
 
-    def read_json(self, kind: str, key: str, name: str) -> Any:
-        return json.loads(self.read_bytes(kind, key, name))
-
     def save_torch(self, kind: str, key: str, name: str, obj: Any) -> None:
         import torch
 

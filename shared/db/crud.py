@@ -175,6 +175,8 @@ class ResultFilter:
     """Filters for `farm results`; `hours` is a half-open local-hour range [start, end), wrapping at 24."""
 
     variant: str | None = None
+    model_id: str | None = None
+    dataset_id: str | None = None
     host: str | None = None
     hardware: str | None = None
     since: datetime | None = None
@@ -190,6 +192,10 @@ def query_results(
     f = filters
     if f.variant:
         stmt = stmt.where(Result.variant == f.variant)
+    if f.model_id:
+        stmt = stmt.where(Result.model_id == f.model_id)
+    if f.dataset_id:
+        stmt = stmt.where(Result.dataset_id == f.dataset_id)
     if f.host:
         stmt = stmt.where(Result.host == f.host)
     if f.hardware:

@@ -11,7 +11,6 @@ from sqlmodel import Field, SQLModel
 
 from shared.db.types import UTCDateTime, utcnow
 
-JOB_STATES = ("queued", "running", "done", "failed")
 FINISHED_STATES = ("done", "failed")
 
 

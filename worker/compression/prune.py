@@ -172,12 +172,3 @@ def _prune_unstructured(model: nn.Module, ratio: float) -> nn.Module:
         prune.l1_unstructured(layer, name="weight", amount=ratio)
         prune.remove(layer, "weight")
     return model
-
-
-def pruned_architecture(base: nn.Module, spec: PruneSpec, example_inputs: torch.Tensor) -> nn.Module:
-    """The pruned shapes of `base` (whose weights are then overwritten by a saved state dict).
-
-    Uniform local pruning removes the same count per layer whatever the weights, so pruning a freshly
-    initialised copy gives exactly the saved shapes; a strict `load_state_dict` checks that.
-    """
-    return prune_model(base, spec, example_inputs)
