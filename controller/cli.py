@@ -618,7 +618,7 @@ def report(by: str, plot_path: str | None, fmt: str, **filters: str | None) -> N
         raise FarmError("no results match these filters")
     table, hourly = rep.variant_table(rows), rep.hourly_table(rows)
     shown, columns, headers = (table, rep.VARIANT_COLUMNS, rep.VARIANT_HEADERS) if by == "variant" else (
-        hourly, rep.HOURLY_COLUMNS, rep.HOURLY_COLUMNS)
+        hourly, rep.HOURLY_COLUMNS, rep.HOURLY_HEADERS)
     if fmt == "json":
         click.echo(render.to_json(shown))
     elif fmt == "csv":

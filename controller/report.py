@@ -81,10 +81,30 @@ VARIANT_HEADERS = ("variant", "model", "dataset", "host", "device", "n", "top-1"
                    "active J/sample", "Δ energy %", "Δ top-1 pts", "params", "MACs", "energy source")
 HOURLY_COLUMNS = ("host", "device", "variant", "local_hour", "repeats", "total_energy_per_sample_j",
                   "time_per_sample_s", "cpu_temp_start_c")
+HOURLY_HEADERS = ("host", "device", "variant", "local hour", "n", "J/sample", "s/sample", "CPU °C at start")
+
+
+def variant_colours(variants: Sequence[str]) -> dict[str, str]:
+    """One colour per variant name, the same in every panel and figure (tab10, then tab20, in sorted order)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    names = sorted(set(variants))
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: to_hex(cmap(i % cmap.N)) for i, name in enumerate(names)}
 
 
 def plot(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]], path: str) -> None:
     """Energy per sample against top-1 per variant, and energy by local hour, into one PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(table, hourly)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]]) -> Any:
+    """The report's figure: accuracy vs energy, and energy by local hour; one colour per variant in both."""
     try:
         import matplotlib
 
@@ -95,10 +115,12 @@ def plot(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]], path
 
         raise FarmError("--plot needs matplotlib: pip install 'farm[worker]'") from None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colour = variant_colours([t["variant"] for t in table] + [h["variant"] for h in hourly])
     for t in table:
         if t["top1"] is None:
             continue
-        ax1.scatter(100 * t["top1"], 1e3 * t["total_energy_per_sample_j"])
+        ax1.scatter(100 * t["top1"], 1e3 * t["total_energy_per_sample_j"], color=colour[t["variant"]],
+                    label=t["variant"])
         ax1.annotate(f"{t['variant']} ({t['host']})", (100 * t["top1"], 1e3 * t["total_energy_per_sample_j"]),
                      fontsize=8, xytext=(4, 4), textcoords="offset points")
     ax1.set_xlabel("top-1 (%)")
@@ -110,7 +132,7 @@ def plot(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]], path
             (h["local_hour"], 1e3 * h["total_energy_per_sample_j"]))
     for (host, device, variant), points in series.items():
         xs, ys = zip(*sorted(points), strict=True)
-        ax2.plot(xs, ys, marker="o", label=f"{variant} {host} {device}")
+        ax2.plot(xs, ys, marker="o", color=colour[variant], label=f"{variant} {host} {device}")
     ax2.set_xlabel("local hour")
     ax2.set_ylabel("energy per sample (mJ)")
     ax2.set_xlim(-0.5, 23.5)
@@ -121,5 +143,4 @@ def plot(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]], path
     if any("estimated" in s for s in sources):
         fig.suptitle("energy ESTIMATED from CPU time on some hosts", color="darkred")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig

@@ -118,3 +118,27 @@ def test_csv_writes_lists_as_json_not_python_reprs(env_two_models: dict[str, str
     (row,) = list(csv.DictReader(io.StringIO(out)))
     assert json.loads(row["energy_warnings"]) == ["window short"]  # before: "['window short']"
     assert json.loads(row["software"]) == {"torch": "x"}
+
+
+def test_one_variant_has_one_colour_in_both_panels(env_with_rows: dict[str, str]) -> None:
+    """Before: matplotlib's colour cycle gave a variant one colour per panel, by drawing order."""
+    from matplotlib.colors import to_hex
+
+    from controller import report as rep
+
+    rows = json.loads(run_farm(["results", "--format", "json"], env_with_rows).stdout)
+    fig = rep.figure(rep.variant_table(rows), rep.hourly_table(rows))
+    scatter, lines = fig.axes[0], fig.axes[1]
+    colours: dict[str, set[str]] = {}
+    for artist in scatter.collections:
+        colours.setdefault(artist.get_label(), set()).add(to_hex(artist.get_facecolor()[0]))
+    for line in lines.get_lines():
+        colours.setdefault(line.get_label().split()[0], set()).add(to_hex(line.get_color()))
+    assert set(colours) == {"baseline", "pruned-distilled-uint8"}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert colours["baseline"] != colours["pruned-distilled-uint8"]
+
+
+def test_report_by_hour_has_readable_headers(env_with_rows: dict[str, str]) -> None:
+    header = run_farm(["report", "--by", "hour"], env_with_rows).stdout.splitlines()[0]
+    assert "local hour" in header and "J/sample" in header and "total_energy_per_sample_j" not in header
