@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.fakes import FakePowercap, fake_pynvml
 from shared.settings import Settings
-from tests.fakes import FakePowercap, fake_pynvml
 from worker.bench import measure_idle
 from worker.conditions import cpu_governor, cpu_temperature_c
 from worker.meters.base import MeterError
