@@ -130,3 +130,32 @@ def test_config_only_folder_is_enough_for_inspect(tmp_path: Path, farm_env: dict
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["params"] < out["base_params"] and out["image_size"] == 16
+
+
+def test_a_model_without_a_processor_is_measured_with_a_note_and_a_broken_one_is_refused(
+    tmp_path: Path, farm_env: dict[str, str]
+) -> None:
+    """Before: any OSError fell back to mean/std 0.5 silently, a silently wrong accuracy."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    bare = tmp_path / "bare-vit"
+    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                       intermediate_size=64, num_labels=100)
+    ViTForImageClassification(config).save_pretrained(bare)
+    proc = run_farm(["run", "--variant", "baseline", "--model", str(bare), "--dataset", "synthetic:8", "--repeats",
+                     "1", "--format", "json"], farm_env)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert any("normalisation assumed" in w for w in row["energy_warnings"]), row["energy_warnings"]
+
+    broken = write_tiny_vit(tmp_path / "broken-vit")
+    (broken / "preprocessor_config.json").write_text("{ not json")
+    proc = run_farm(["run", "--variant", "baseline", "--model", str(broken), "--dataset", "synthetic:8",
+                     "--repeats", "1"], farm_env)
+    assert proc.returncode == 2 and "cannot read the image processor" in proc.stderr, proc.stderr
+
+    good = write_tiny_vit(tmp_path / "good-vit")
+    proc = run_farm(["run", "--variant", "baseline", "--model", str(good), "--dataset", "synthetic:8", "--repeats",
+                     "1", "--format", "json"], farm_env)
+    (row,) = json.loads(proc.stdout)
+    assert not any("normalisation" in w for w in row["energy_warnings"])

@@ -76,9 +76,9 @@ def execute(
             model = quantize_model(model, spec.variant.quant, device)
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
         rows = _measure(spec, settings, device, compressed.model_id, cost, model, data, log_line, on_progress)
-    if hold.lost:  # the measurement may have overlapped another worker's on this host: say so, keep the rows
-        for row in rows:
-            row["energy_warnings"].append(hold.lost)
+    notes = [n for n in (compressed.fmt.note, hold.lost) if n]  # hold.lost: the measurement may have overlapped
+    for row in rows:                                               # another worker's on this host; rows are kept
+        row["energy_warnings"].extend(notes)
     return rows
 
 

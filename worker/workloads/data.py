@@ -40,6 +40,8 @@ class ImageFormat:
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # Set when the normalisation was assumed rather than read from the model (it lands in the rows' warnings).
+    note: str | None = None
 
 
 def load_dataset(dataset_id: str, split: Split, fmt: ImageFormat, *, seed: int = 0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,7 +61,9 @@ def build_builtin_untrained() -> torch.nn.Module:
 
 def load_builtin(store: ArtifactStore) -> BaseModel:
     """The built-in ViT, trained on first use and cached under the artifacts root by its recipe."""
-    key = recipe_key({**BUILTIN_RECIPE, "format": asdict(DIGITS_FORMAT)})
+    fmt = asdict(DIGITS_FORMAT)
+    del fmt["note"]  # not part of the recipe (the key stays what it was)
+    key = recipe_key({**BUILTIN_RECIPE, "format": fmt})
     model = build_builtin_untrained()
     if store.exists("base", key, "weights.pt"):
         model.load_state_dict(store.load_torch("base", key, "weights.pt"))
@@ -82,19 +85,35 @@ def train_builtin(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+PROCESSOR_FILE = "preprocessor_config.json"
+
+
 def image_format_for(model_id: str, config: Any) -> ImageFormat:
-    """Input format from the model's image processor if it ships one, else from its config (ViT defaults)."""
+    """Input format from the model's image processor, or ViT's mean/std 0.5 (with a note) when it ships none.
+
+    A processor that exists but cannot be read is a FarmError: a wrong normalisation is a silently wrong accuracy.
+    """
     size = int(getattr(config, "image_size", 224))
     channels = int(getattr(config, "num_channels", 3))
-    mean, std = (0.5,) * channels, (0.5,) * channels
-    try:
-        from transformers import AutoImageProcessor
+    assumed = ImageFormat(channels=channels, size=size, mean=(0.5,) * channels, std=(0.5,) * channels,
+                          note=f"{model_id} has no {PROCESSOR_FILE}: normalisation assumed (ViT's mean and std 0.5)")
+    if Path(model_id).is_dir() and not (Path(model_id) / PROCESSOR_FILE).exists():
+        return assumed
+    from transformers import AutoImageProcessor
 
+    try:
         proc = AutoImageProcessor.from_pretrained(model_id)
-        mean = tuple(float(v) for v in getattr(proc, "image_mean", mean))
-        std = tuple(float(v) for v in getattr(proc, "image_std", std))
-    except (OSError, ValueError):
-        pass  # no preprocessor_config.json: ViT's defaults
+    except OSError as exc:
+        if PROCESSOR_FILE in str(exc) and "does not appear to have" in str(exc):
+            return assumed  # a hub model without one
+        raise FarmError(f"cannot read the image processor of {model_id!r}: {str(exc).splitlines()[0]}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FarmError(f"cannot read the image processor of {model_id!r}: {exc}") from None
+    mean = tuple(float(v) for v in getattr(proc, "image_mean", assumed.mean))
+    std = tuple(float(v) for v in getattr(proc, "image_std", assumed.std))
+    if len(mean) != channels or len(std) != channels:
+        raise FarmError(f"the image processor of {model_id!r} normalises {len(mean)} channels; the model has "
+                        f"{channels}")
     return ImageFormat(channels=channels, size=size, mean=mean, std=std)
 
 
