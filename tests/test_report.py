@@ -16,13 +16,24 @@ from tests.conftest import run_farm
 from tests.test_store import _row
 
 
-@pytest.fixture()
-def env_with_rows(tmp_path: Path) -> dict[str, str]:
+def _env_with_stored_rows(db: Path, rows: list[dict[str, object]]) -> dict[str, str]:
+    """A SQLite store at `db` holding `rows` as one done job, and a `farm` environment that reads it."""
     import os
 
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+    url = f"sqlite:///{db}"
     engine = make_engine(url)
     upgrade_schema(engine)
+    with Session(engine) as s:
+        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_DATABASE_URL"] = url
+    return env
+
+
+@pytest.fixture()
+def env_with_rows(tmp_path: Path) -> dict[str, str]:
     t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
     rows = []
     for i, (variant, energy, top1) in enumerate([("baseline", 1.0, 0.90), ("baseline", 1.2, 0.90),
@@ -31,13 +42,7 @@ def env_with_rows(tmp_path: Path) -> dict[str, str]:
         rows.append(_row("lab-1", t0 + timedelta(hours=i), 9 + i, variant=variant, repeat_index=i % 2,
                          total_energy_per_sample_j=energy, top1=top1))
     rows.append(_row("lab-2", t0, 9, variant="pruned-distilled-uint8", total_energy_per_sample_j=0.5))
-    with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
-    engine.dispose()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env["FARM_DATABASE_URL"] = url
-    return env
+    return _env_with_stored_rows(tmp_path / "r.db", rows)
 
 
 def test_report_compares_each_variant_with_its_own_hosts_baseline(env_with_rows: dict[str, str]) -> None:
@@ -70,23 +75,12 @@ def test_report_with_nothing_to_show_is_a_clear_error(env_with_rows: dict[str, s
 @pytest.fixture()
 def env_two_models(tmp_path: Path) -> dict[str, str]:
     """One host, one variant, two models on two datasets: a summary must not average them together."""
-    import os
-
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    engine = make_engine(url)
-    upgrade_schema(engine)
     t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
     rows = [_row("lab-1", t0, 9, model_id="small", dataset_id="digits", total_energy_per_sample_j=1.0, params=10,
                  energy_warnings=["window short"]),
             _row("lab-1", t0, 9, model_id="big", dataset_id="cifar100:/d/c.tar.gz", repeat_index=1,
                  total_energy_per_sample_j=3.0, params=1000)]
-    with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
-    engine.dispose()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env["FARM_DATABASE_URL"] = url
-    return env
+    return _env_with_stored_rows(tmp_path / "m.db", rows)
 
 
 def test_summary_keeps_models_and_datasets_apart(env_two_models: dict[str, str]) -> None:
