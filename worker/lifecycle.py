@@ -164,7 +164,7 @@ def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, q
             refusal = f"refused: the stored spec cannot be read ({type(exc).__name__}: {exc})"
     if refusal is not None:
         dead_letter(client, reason=refusal, job_id=str(key), payload=payload, queue=queue)
-        _finish(ctx, job, Outcome(str(key), "failed", error=refusal), lease=None)
+        _finish(ctx, Outcome(str(key), "failed", error=refusal), lease=None)
         return "refused"
 
     token = uuid.uuid4().hex
@@ -269,7 +269,7 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome = Outcome(job_id, "failed", token, error=redact(f"{type(exc).__name__}: {exc}"), epochs=epochs)
-    return _finish(ctx, job, outcome, lease)
+    return _finish(ctx, outcome, lease)
 
 
 def store_outcome(settings: Settings, outcome: Outcome) -> str:
@@ -287,7 +287,7 @@ def store_outcome(settings: Settings, outcome: Outcome) -> str:
         return "spooled"
 
 
-def _finish(ctx: WorkerContext, job: Job, outcome: Outcome, lease: Lease | None) -> str:
+def _finish(ctx: WorkerContext, outcome: Outcome, lease: Lease | None) -> str:
     outcome.lease_value = lease.value if lease is not None else None
     if lease is not None:
         lease.stop()  # from here the spool keeper (or the release below) looks after the key
@@ -332,10 +332,12 @@ def send_next_stage(ctx: WorkerContext, job_id: uuid.UUID) -> None:
 def flush_spool(ctx: WorkerContext) -> int:
     """Write spooled outcomes to the store, keeping their leases alive meanwhile; returns how many remain."""
     spool = Spool(ctx.settings.spool_dir)
-    for path, outcome in spool.pending():
+    pending = spool.pending()
+    for _path, outcome in pending:  # every lease first: while the store is away, none of them may lapse
         if ctx.client is not None and outcome.lease_value:
             _redis_call(ctx, "keeping a spooled job's lease", renew_value, ctx.client, outcome.job_id,
                         outcome.lease_value, ctx.settings.lease_timeout_s)
+    for path, outcome in pending:
         try:
             with Session(get_engine(ctx.settings.database_url)) as session:
                 where = crud.apply_outcome(session=session, outcome=outcome)

@@ -44,12 +44,13 @@ def no_lock(name: str) -> Iterator[LockHold]:
 
 def broker_lock(broker_url: str, ttl_s: float = 60.0) -> LockFactory:
     """A `lock(name)` factory on the Redis broker; a no-op on other brokers (the artifact cache still dedupes)."""
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
-        return no_lock
-
     import redis
 
-    client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3)
+    from shared.dispatch import redis_client
+
+    client = redis_client(broker_url)
+    if client is None:
+        return no_lock
     ttl_ms = max(1, int(ttl_s * 1000))
 
     def acquire(key: str, token: str) -> None:

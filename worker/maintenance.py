@@ -28,6 +28,7 @@ from shared.db.types import utcnow
 from shared.dispatch import dispatch, dispatched_key, lease_key, worker_key
 from shared.redact import redact
 from shared.settings import host_queue
+from worker import held_keys
 
 log = logging.getLogger(__name__)
 BEAT_S = 2.0
@@ -76,7 +77,7 @@ def reap(ctx: Any, node: str) -> list[str]:
         return []
     # Right after a Redis restart every lease is missing, the live ones too: give holders a lease period to
     # renew (they recreate their keys) before reading a missing lease as a dead worker.
-    fresh_broker = int(client.info("server")["uptime_in_seconds"]) < settings.lease_timeout_s + REAP_S
+    fresh_broker = held_keys.broker_restarted_within(client, settings.lease_timeout_s + REAP_S)
     engine = get_engine(settings.database_url)
     with Session(engine) as session:
         jobs = crud.active_jobs(session=session)
@@ -102,7 +103,6 @@ def reap(ctx: Any, node: str) -> list[str]:
                 if not crud.requeue_job(session=session, job_id=job.id, expected_token=job.lease_token,
                                         reason=reason):
                     continue
-            seen = marker
         else:
             if (now - job.submitted_at).total_seconds() < QUEUED_GRACE_S:
                 continue
@@ -114,8 +114,7 @@ def reap(ctx: Any, node: str) -> list[str]:
                 if first is None or first.state != "done":
                     continue  # sent when its compress stage is done
             reason = "requeued: its message was lost from the broker"
-            seen = marker
-        if not int(client.eval(_CAS, 1, dispatched_key(job.id), seen or b"", "queued")):
+        if not int(client.eval(_CAS, 1, dispatched_key(job.id), marker or b"", "queued")):
             continue  # another reaper, or a delivery, moved first
         dispatch(ctx.app, client, job_id=job.id, stage=job.stage, queue=job.queue, spec=job.spec)
         log.warning("job %s %s", job.id, reason)
