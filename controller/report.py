@@ -6,6 +6,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from shared.energy import is_estimate
+
 GroupKey = tuple[str, str, str, str]  # model, dataset, host, device
 
 
@@ -139,8 +141,7 @@ def figure(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]]) ->
     ax2.set_title("energy by time of day")
     if series:
         ax2.legend(fontsize=7)
-    sources = {t["energy_source"] for t in table}
-    if any("estimated" in s for s in sources):
+    if any(is_estimate(t["energy_source"]) for t in table):
         fig.suptitle("energy ESTIMATED from CPU time on some hosts", color="darkred")
     fig.tight_layout()
     return fig

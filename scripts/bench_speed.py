@@ -21,8 +21,11 @@ from torch import nn
 
 from shared.specs import PruneSpec, QuantSpec
 from worker.compression.prune import prune_model
-from worker.compression.quantize import quantize_model
+from worker.devices import open_device
 from worker.hardware import cpu_model
+from worker.runtimes.torch_eager import quantize
+
+CPU = open_device("cpu")
 
 
 def vit_s16() -> nn.Module:
@@ -52,12 +55,12 @@ def build_variants(base: nn.Module, example: torch.Tensor, calib: torch.Tensor) 
 
     return {
         "fp32": lambda: copy.deepcopy(base),
-        "quant-uint8 (quanto w8)": lambda: quantize_model(copy.deepcopy(base), QuantSpec("uint8"), "cpu"),
-        "quant-float8 (quanto f8)": lambda: quantize_model(copy.deepcopy(base), QuantSpec("float8"), "cpu"),
+        "quant-uint8 (quanto w8)": lambda: quantize(copy.deepcopy(base), QuantSpec("uint8"), CPU),
+        "quant-float8 (quanto f8)": lambda: quantize(copy.deepcopy(base), QuantSpec("float8"), CPU),
         "quanto w8a8 (calibrated)": lambda: quanto_w8a8(copy.deepcopy(base), calib),
-        "quant-int8dyn": lambda: quantize_model(copy.deepcopy(base), QuantSpec("int8dyn"), "cpu"),
+        "quant-int8dyn": lambda: quantize(copy.deepcopy(base), QuantSpec("int8dyn"), CPU),
         "prune-all-r0.10": pruned,
-        "prune-all-r0.10-int8dyn": lambda: quantize_model(pruned(), QuantSpec("int8dyn"), "cpu"),
+        "prune-all-r0.10-int8dyn": lambda: quantize(pruned(), QuantSpec("int8dyn"), CPU),
     }
 
 

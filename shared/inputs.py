@@ -23,31 +23,41 @@ MAX_SYNTHETIC = 1_000_000
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
+# The dataset kinds and what follows their colon: nothing, an image count, or a path under FARM_DATA_ROOTS.
+# The worker's loaders are registered under the same names in worker/workloads/registry.py.
+DATASET_ARGUMENTS: dict[str, Literal["none", "count", "path"]] = {
+    "digits": "none",
+    "synthetic": "count",
+    "cifar100": "path",
+}
+
+
 @dataclass(frozen=True)
 class DatasetRef:
-    """A parsed dataset name: `kind`, and its path (cifar100) or image count (synthetic)."""
+    """A parsed dataset name: `kind` (a key of DATASET_ARGUMENTS), and its path or image count."""
 
-    kind: Literal["digits", "synthetic", "cifar100"]
+    kind: str
     path: str | None = None
     count: int | None = None
 
 
 def parse_dataset(name: str) -> DatasetRef:
     """The dataset grammar only (no file access); FarmError naming the grammar for a bad name."""
-    if name == "digits":
-        return DatasetRef("digits")
     kind, sep, arg = name.partition(":")
-    if sep and kind == "synthetic":
+    argument = DATASET_ARGUMENTS.get(kind)
+    if argument == "none" and not sep:
+        return DatasetRef(kind)
+    if argument == "count" and sep:
         try:
             count = int(arg)
         except ValueError:
             count = 0
         if not 1 <= count <= MAX_SYNTHETIC:
-            raise FarmError(f"synthetic dataset needs a count from 1 to {MAX_SYNTHETIC:,}, e.g. synthetic:256, "
+            raise FarmError(f"{kind} dataset needs a count from 1 to {MAX_SYNTHETIC:,}, e.g. {kind}:256, "
                             f"got {name!r}")
-        return DatasetRef("synthetic", count=count)
-    if sep and kind == "cifar100" and arg.strip():
-        return DatasetRef("cifar100", path=arg)
+        return DatasetRef(kind, count=count)
+    if argument == "path" and sep and arg.strip():
+        return DatasetRef(kind, path=arg)
     raise FarmError(f"unknown dataset {name!r}; use {DATASET_GRAMMAR}")
 
 
@@ -80,12 +90,12 @@ def check_dataset(name: str, roots: tuple[str, ...]) -> str:
     see the workers' files).
     """
     ref = parse_dataset(name)
-    if ref.kind != "cifar100":
+    if ref.path is None:
         return name
-    path = under_roots(ref.path or "", roots, what="dataset")
+    path = under_roots(ref.path, roots, what="dataset")
     if _visible(path, roots) and not path.exists():
-        raise FarmError(f"CIFAR-100 archive or folder not found: {path}")
-    return f"cifar100:{path}"
+        raise FarmError(f"dataset file or folder not found: {path}")
+    return f"{ref.kind}:{path}"
 
 
 def model_kind(model: str) -> Literal["builtin", "path", "hub"]:

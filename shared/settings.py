@@ -114,7 +114,3 @@ class Settings:
             db_wait_s=_float_env("FARM_DB_WAIT_S", defaults.db_wait_s),
         )
 
-
-def host_queue(hostname: str, device_class: str | None = None) -> str:
-    """The queue that only workers on `hostname` consume (only its `cpu` or `gpu` workers, if given)."""
-    return f"host.{hostname}" if device_class is None else f"host.{hostname}.{device_class}"

@@ -9,10 +9,19 @@ import torch
 
 from shared.specs import BenchSpec
 from worker.bench import coefficient_of_variation, run_benchmark
+from worker.devices import open_device
 from worker.meters.estimate import CpuTimeEstimate
+from worker.runtimes.base import Runner
+from worker.runtimes.torch_eager import TorchRuntime
 from worker.training import top1
-from worker.workloads.data import ImageSet
 from worker.workloads.digits import load_digits_split
+from worker.workloads.types import ImageSet
+
+CPU = open_device("cpu")
+
+
+def runner(model: torch.nn.Module) -> Runner:
+    return TorchRuntime().load(model, None, CPU, torch.randn(1, 1, 8, 8))
 
 
 def test_builtin_model_reaches_95_percent_test_top1(builtin_model) -> None:  # noqa: ANN001
@@ -29,7 +38,7 @@ def test_digits_splits_are_fixed_and_disjoint() -> None:
 def test_benchmark_counts_samples_and_accuracy_like_a_plain_eval(builtin_model) -> None:  # noqa: ANN001
     data = load_digits_split("test")
     spec = BenchSpec(repeats=3, limit=100, batch_size=8)
-    reps = run_benchmark(builtin_model.model, data, spec, "cpu", CpuTimeEstimate(10.0))
+    reps = run_benchmark(runner(builtin_model.model), data, spec, CPU, CpuTimeEstimate(10.0))
     assert [r.repeat_index for r in reps] == [0, 1, 2]
     expected = top1(builtin_model.model, data.head(100))
     for r in reps:
@@ -42,15 +51,16 @@ def test_benchmark_counts_samples_and_accuracy_like_a_plain_eval(builtin_model) 
 
 def test_until_cv_stops_between_three_and_the_cap(builtin_model) -> None:  # noqa: ANN001
     spec = BenchSpec(until_cv=0.5, max_repeats=6, limit=16)
-    reps = run_benchmark(builtin_model.model, load_digits_split("test"), spec, "cpu", CpuTimeEstimate(10.0))
+    reps = run_benchmark(runner(builtin_model.model), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
     assert 3 <= len(reps) <= 6
     spec = BenchSpec(until_cv=1e-9, max_repeats=4, limit=16)
-    assert len(run_benchmark(builtin_model.model, load_digits_split("test"), spec, "cpu", CpuTimeEstimate(10.0))) == 4
+    reps = run_benchmark(runner(builtin_model.model), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
+    assert len(reps) == 4
 
 
 def test_unlabelled_data_reports_no_accuracy(builtin_model) -> None:  # noqa: ANN001
     data = ImageSet(torch.randn(20, 1, 8, 8), None, 0, "synthetic:20")
-    reps = run_benchmark(builtin_model.model, data, BenchSpec(repeats=1), "cpu", CpuTimeEstimate(10.0))
+    reps = run_benchmark(runner(builtin_model.model), data, BenchSpec(repeats=1), CPU, CpuTimeEstimate(10.0))
     assert reps[0].top1 is None and reps[0].top5 is None and reps[0].samples == 20
 
 
@@ -78,3 +88,20 @@ def test_measurement_is_unavailable_until_the_window_closes() -> None:
         with pytest.raises(RuntimeError):
             _ = w.measurement
     assert w.measurement.duration_s >= 0
+
+
+def test_the_benchmark_runs_any_runner_and_scores_its_logits() -> None:
+    """A runner is just batch -> logits: one that always says class 3 scores the share of 3s, on any runtime."""
+    data = load_digits_split("test")
+    calls: list[int] = []
+
+    def always_three(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch.shape[0])
+        logits = torch.zeros(batch.shape[0], 10)
+        logits[:, 3] = 1.0
+        return logits
+
+    (rep,) = run_benchmark(always_three, data, BenchSpec(repeats=1, warmup_batches=2, batch_size=8), CPU,
+                           CpuTimeEstimate(10.0))
+    assert rep.top1 == pytest.approx(float((data.labels == 3).float().mean()))
+    assert sum(calls) == 2 * 8 + len(data)  # warm-up batches, then every sample once

@@ -224,8 +224,9 @@ def test_read_only_artifacts_fail_before_any_training(env: dict[str, str], tmp_p
      (["submit", "--variant", "baseline", "--dataset", "synthetic:0"], "synthetic"),
      (["submit", "--variant", "baseline", "--dataset", "mnist"], "unknown dataset"),
      (["submit", "--variant", "baseline", "--model", "/no/such/model"], "outside FARM_DATA_ROOTS"),
-     (["submit", "--variant", "quant-int8dyn", "--on", "gpu"], "CPUs only"),
-     (["submit", "--variant", "pruned-distilled-int8dyn", "--on", "host:lab:gpu"], "CPUs only")],
+     (["submit", "--variant", "quant-int8dyn", "--on", "gpu"], "int8dyn runs on cpu only"),
+     (["submit", "--variant", "pruned-distilled-int8dyn", "--on", "host:lab:gpu"], "int8dyn runs on cpu only"),
+     (["run", "--variant", "quant-int8dyn", "--device", "cuda:0"], "int8dyn runs on cpu only")],
 )
 def test_bad_input_is_refused_before_anything_is_queued(env: dict[str, str], tmp_path: Path, args: list[str],
                                                        needle: str) -> None:

@@ -13,8 +13,9 @@ from shared.specs import JobSpec, PruneSpec, QuantSpec, parse_variant
 from tests.conftest import run_farm
 from worker.artifacts import ArtifactStore
 from worker.compression.prune import attention_modules, mlp_input_layers, prune_model
-from worker.compression.quantize import quantize_model
-from worker.jobs import model_cost
+from worker.cost import model_cost
+from worker.devices import open_device
+from worker.runtimes.torch_eager import quantize
 from worker.training import top1
 from worker.variants import build_compressed
 from worker.workloads.digits import load_digits_split
@@ -116,7 +117,7 @@ def test_pruned_artifact_round_trips_to_identical_logits(builtin_model, artifact
 def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str) -> None:  # noqa: ANN001
     test = load_digits_split("test")
     fp32 = top1(builtin_model.model, test)
-    quantized = quantize_model(copy.deepcopy(builtin_model.model), QuantSpec(scheme), "cpu")  # type: ignore[arg-type]
+    quantized = quantize(copy.deepcopy(builtin_model.model), QuantSpec(scheme), open_device("cpu"))  # type: ignore[arg-type]
     assert top1(quantized, test) >= fp32 - 0.005
     if scheme == "int8dyn":
         from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
@@ -124,11 +125,18 @@ def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str
         assert any(isinstance(m, DynamicInt8Linear) for m in quantized.modules())
 
 
-def test_int8dyn_is_refused_on_a_gpu(builtin_model) -> None:  # noqa: ANN001
+def test_int8dyn_is_refused_on_a_gpu_by_the_runtime_too(builtin_model) -> None:  # noqa: ANN001
+    """A device handle that claims cuda:0 (this machine has no GPU): the registry's device list decides."""
+    from shared.devices import Device
     from shared.errors import FarmError
+    from worker.devices.base import DeviceHandle
 
-    with pytest.raises(FarmError, match="CPU scheme"):
-        quantize_model(copy.deepcopy(builtin_model.model), QuantSpec("int8dyn"), "cuda:0")
+    class FakeCuda(DeviceHandle):
+        def synchronize(self) -> None:
+            return None
+
+    with pytest.raises(FarmError, match="int8dyn runs on cpu only"):
+        quantize(copy.deepcopy(builtin_model.model), QuantSpec("int8dyn"), FakeCuda(Device.parse("cuda:0")))
 
 
 @pytest.mark.parametrize(("method", "largest"), [("all", 0.75), ("mlp", 0.96)])
@@ -136,7 +144,7 @@ def test_params_fall_with_the_ratio_up_to_the_largest_the_widths_allow(method: s
     """Before: prune-all-r0.99 had the base's params, r0.8 more than r0.75, r0.95 equalled prune-r0.95."""
     from shared.errors import FarmError
     from shared.specs import parse_variant
-    from worker.inspect import inspect_variant
+    from worker.model_info import inspect_variant
 
     prefix = "prune-all-r" if method == "all" else "prune-r"
     ratios = [round(0.05 * i, 2) for i in range(1, 20) if 0.05 * i <= largest + 1e-9] + [largest]

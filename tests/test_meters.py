@@ -14,6 +14,7 @@ from scripts.fakes import FakePowercap, fake_pynvml
 from shared.settings import Settings
 from worker.bench import measure_idle
 from worker.conditions import cpu_governor, cpu_temperature_c
+from worker.devices import open_device
 from worker.meters.base import MeterError
 from worker.meters.combined import CombinedMeter
 from worker.meters.estimate import CpuTimeEstimate
@@ -32,7 +33,7 @@ def test_rapl_fake_tree_sums_every_socket(tmp_path: Path) -> None:
     assert m.cpu_energy_j == pytest.approx(8.0)
     assert m.dram_energy_j is None and m.gpu_energy_j is None
     assert m.source == "measured:rapl"
-    assert m.per_device_j == {"package-0@intel-rapl:0": 3.0, "package-1@intel-rapl:1": 5.0}
+    assert m.energy_by_domain_j == {"package-0": pytest.approx(3.0), "package-1": pytest.approx(5.0)}
 
 
 def test_rapl_fake_tree_reports_dram_separately_and_skips_core_subzones(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_rapl_permission_denied_is_a_clear_error_not_zero(tmp_path: Path) -> Non
 
 def test_missing_rapl_falls_back_to_a_labelled_estimate(tmp_path: Path) -> None:
     settings = Settings(powercap_root=str(tmp_path / "none"), cpu_watts_per_core=10.0)
-    meter = build_meter("cpu", settings)
+    meter = build_meter(open_device("cpu"), settings)
     assert meter.name == "estimated:cpu-time"
     with meter.window() as w:
         sum(i * i for i in range(200_000))
@@ -119,7 +120,7 @@ def test_missing_rapl_falls_back_to_a_labelled_estimate(tmp_path: Path) -> None:
 
 def test_present_rapl_is_chosen_for_cpu_jobs(tmp_path: Path) -> None:
     FakePowercap(tmp_path)
-    assert build_meter("cpu", Settings(powercap_root=str(tmp_path))).name == "measured:rapl"
+    assert build_meter(open_device("cpu"), Settings(powercap_root=str(tmp_path))).name == "measured:rapl"
 
 
 def test_short_rapl_window_gets_a_warning(tmp_path: Path) -> None:
@@ -141,7 +142,8 @@ def test_fake_nvml_counter_path(tmp_path: Path) -> None:
     m = w.measurement
     assert synced == ["sync", "sync"]  # both edges
     assert m.gpu_energy_j == pytest.approx(200.0 * m.duration_s, rel=0.1)
-    assert m.cpu_energy_j is None and m.per_device_j.keys() == {"gpu0"}
+    assert m.cpu_energy_j is None and m.domains == ("gpu-0",)
+    assert meter.describe() == {"gpu_driver": "550.54.15", "gpu_power_limit_w": 350.0}
     assert nvml.calls.get("power", 0) == 0  # no polling when the counter exists
 
 
@@ -153,9 +155,9 @@ def test_fake_nvml_polling_path_integrates_power_at_10hz_or_more(tmp_path: Path)
         time.sleep(0.5)
     m = w.measurement
     assert nvml.calls["power"] / 2 >= 0.5 * 10  # samples per GPU over 0.5 s
-    assert m.per_device_j["gpu0"] == pytest.approx(80.0 * m.duration_s, rel=0.05)
+    assert m.energy_by_domain_j["gpu-0"] == pytest.approx(80.0 * m.duration_s, rel=0.05)
     assert m.gpu_energy_j == pytest.approx(2 * 80.0 * m.duration_s, rel=0.05)
-    assert meter.temperatures_c() == [41.0, 42.0]
+    assert m.domains == ("gpu-0", "gpu-1")
 
 
 def test_fake_nvml_errors_become_meter_errors() -> None:
@@ -165,7 +167,7 @@ def test_fake_nvml_errors_become_meter_errors() -> None:
 
 def test_fake_nvml_combined_with_rapl_labels_both_sources(tmp_path: Path) -> None:
     tree = FakePowercap(tmp_path)
-    meter = CombinedMeter(RaplMeter(tmp_path), NvmlMeter([0], nvml=fake_pynvml(has_counter=True, power_w=50)))
+    meter = CombinedMeter([NvmlMeter([0], nvml=fake_pynvml(has_counter=True, power_w=50)), RaplMeter(tmp_path)])
     with meter.window() as w:
         tree.set("intel-rapl:0", 1_000_000)
         time.sleep(0.15)
@@ -268,3 +270,83 @@ def test_result_rows_say_which_domains_were_summed(tmp_path: Path, artifacts_dir
     (row,) = execute(spec, settings, "cpu")
     assert row["energy_domains"] == "package-0+package-1+dram-0+dram-1"
     assert row["energy_source"] == "measured:rapl"
+
+
+def test_combined_meter_sums_by_domain_and_refuses_a_domain_counted_twice(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path, sockets=2, dram=True)
+    with CombinedMeter([RaplMeter(tmp_path), CpuTimeEstimate(10.0)]).window() as w:
+        tree.set("intel-rapl:0", 1_000_000)
+        tree.set("intel-rapl:1:1", 500_000)
+    m = w.measurement
+    assert m.domains == ("package-0", "package-1", "dram-0", "dram-1", "process-cpu-time")
+    assert m.dram_energy_j == pytest.approx(0.5)
+    assert m.cpu_energy_j == pytest.approx(1.0 + m.energy_by_domain_j["process-cpu-time"])
+    assert m.is_estimate  # any estimated part makes the whole an estimate
+    twice = CombinedMeter([RaplMeter(tmp_path), RaplMeter(tmp_path)])
+    with pytest.raises(MeterError, match="count twice"), twice.window():
+        pass
+
+
+def test_null_meter_times_but_never_reads_zero_joules() -> None:
+    from worker.meters.null import NullMeter
+
+    with NullMeter().window() as w:
+        time.sleep(0.01)
+    assert w.measurement.duration_s >= 0.01 and w.measurement.domains == ()
+    assert w.measurement.cpu_energy_j is None
+    with pytest.raises(MeterError, match="measured nothing"):
+        _ = w.measurement.total_energy_j
+
+
+def test_an_unknown_domain_label_is_refused() -> None:
+    from worker.meters.base import EnergyMeasurement
+
+    with pytest.raises(MeterError, match="unknown energy domain"):
+        EnergyMeasurement(duration_s=1.0, source="measured:x", energy_by_domain_j={"uncore-0": 1.0})
+
+
+def test_a_poller_stops_on_a_meter_error_and_raises_it_at_stop() -> None:
+    from worker.meters.poller import Poller
+
+    calls: list[int] = []
+
+    def sample() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise MeterError("counter gone")
+
+    poller = Poller(sample, 0.005, "test-poller").start()
+    time.sleep(0.1)
+    with pytest.raises(MeterError, match="counter gone"):
+        poller.stop()
+    assert len(calls) == 3  # it stopped polling at the error
+
+
+def test_rapl_that_fails_mid_window_raises_instead_of_returning_part(tmp_path: Path) -> None:
+    FakePowercap(tmp_path)
+    meter = RaplMeter(tmp_path, poll_interval_s=0.005)
+    with pytest.raises(MeterError), meter.window():
+        (tmp_path / "intel-rapl:0" / "energy_uj").write_text("garbage")
+        time.sleep(0.05)
+
+
+def test_fake_nvml_is_chosen_for_a_cuda_device_beside_the_cpu_meter(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A patched NVML module and a device handle that claims cuda:0 (this machine has no GPU)."""
+    from shared.devices import Device
+    from worker.devices.base import DeviceHandle
+    from worker.meters import nvml
+
+    class FakeCuda(DeviceHandle):
+        def synchronize(self) -> None:
+            return None
+
+    fake = fake_pynvml(has_counter=True, power_w=100.0)
+    monkeypatch.setattr(nvml, "_load_pynvml", lambda: fake)
+    FakePowercap(tmp_path)
+    meter = build_meter(FakeCuda(Device.parse("cuda:0")), Settings(powercap_root=str(tmp_path)))
+    assert meter.name == "measured:nvml-counter+measured:rapl"
+    with meter.window() as w:
+        time.sleep(0.12)
+    assert w.measurement.domains == ("gpu-0", "package-0")
+    assert meter.describe()["gpu_driver"] == "550.54.15"

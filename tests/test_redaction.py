@@ -33,10 +33,11 @@ def test_redact_keeps_urls_without_passwords() -> None:
 
 
 @pytest.fixture()
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, artifacts_dir: Path, builtin_model: object) -> dict[str, str]:
+    """The session's artifacts (the built-in model is trained once), so `farm run` only benchmarks."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    e.update(FARM_DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}", FARM_ARTIFACTS=str(tmp_path / "a"),
-             FARM_HOSTNAME="h", FARM_BROKER_TIMEOUT_S="1")
+    e.update(FARM_DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}", FARM_ARTIFACTS=str(artifacts_dir),
+             FARM_HOSTNAME="h", FARM_BROKER_TIMEOUT_S="1", FARM_IDLE_S="0")
     return e
 
 

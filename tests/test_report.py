@@ -136,3 +136,11 @@ def test_one_variant_has_one_colour_in_both_panels(env_with_rows: dict[str, str]
 def test_report_by_hour_has_readable_headers(env_with_rows: dict[str, str]) -> None:
     header = run_farm(["report", "--by", "hour"], env_with_rows).stdout.splitlines()[0]
     assert "local hour" in header and "J/sample" in header and "total_energy_per_sample_j" not in header
+
+
+def test_the_per_repeat_table_shows_only_real_result_columns() -> None:
+    from controller import render
+    from shared.db.models import RESULT_COLUMNS
+
+    assert set(render.RESULT_TABLE_COLUMNS) <= set(RESULT_COLUMNS)
+    assert len(render.RESULT_TABLE_COLUMNS) == len(render.RESULT_TABLE_HEADERS)

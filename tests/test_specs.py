@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared.devices import Device
 from shared.errors import FarmError
-from shared.specs import BenchSpec, JobSpec, example_variants, parse_variant, queue_for_target
+from shared.routing import queue_device_class, queue_for_target, worker_queues
+from shared.specs import BenchSpec, JobSpec, example_variants, parse_variant
 
 
 def test_every_example_variant_parses_and_round_trips_through_json() -> None:
@@ -13,7 +15,7 @@ def test_every_example_variant_parses_and_round_trips_through_json() -> None:
 
 
 def test_pruned_distilled_uint8_is_the_seed_pipeline() -> None:
-    v = parse_variant("pruned-distilled-uint8", builtin=False)
+    v = parse_variant("pruned-distilled-uint8", model="google/vit-base-patch16-224")
     assert v.prune is not None and v.prune.method == "all" and v.prune.ratio == pytest.approx(0.10)
     assert v.prune.round_to == 4
     assert v.train is not None and v.train.kind == "distilled"
@@ -29,7 +31,7 @@ def test_builtin_workload_gets_short_training_defaults() -> None:
 
 
 def test_hub_models_get_the_seed_training_recipe() -> None:
-    v = parse_variant("pruned-retrained", builtin=False)
+    v = parse_variant("pruned-retrained", model="google/vit-base-patch16-224")
     assert v.train is not None
     assert (v.train.lr, v.train.epochs, v.train.batch_size, v.train.weight_decay) == (3e-5, 10, 16, 0.01)
 
@@ -76,7 +78,74 @@ def test_targets_map_to_queues() -> None:
     ],
 )
 def test_farm_run_benchmarks_each_stage_on_the_way(variant: str, stages: list[str]) -> None:
-    from controller.cli import stage_names
-
-    assert stage_names(parse_variant(variant)) == stages
+    assert parse_variant(variant).stage_names() == stages
     assert [parse_variant(s).name for s in stages] == stages  # each stage is a variant of its own
+
+
+def test_every_example_variant_has_distinct_stages_in_run_order() -> None:
+    for name in example_variants():
+        slots = [stage.slot for stage, _text, _spec in parse_variant(name).stages()]
+        assert slots == sorted(slots, key=["prune", "train", "quant"].index), name
+        assert len(slots) == len(set(slots)), name
+        if name != "baseline":
+            assert slots, name
+
+
+def test_stages_carry_their_specs_and_text() -> None:
+    v = parse_variant("prune-all-r0.25-distilled-int8dyn")
+    assert [(stage.token, text) for stage, text, _ in v.stages()] == [
+        ("prune-all-rX", "prune-all-r0.25"), ("distilled", "distilled"), ("int8dyn", "int8dyn")]
+    assert [spec for _, _, spec in v.stages()] == [v.prune, v.train, v.quant]
+
+
+def test_schemes_declare_devices_and_runtimes() -> None:
+    assert parse_variant("quant-int8dyn").supports("gpu", "torch") == "int8dyn runs on cpu only"
+    assert parse_variant("quant-int8dyn").supports("cpu", "torch") is None
+    assert parse_variant("pruned-distilled-float8").supports("gpu", "torch") is None
+    assert parse_variant("quant-uint8").supports(None, "torch") is None
+    assert "not available on the tvm runtime" in (parse_variant("quant-uint8").supports("cpu", "tvm") or "")
+
+
+def test_training_defaults_belong_to_the_base_model() -> None:
+    from shared.inputs import BUILTIN_MODEL
+    from shared.specs import MODEL_TRAIN_DEFAULTS
+
+    builtin = parse_variant("pruned-distilled", model=BUILTIN_MODEL).train
+    hub = parse_variant("pruned-distilled", model="org/any-vit").train
+    assert builtin is not None and hub is not None
+    assert builtin.lr == MODEL_TRAIN_DEFAULTS[BUILTIN_MODEL]["lr"] != hub.lr
+
+
+def test_a_job_spec_without_a_runtime_reads_as_torch() -> None:
+    spec = JobSpec(variant=parse_variant("baseline"))
+    data = spec.to_dict()
+    del data["runtime"]  # a spec stored before runtimes existed
+    assert JobSpec.from_dict(data) == spec and spec.runtime == "torch"
+
+
+@pytest.mark.parametrize(("text", "kind", "index", "cls"),
+                         [("cpu", "cpu", None, "cpu"), ("cuda", "cuda", 0, "gpu"), ("cuda:3", "cuda", 3, "gpu")])
+def test_a_device_is_parsed_once(text: str, kind: str, index: int | None, cls: str) -> None:
+    d = Device.parse(text)
+    assert (d.kind, d.index, d.device_class) == (kind, index, cls)
+    assert Device.parse(str(d)) == d
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cuda:-1", "CPU", "tpu:0", ""])
+def test_bad_devices_raise_a_farm_error(bad: str) -> None:
+    with pytest.raises(FarmError, match="cpu or cuda:N"):
+        Device.parse(bad)
+
+
+def test_workers_consume_their_class_host_and_host_class_queues() -> None:
+    assert worker_queues("lab", Device.parse("cuda:1")) == ["gpu", "host.lab", "host.lab.gpu"]
+    assert worker_queues("lab", Device.parse("cpu")) == ["cpu", "host.lab", "host.lab.cpu"]
+    assert [queue_device_class(q) for q in ("cpu", "host.lab.gpu", "host.lab")] == ["cpu", "gpu", None]
+
+
+def test_the_grammar_lists_every_registered_stage() -> None:
+    from shared.stages import STAGES, grammar
+
+    text = grammar()
+    for stage in STAGES:
+        assert stage.token in text and stage.summary in text

@@ -164,3 +164,35 @@ def test_unreachable_postgres_is_a_farm_error() -> None:
 def test_unknown_backend_is_a_farm_error() -> None:
     with pytest.raises(FarmError, match="unsupported database"):
         make_engine("mysql://x@localhost/db")
+
+
+def test_the_migrated_schema_matches_the_models(engine) -> None:  # noqa: ANN001
+    """The tables are declared twice (models.py and the migrations): autogenerate must find nothing to do."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import shared.db.models  # noqa: F401  (registers the tables)
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+    assert diff == [], diff
+
+
+def test_a_misspelled_or_missing_result_column_fails_validation() -> None:
+    from pydantic import ValidationError
+
+    from shared.db.models import RESULT_COLUMNS, Result, ResultCreate
+
+    now = datetime.now(UTC)
+    good = ResultCreate(**_row("h", now, 3))
+    assert set(good.model_dump()) == set(RESULT_COLUMNS) - {"id", "job_id"}
+    assert set(RESULT_COLUMNS) == {c.name for c in Result.__table__.columns}  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="cpu_energy_per_smaple_j"):
+        ResultCreate(**_row("h", now, 3, cpu_energy_per_smaple_j=0.01))
+    missing = _row("h", now, 3)
+    del missing["total_energy_per_sample_j"]
+    with pytest.raises(ValidationError, match="total_energy_per_sample_j"):
+        ResultCreate(**missing)
+    with pytest.raises(ValidationError, match="local_hour"):
+        ResultCreate(**_row("h", now, 24))

@@ -14,7 +14,7 @@ import pytest
 from shared.errors import FarmError
 from shared.inputs import check_dataset, check_model, model_kind, parse_dataset, under_roots
 from tests.test_workloads import FMT, write_cifar100
-from worker.workloads.data import load_dataset
+from worker.workloads.registry import load_dataset
 
 
 class _RunsCode:

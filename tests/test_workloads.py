@@ -13,7 +13,8 @@ import torch
 
 from shared.errors import FarmError
 from tests.conftest import run_farm
-from worker.workloads.data import ImageFormat, load_dataset
+from worker.workloads.registry import load_dataset
+from worker.workloads.types import ImageFormat
 
 
 def write_cifar100(root: Path, n_train: int = 200, n_test: int = 60, seed: int = 0) -> tuple[Path, Path]:

@@ -5,19 +5,24 @@ Importing this module must stay light (no torch): the controller uses it to send
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu import Queue
 
+from shared.devices import DEVICE_CLASSES, Device
 from shared.dispatch import COMPRESS_TASK, RUN_JOB_TASK
+from shared.routing import class_queue
 from shared.settings import Settings
 
-__all__ = ["COMPRESS_TASK", "RUN_JOB_TASK", "app", "make_app"]
-DEVICE_CLASSES = ("cpu", "gpu")
+__all__ = ["COMPRESS_TASK", "RUN_JOB_TASK", "app", "app_device", "make_app"]
 
 
-def make_app(settings: Settings | None = None) -> Celery:
+def make_app(settings: Settings | None = None, device: Device | None = None) -> Celery:
+    """The Celery app; a worker's app also carries the device its tasks run on (`farm worker --device`)."""
     settings = settings or Settings.from_env()
     app = Celery("farm", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.farm_device = None if device is None else str(device)
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # kombu's Redis transport, but a poison item on a queue is dead-lettered instead of killing the worker.
         app.conf.broker_transport = "worker.transport:Transport"
@@ -31,7 +36,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=1,  # one benchmark at a time per worker
         task_default_queue="cpu",
-        task_queues=[Queue(name) for name in DEVICE_CLASSES],
+        task_queues=[Queue(class_queue(c)) for c in DEVICE_CLASSES],
         task_create_missing_queues=True,  # host.<name> queues
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.broker_timeout_s,
@@ -46,6 +51,13 @@ def make_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def app_device(app: Any) -> Device:
+    """The device of the worker that runs `app`: what `farm worker --device` gave it, else the CPU (a worker
+    started with plain `celery -A worker worker` consumes the cpu queue)."""
+    configured = getattr(getattr(app, "conf", None), "farm_device", None)
+    return Device.parse(configured or "cpu")
 
 
 def _transport_options(settings: Settings) -> dict[str, float]:

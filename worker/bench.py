@@ -10,13 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from shared.db.types import utcnow
 from shared.specs import BenchSpec
+from worker.devices.base import DeviceHandle
 from worker.meters.base import EnergyMeasurement, Meter
-from worker.workloads.data import ImageSet
+from worker.runtimes.base import Runner
+from worker.workloads.types import ImageSet
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,6 @@ class RepeatMeasurement:
         return self.duration_s / self.samples
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(torch.device(device))
-
-
 def coefficient_of_variation(values: list[float]) -> float:
     if len(values) < 2:
         return float("inf")
@@ -52,16 +48,17 @@ def coefficient_of_variation(values: list[float]) -> float:
 
 @torch.inference_mode()
 def run_benchmark(
-    model: nn.Module,
+    runner: Runner,
     data: ImageSet,
     spec: BenchSpec,
-    device: str,
+    device: DeviceHandle,
     meter: Meter,
     *,
     on_repeat: Callable[[RepeatMeasurement], None] | None = None,
     probe: Callable[[], dict[str, Any]] | None = None,
 ) -> list[RepeatMeasurement]:
-    """Warm up with `spec.warmup_batches` batches of random input, then run repeats inside `meter` windows.
+    """Warm up `runner` (a runtime's, see worker/runtimes) with `spec.warmup_batches` batches of random input,
+    then run repeats over `data` inside `meter` windows, synchronising `device` at both edges.
 
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
@@ -70,14 +67,13 @@ def run_benchmark(
     data = data.head(spec.limit)
     if len(data) == 0:
         raise ValueError("no samples to benchmark")
-    model.eval()
     bs = spec.batch_size
     batches = [data.images[i : i + bs] for i in range(0, len(data), bs)]
     k = min(5, data.num_classes) if data.num_classes else 0
-    dummy = torch.randn_like(batches[0]).to(device)
+    dummy = torch.randn_like(batches[0])
     for _ in range(spec.warmup_batches):
-        model(dummy)
-    _sync(device)
+        runner(dummy)
+    device.synchronize()
 
     planned = spec.planned_repeats
     results: list[RepeatMeasurement] = []
@@ -87,14 +83,14 @@ def run_benchmark(
             preds: list[torch.Tensor] = []
             before = probe() if probe else {}
             started = utcnow()
-            _sync(device)
+            device.synchronize()
             with meter.window() as win:
                 for x in batches:
-                    logits = model(x.to(device, non_blocking=True)).logits
+                    logits = runner(x)
                     if k:
                         preds.append(logits.topk(k, dim=-1).indices)
                     bar.update(1)
-                _sync(device)
+                device.synchronize()
             top1 = top5 = None
             if data.labels is not None and preds:
                 topk = torch.cat(preds).cpu()

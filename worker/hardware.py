@@ -1,4 +1,4 @@
-"""What machine a result came from: CPU model, GPU name, software versions, local time."""
+"""What machine a result came from: CPU model, software versions, local time (the GPU: worker/devices)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-def gpu_name(device: str) -> str | None:
-    if not device.startswith("cuda"):
-        return None
-    import torch
-
-    return torch.cuda.get_device_name(torch.device(device))
 
 
 def software_versions() -> dict[str, str]:

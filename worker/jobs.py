@@ -1,7 +1,6 @@
-"""Run one job's work: build the variant, quantize on load, benchmark inside meters, return the rows.
-
-Pure of queues and stores: `worker.lifecycle` claims a delivery, calls `execute` (a benchmark) or
-`build_stage` (a chain's compress stage), and stores the outcome.
+"""A job's two entry points, pure of queues and stores: `execute` (build, load on a runtime, benchmark inside
+meters, return the rows) and `build_stage` (a chain's compress stage). `worker.lifecycle` claims a delivery,
+calls one of them and stores the outcome; `preflight` checks a job's inputs for `farm run`.
 """
 
 from __future__ import annotations
@@ -9,231 +8,138 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.devices import Device
 from shared.errors import FarmError
 from shared.settings import Settings
 from shared.specs import JobSpec
 
 if TYPE_CHECKING:
-    from worker.bench import RepeatMeasurement
+    from worker.cost import ModelCost
+    from worker.devices.base import DeviceHandle
     from worker.locks import LockHold
-    from worker.meters.base import EnergyMeasurement
-    from worker.meters.combined import CombinedMeter
-    from worker.variants import CompressedModel, EpochCallback
+    from worker.runtimes.base import Runner
+    from worker.variants import BuildLock, CompressedModel, EpochCallback
+    from worker.workloads.types import ImageSet
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelCost:
-    """Parameter count and multiply-accumulates for one sample (torch-pruning's count_ops_and_params)."""
-
-    params: int
-    macs: int
-
-
-def model_cost(model: Any, example: Any) -> ModelCost:
-    import torch_pruning as tp
-
-    macs, params = tp.utils.count_ops_and_params(model, example)
-    return ModelCost(params=int(params), macs=int(macs))
+HostLock = Callable[[], AbstractContextManager["LockHold"]]
 
 
 def execute(
     spec: JobSpec,
     settings: Settings,
-    device: str,
+    device: Device | str,
     *,
     log_line: Callable[[str], None] = log.info,
     on_epoch: EpochCallback | None = None,
     on_progress: Callable[[str], None] | None = None,
     allow_train: bool = True,
-    host_lock: Callable[[], AbstractContextManager[LockHold]] | None = None,
+    host_lock: HostLock | None = None,
+    build_lock: BuildLock | None = None,
 ) -> list[dict[str, Any]]:
-    """Run a job spec on `device` and return one result row (a dict of Result columns) per repeat.
+    """Run a job spec on `device` and return one validated result row (a dict of Result columns) per repeat.
 
     The variant's model comes from the artifact cache, or is built (and trained, on `device`) when
-    `allow_train` is true. `host_lock()` is held while anything heavy runs (training, the idle baseline
-    and the benchmark), so that workers sharing a machine do not disturb each other's energy readings.
+    `allow_train` is true; its runtime (spec.runtime) loads and quantizes it. `host_lock()` is held while
+    anything heavy runs (training, the idle baseline and the benchmark), so that workers sharing a machine do
+    not disturb each other's energy readings.
     """
     from worker.artifacts import ArtifactStore
-    from worker.compression.quantize import quantize_model
+    from worker.cost import model_cost
+    from worker.devices import open_device
     from worker.locks import no_lock
+    from worker.runtimes import get_runtime
     from worker.variants import build_compressed, example_inputs
-    from worker.workloads.data import load_dataset
+    from worker.workloads.registry import load_dataset
 
-    check_device(device)
+    handle = open_device(device)
+    runtime = get_runtime(spec.runtime)
     store = ArtifactStore(settings.artifacts)
     roots = settings.data_roots
     with (host_lock or (lambda: no_lock("host")))() as hold:
-        compressed = build_compressed(spec, store, device=device, on_epoch=on_epoch, allow_train=allow_train,
-                                      roots=roots)
-        cost = model_cost(compressed.model, example_inputs(compressed.fmt))
-        model = compressed.model.to(device)
-        if spec.variant.quant is not None:
-            model = quantize_model(model, spec.variant.quant, device)
+        compressed = build_compressed(spec, store, device=handle.torch_device, on_epoch=on_epoch,
+                                      allow_train=allow_train, roots=roots, build_lock=build_lock)
+        example = example_inputs(compressed.fmt)
+        cost = model_cost(compressed.model, example)
+        runner = runtime.load(compressed.model, spec.variant.quant, handle, example)
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
-        rows = _measure(spec, settings, device, compressed.model_id, cost, model, data, log_line, on_progress)
-    notes = [n for n in (compressed.fmt.note, hold.lost) if n]  # hold.lost: the measurement may have overlapped
-    for row in rows:                                               # another worker's on this host; rows are kept
-        row["energy_warnings"].extend(notes)
+        notes = (compressed.fmt.note,) if compressed.fmt.note else ()
+        rows = _measure(spec, settings, handle, compressed.model_id, cost, runner, data, notes, log_line,
+                        on_progress)
+    if hold.lost:  # the measurement may have overlapped another worker's on this host; the rows are kept
+        for row in rows:
+            row["energy_warnings"].append(hold.lost)
     return rows
 
 
 def build_stage(
     spec: JobSpec,
     settings: Settings,
-    device: str,
+    device: Device | str,
     *,
     on_epoch: EpochCallback | None = None,
-    build_lock: Callable[[], AbstractContextManager[LockHold]] | None = None,
-    host_lock: Callable[[], AbstractContextManager[LockHold]] | None = None,
+    build_lock: BuildLock | None = None,
+    host_lock: HostLock | None = None,
 ) -> CompressedModel:
     """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
 
-    `build_lock()` is held while building, so that chains of the same recipe submitted at once train it
+    `build_lock(key)` is held while building, so that chains of the same recipe submitted at once train it
     once; `host_lock()` keeps benchmarks on this host from running meanwhile.
     """
     from worker.artifacts import ArtifactStore, ensure_writable
+    from worker.devices import open_device
     from worker.locks import no_lock
     from worker.variants import build_compressed
 
-    check_device(device)
+    handle = open_device(device)
     store = ArtifactStore(settings.artifacts)
     ensure_writable(store)
-    with (build_lock or (lambda: no_lock("build")))(), (host_lock or (lambda: no_lock("host")))():
-        return build_compressed(spec, store, device=device, on_epoch=on_epoch, roots=settings.data_roots)
+    with (host_lock or (lambda: no_lock("host")))():
+        return build_compressed(spec, store, device=handle.torch_device, on_epoch=on_epoch,
+                                roots=settings.data_roots, build_lock=build_lock)
 
 
-def _measure(spec: JobSpec, settings: Settings, device: str, model_id: str, cost: ModelCost, model: Any,
-             data: Any, log_line: Callable[[str], None], on_progress: Callable[[str], None] | None
-             ) -> list[dict[str, Any]]:
-    """Idle baseline, then the benchmark, with the best meter this machine has."""
-    from worker.bench import measure_idle, run_benchmark
+def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: str, cost: ModelCost,
+             runner: Runner, data: ImageSet, notes: tuple[str, ...], log_line: Callable[[str], None],
+             on_progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """Idle baseline, then the benchmark, with the meters this machine has for the device."""
+    from worker.bench import RepeatMeasurement, measure_idle, run_benchmark
     from worker.meters.select import build_meter
+    from worker.rows import result_rows
 
     meter = build_meter(device, settings)
     try:
         idle_s = settings.idle_s if spec.bench.idle_s is None else spec.bench.idle_s
         log_line(f"measuring idle power for {idle_s:g} s with {meter.name}")
         idle = measure_idle(meter, idle_s)
-        log_line(f"benchmarking {spec.variant.name} on {device}: {len(data.head(spec.bench.limit))} samples")
+        log_line(f"benchmarking {spec.variant.name} on {device} ({spec.runtime}): "
+                 f"{len(data.head(spec.bench.limit))} samples")
         planned = spec.bench.planned_repeats
 
         def repeat_done(rep: RepeatMeasurement) -> None:
             if on_progress:
                 on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
 
-        repeats = run_benchmark(model, data, spec.bench, device, meter, probe=lambda: probe_conditions(meter),
+        repeats = run_benchmark(runner, data, spec.bench, device, meter, probe=device.temperatures_c,
                                 on_repeat=repeat_done)
+        facts = meter.describe()
     finally:
         meter.close()
-    return result_rows(spec, settings, device, model_id, cost, meter, idle, repeats)
-
-
-def probe_conditions(meter: CombinedMeter) -> dict[str, float | None]:
-    """CPU and GPU temperatures (°C) now; None where the machine has no sensor."""
-    from worker.conditions import cpu_temperature_c
-
-    gpu = getattr(meter.gpu, "temperatures_c", None)
-    return {"cpu_temp_c": cpu_temperature_c(), "gpu_temp_c": max(gpu()) if gpu else None}
-
-
-def result_rows(
-    spec: JobSpec,
-    settings: Settings,
-    device: str,
-    model_id: str,
-    cost: ModelCost,
-    meter: CombinedMeter,
-    idle: EnergyMeasurement | None,
-    repeats: list[RepeatMeasurement],
-) -> list[dict[str, Any]]:
-    """One dict of Result columns per repeat. Energies are per sample; active = total - idle power x time."""
-    from worker.conditions import cpu_governor
-    from worker.hardware import cpu_model, gpu_name, local_time_info, software_versions
-
-    idle_power_w = None if idle is None else idle.total_energy_j / idle.duration_s
-    gpu_info = getattr(meter.gpu, "gpus", [None])[0]
-    host_cpu, host_gpu, software, governor = cpu_model(), gpu_name(device), software_versions(), cpu_governor()
-    rows = []
-    for rep in repeats:
-        hour, tz = local_time_info(rep.started_at)
-        e, n = rep.energy, rep.samples
-        total_j = e.total_energy_j
-        rows.append(
-            {
-                "repeat_index": rep.repeat_index,
-                "variant": spec.variant.name,
-                "model_id": model_id,
-                "dataset_id": spec.dataset,
-                "host": settings.hostname,
-                "cpu_model": host_cpu,
-                "gpu_name": host_gpu,
-                "device": device,
-                "started_at": rep.started_at,
-                "local_hour": hour,
-                "timezone": tz,
-                "samples": n,
-                "top1": rep.top1,
-                "top5": rep.top5,
-                "time_per_sample_s": rep.time_per_sample_s,
-                "cpu_energy_per_sample_j": _per(e.cpu_energy_j, n),
-                "gpu_energy_per_sample_j": _per(e.gpu_energy_j, n),
-                "dram_energy_per_sample_j": _per(e.dram_energy_j, n),
-                "total_energy_per_sample_j": total_j / n,
-                "idle_power_w": idle_power_w,
-                "active_energy_per_sample_j": (
-                    None if idle_power_w is None else (total_j - idle_power_w * e.duration_s) / n
-                ),
-                "energy_source": e.source,
-                "energy_domains": "+".join(e.domains) or None,
-                "energy_per_device_j": {k: v / n for k, v in e.per_device_j.items()},
-                "energy_warnings": list(e.warnings),
-                "cpu_temp_start_c": rep.conditions_start.get("cpu_temp_c"),
-                "cpu_temp_end_c": rep.conditions_end.get("cpu_temp_c"),
-                "gpu_temp_start_c": rep.conditions_start.get("gpu_temp_c"),
-                "gpu_temp_end_c": rep.conditions_end.get("gpu_temp_c"),
-                "cpu_governor": governor,
-                "gpu_driver": gpu_info.driver if gpu_info else None,
-                "gpu_power_limit_w": gpu_info.power_limit_w if gpu_info else None,
-                "params": cost.params,
-                "macs": cost.macs,
-                "software": software,
-            }
-        )
-    return rows
-
-
-def _per(energy_j: float | None, samples: int) -> float | None:
-    return None if energy_j is None else energy_j / samples
-
-
-def check_device(device: str) -> None:
-    """FarmError unless `device` is `cpu` or an existing `cuda:N`."""
-    import torch
-
-    if device == "cpu":
-        return
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FarmError(f"device {device!r} requested but CUDA is not available here")
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise FarmError(f"device {device!r} does not exist ({torch.cuda.device_count()} GPUs)")
-        return
-    raise FarmError(f"device must be cpu or cuda:N, got {device!r}")
+    return result_rows(spec, settings, device, model_id, cost, facts, idle, repeats, notes)
 
 
 def preflight(spec: JobSpec, settings: Settings) -> None:
     """FarmError now, in one line, for what would fail the job later: the model folder, the dataset, the store
-    of artifacts. For `farm run`, which has the worker's view of files."""
-    from shared.inputs import model_kind, under_roots
+    of artifacts, the runtime. For `farm run`, which has the worker's view of files."""
+    from shared.inputs import model_kind, parse_dataset, under_roots
     from worker.artifacts import ArtifactStore, ensure_writable
-    from worker.workloads.data import ImageFormat, load_dataset
+    from worker.runtimes import get_runtime
+    from worker.workloads.registry import load_dataset
+    from worker.workloads.types import ImageFormat
 
+    get_runtime(spec.runtime)
     ensure_writable(ArtifactStore(settings.artifacts))
     if model_kind(spec.model) == "path":
         from transformers import AutoConfig, AutoModelForImageClassification
@@ -247,5 +153,5 @@ def preflight(spec: JobSpec, settings: Settings) -> None:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise FarmError(f"cannot load model {spec.model!r}: {first}") from None
-    if spec.dataset.startswith("cifar100:"):  # reads and checks the file (the other datasets cannot fail)
+    if parse_dataset(spec.dataset).path is not None:  # reads and checks the file (the others cannot fail)
         load_dataset(spec.dataset, "test", ImageFormat(3, 32, (0.0,) * 3, (1.0,) * 3), roots=settings.data_roots)

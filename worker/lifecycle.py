@@ -28,6 +28,7 @@ from shared.db import crud
 from shared.db.engine import get_engine
 from shared.db.models import FINISHED_STATES, Job
 from shared.db.types import utcnow
+from shared.devices import Device
 from shared.dispatch import (
     dead_letter,
     deliveries_key,
@@ -64,7 +65,7 @@ class WorkerContext:
     """What a delivery needs from its worker: settings, device, node name, broker client, app and locks."""
 
     settings: Settings
-    device: str
+    device: Device
     worker: str
     client: Any | None = None  # Redis on the broker; None for `farm run` (no leases)
     app: Any | None = None  # the Celery app, to send a chain's next stage
@@ -72,7 +73,7 @@ class WorkerContext:
 
 
 @cache
-def worker_context(worker: str, device: str) -> WorkerContext:
+def worker_context(worker: str, device: Device) -> WorkerContext:
     """The context of this worker process (one per node and device; built once)."""
     from worker.app import make_app
     from worker.locks import broker_lock
@@ -237,16 +238,9 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
 
     lock = ctx.lock
     host_lock = (lambda: lock(f"host:{settings.hostname}")) if lock else None
+    build_lock = (lambda key: lock(f"build:{key}")) if lock else None  # key: the artifact's (recipe_of)
     try:
         if job.stage == "compress":
-            build_lock = None
-            if lock is not None:
-                from worker.artifacts import recipe_key
-
-                stages = spec.to_dict()["variant"]
-                name = recipe_key({"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
-                                   "prune": stages["prune"], "train": stages["train"]})
-                build_lock = lambda: lock(f"build:{name}")  # noqa: E731
             progress("building")
             built = build_stage(spec, settings, ctx.device, on_epoch=on_epoch, build_lock=build_lock,
                                 host_lock=host_lock)
@@ -255,7 +249,7 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
                               progress="built" if built.trained_now else "found in the artifact cache")
         else:
             rows = execute(spec, settings, ctx.device, allow_train=job.chain_id is None, on_progress=progress,
-                           on_epoch=on_epoch, host_lock=host_lock)
+                           on_epoch=on_epoch, host_lock=host_lock, build_lock=build_lock)
             # No lease check here: a finished job's rows go to the store, whose fence decides whether they count.
             outcome = Outcome(job_id, "done", token, rows=rows, epochs=epochs)
     except LeaseLost as exc:
@@ -353,6 +347,6 @@ def flush_spool(ctx: WorkerContext) -> int:
     return spool.count()
 
 
-def local_context(settings: Settings, device: str) -> WorkerContext:
+def local_context(settings: Settings, device: Device) -> WorkerContext:
     """For `farm run`: no broker, no leases; the outcome is still fenced and spooled like a worker's."""
     return WorkerContext(settings, device, f"local@{settings.hostname}:{os.getpid()}")

@@ -27,7 +27,7 @@ from shared.db.engine import get_engine
 from shared.db.types import utcnow
 from shared.dispatch import dispatch, dispatched_key, lease_key, worker_key
 from shared.redact import redact
-from shared.settings import host_queue
+from shared.routing import worker_queues
 from worker import held_keys
 
 log = logging.getLogger(__name__)
@@ -48,21 +48,12 @@ _thread: threading.Thread | None = None
 _missing_since: dict[str, float] = {}
 
 
-def device_class(device: str) -> str:
-    return "gpu" if device.startswith("cuda") else "cpu"
-
-
-def worker_queues(hostname: str, device: str) -> list[str]:
-    cls = device_class(device)
-    return [cls, host_queue(hostname), host_queue(hostname, cls)]
-
-
 def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
     """Publish this worker's heartbeat; it expires after the lease timeout."""
     from celery.worker.state import active_requests
 
     info = {
-        "worker": node, "host": ctx.settings.hostname, "machine": socket.gethostname(), "device": ctx.device,
+        "worker": node, "host": ctx.settings.hostname, "machine": socket.gethostname(), "device": str(ctx.device),
         "pid": os.getpid(), "queues": worker_queues(ctx.settings.hostname, ctx.device),
         "jobs": sorted(r.id for r in list(active_requests)), "spool": spool_backlog,
         "started_at": started_at, "beat_at": time.time(),
@@ -158,10 +149,11 @@ def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
 @signals.worker_ready.connect
 def _start(sender: Any = None, **_: Any) -> None:
     global _thread
+    from worker.app import app_device
     from worker.lifecycle import worker_context
 
     node = getattr(sender, "hostname", None) or socket.gethostname()
-    ctx = worker_context(node, os.environ.get("FARM_WORKER_DEVICE", "cpu"))
+    ctx = worker_context(node, app_device(getattr(sender, "app", None)))
     _stop.clear()
     _thread = threading.Thread(target=_loop, args=(ctx, node), name="farm-maintenance", daemon=True)
     _thread.start()

@@ -6,7 +6,6 @@ stored job, runs it and makes its outcome durable before the task returns (and C
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from celery import Task
@@ -17,11 +16,12 @@ from worker.app import COMPRESS_TASK, RUN_JOB_TASK, app
 
 def _deliver(task: Task, stage: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     from shared.settings import Settings
+    from worker.app import app_device
     from worker.lifecycle import RequeueLater, handle_delivery, worker_context
 
     payload = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
     worker = task.request.hostname or Settings.from_env().hostname
-    ctx = worker_context(worker, os.environ.get("FARM_WORKER_DEVICE", "cpu"))
+    ctx = worker_context(worker, app_device(task.app))
     queue = (task.request.delivery_info or {}).get("routing_key")
     try:
         return handle_delivery(ctx, task.request.id, payload, stage, queue=queue)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from worker.workloads.data import ImageSet
+from worker.workloads.types import ImageSet
 
 
 @dataclass(frozen=True)

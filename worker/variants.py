@@ -1,21 +1,29 @@
-"""Build a variant's fp32 model: load the base, prune, retrain or distill; cache it by recipe."""
+"""Build a variant's fp32 model: load the base, prune, retrain or distill; cache it by recipe.
+
+The stages' functions come from the registry in shared/stages.py. One recipe (`recipe_of`) names both the
+artifact and the lock under which it is built, so that jobs of the same recipe anywhere build it once.
+"""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from shared.specs import JobSpec, PruneSpec
+from shared.specs import JobSpec
 from worker.artifacts import ArtifactStore, ensure_writable, recipe_key
-from worker.compression.prune import prune_model
+from worker.runtimes.base import resolve
 from worker.training import EpochMetrics
-from worker.workloads.data import ImageFormat
 from worker.workloads.models import BaseModel, load_base_model
+from worker.workloads.types import ImageFormat
+
+EpochCallback = Callable[[str, str, EpochMetrics], None]  # (artifact key, "retrained"/"distilled", metrics)
+BuildLock = Callable[[str], AbstractContextManager[Any]]  # artifact key -> lock held while building it
 
 
 @dataclass
@@ -30,12 +38,19 @@ class CompressedModel:
     history: list[EpochMetrics] = field(default_factory=list)
 
 
+class ArtifactMissing(RuntimeError):
+    """A benchmark stage found no artifact where the compress stage should have stored it."""
+
+
 def example_inputs(fmt: ImageFormat, batch: int = 1) -> torch.Tensor:
     return torch.randn(batch, fmt.channels, fmt.size, fmt.size)
 
 
-def variant_recipe(spec: JobSpec, base: BaseModel) -> dict[str, Any] | None:
-    """What identifies a compressed model: base, data (if trained), stages and seed. None for the base itself."""
+def recipe_of(spec: JobSpec, base: BaseModel) -> dict[str, Any] | None:
+    """What identifies a compressed model: base, data (if trained), stages and seed. None for the base itself.
+
+    Its key (`artifact_key`) names the stored artifact and the build lock alike.
+    """
     v = spec.variant
     if v.prune is None:
         return None
@@ -48,18 +63,16 @@ def variant_recipe(spec: JobSpec, base: BaseModel) -> dict[str, Any] | None:
     }
 
 
+def artifact_key(spec: JobSpec, base: BaseModel) -> str | None:
+    recipe = recipe_of(spec, base)
+    return None if recipe is None else recipe_key(recipe)
+
+
 def _fresh_architecture(base: BaseModel) -> nn.Module:
     from transformers import AutoModelForImageClassification
 
     config = copy.deepcopy(base.model.config)  # type: ignore[union-attr]
     return AutoModelForImageClassification.from_config(config).eval()
-
-
-class ArtifactMissing(RuntimeError):
-    """A benchmark stage found no artifact where the compress stage should have stored it."""
-
-
-EpochCallback = Callable[[str, str, EpochMetrics], None]  # (artifact key, "retrained"/"distilled", metrics)
 
 
 def build_compressed(
@@ -70,40 +83,50 @@ def build_compressed(
     on_epoch: EpochCallback | None = None,
     allow_train: bool = True,
     roots: tuple[str, ...] = (),
+    build_lock: BuildLock | None = None,
 ) -> CompressedModel:
     """The variant's fp32 model on the CPU, from the artifact cache when its recipe was built before.
 
     Training (if any) runs on `device`. With `allow_train=False` a missing artifact is an error. Model
-    folders and datasets must lie under `roots` (FARM_DATA_ROOTS).
+    folders and datasets must lie under `roots` (FARM_DATA_ROOTS). `build_lock(key)` is held from the cache
+    check to the stored artifact, so that a recipe submitted twice at once is built once.
     """
     base = load_base_model(spec.model, store, roots=roots)
-    recipe = variant_recipe(spec, base)
+    recipe = recipe_of(spec, base)
     if recipe is None:
         return CompressedModel(base.model, base.fmt, base.model_id, None)
-    prune: PruneSpec = spec.variant.prune  # type: ignore[assignment]
     key = recipe_key(recipe)
+    with (build_lock or (lambda _key: nullcontext()))(key):
+        return _load_or_build(spec, store, base, recipe, key, device=device, on_epoch=on_epoch,
+                              allow_train=allow_train, roots=roots)
+
+
+def _load_or_build(spec: JobSpec, store: ArtifactStore, base: BaseModel, recipe: dict[str, Any], key: str, *,
+                   device: str, on_epoch: EpochCallback | None, allow_train: bool,
+                   roots: tuple[str, ...]) -> CompressedModel:
+    stages = {stage.slot: stage for stage, _text, _spec in spec.variant.stages()}
+    prune_fn = resolve(stages["prune"].function())
     example = example_inputs(base.fmt)
     if store.exists("variants", key, "weights.pt"):
-        model = prune_model(_fresh_architecture(base), prune, example)
+        model = prune_fn(_fresh_architecture(base), spec.variant.prune, example)
         model.load_state_dict(store.load_torch("variants", key, "weights.pt"), strict=True)
         return CompressedModel(model.eval(), base.fmt, base.model_id, key)
-
     if not allow_train:
         raise ArtifactMissing(
             f"no artifact {store.url('variants', key)} for {spec.variant.name}: the compress stage stores it "
             "there, so every worker must share FARM_ARTIFACTS"
         )
     ensure_writable(store)
-    teacher = copy.deepcopy(base.model) if spec.variant.train and spec.variant.train.kind == "distilled" else None
-    model = prune_model(base.model, prune, example)
+    train = spec.variant.train
+    teacher = copy.deepcopy(base.model) if train and train.kind == "distilled" else None
+    model = prune_fn(base.model, spec.variant.prune, example)
     history: list[EpochMetrics] = []
-    if spec.variant.train is not None:
-        from worker.compression.finetune import finetune
-
+    if train is not None:
         def report(kind: str, metrics: EpochMetrics) -> None:
             if on_epoch:
                 on_epoch(key, kind, metrics)
 
+        finetune = resolve(stages["train"].function())
         model, history = finetune(model, spec, base.fmt, teacher=teacher, on_epoch=report, device=device,
                                   roots=roots)
         model.to("cpu")

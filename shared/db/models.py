@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import ConfigDict
 from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
@@ -57,17 +58,10 @@ class TrainingEpoch(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class Result(SQLModel, table=True):
-    """One benchmark repeat. Energies are joules per sample; times are seconds per sample."""
+class ResultFields(SQLModel):
+    """The columns of one benchmark repeat that a worker fills. Energies are joules per sample; times are
+    seconds per sample. Rows are built through `ResultCreate`, which refuses a misspelled or missing key."""
 
-    __tablename__ = "result"
-    __table_args__ = (
-        Index("ix_result_hardware", "cpu_model", "gpu_name", "device"),
-        Index("ix_result_host_started", "host", "started_at"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    job_id: uuid.UUID = Field(foreign_key="job.id", index=True)
     repeat_index: int
     variant: str = Field(index=True)
     model_id: str
@@ -77,22 +71,23 @@ class Result(SQLModel, table=True):
     gpu_name: str | None = None
     device: str
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
-    local_hour: int = Field(index=True)
+    local_hour: int = Field(index=True, ge=0, le=23)
     timezone: str
-    samples: int
-    top1: float | None = None
-    top5: float | None = None
-    time_per_sample_s: float
+    samples: int = Field(gt=0)
+    top1: float | None = Field(default=None, ge=0, le=1)
+    top5: float | None = Field(default=None, ge=0, le=1)
+    time_per_sample_s: float = Field(gt=0)
     cpu_energy_per_sample_j: float | None = None
     gpu_energy_per_sample_j: float | None = None
     total_energy_per_sample_j: float
     energy_source: str
-    # Added in migration 0002: idle baseline, DRAM, per-device split, warnings and drift conditions.
+    # Added in migration 0002: idle baseline, DRAM, per-domain split, warnings and drift conditions.
     dram_energy_per_sample_j: float | None = None
     idle_power_w: float | None = None
     active_energy_per_sample_j: float | None = None
-    energy_per_device_j: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=True))
-    energy_warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=True))
+    # Joules per sample by energy domain (package-0, dram-0, gpu-0, ...).
+    energy_per_device_j: dict[str, float] = Field(default_factory=dict, sa_type=JSON, nullable=True)
+    energy_warnings: list[str] = Field(default_factory=list, sa_type=JSON, nullable=True)
     cpu_temp_start_c: float | None = None
     cpu_temp_end_c: float | None = None
     gpu_temp_start_c: float | None = None
@@ -104,7 +99,27 @@ class Result(SQLModel, table=True):
     energy_domains: str | None = None
     params: int = Field(sa_type=BigInteger)
     macs: int = Field(sa_type=BigInteger)
-    software: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    software: dict[str, Any] = Field(sa_type=JSON, nullable=False)
 
 
-RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in Result.__table__.columns)  # type: ignore[attr-defined]
+class ResultCreate(ResultFields):
+    """A result row as a worker builds it: validated, and a key that is not a column is an error."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+
+class Result(ResultFields, table=True):
+    """One stored benchmark repeat (see ResultFields for the columns)."""
+
+    __tablename__ = "result"
+    __table_args__ = (
+        Index("ix_result_hardware", "cpu_model", "gpu_name", "device"),
+        Index("ix_result_host_started", "host", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="job.id", index=True)
+
+
+# Columns in the order that JSON and CSV output use: ids first, then the fields as declared.
+RESULT_COLUMNS: tuple[str, ...] = ("id", "job_id", *ResultFields.model_fields)

@@ -8,7 +8,8 @@ from torch import nn
 
 from shared.specs import JobSpec
 from worker.training import EpochMetrics, FitConfig, fit
-from worker.workloads.data import ImageFormat, load_dataset
+from worker.workloads.registry import load_dataset
+from worker.workloads.types import ImageFormat
 
 
 def finetune(

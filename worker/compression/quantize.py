@@ -1,4 +1,6 @@
-"""Quantization applied when a model is loaded on the benchmarking device.
+"""Quantization applied when a model is loaded on the benchmarking device, one function per scheme.
+
+Which function applies which scheme on which runtime, and on which devices, is declared in shared/stages.py.
 
 - `uint8`: optimum-quanto qint8 weights (the seed's name; the weights are signed int8), then freeze.
   On CPU quanto dequantizes to float for every matmul, so it is slower than fp32 there.
@@ -14,27 +16,25 @@ import warnings
 import torch
 from torch import nn
 
-from shared.errors import FarmError
 from shared.specs import QuantSpec
 
 
-def quantize_model(model: nn.Module, spec: QuantSpec, device: str) -> nn.Module:
-    """Quantize an eval-mode fp32 model that is already on `device`; returns the model to run."""
-    if spec.scheme in ("uint8", "float8"):
-        from optimum.quanto import freeze, qfloat8, qint8, quantize
+def quanto_weights(model: nn.Module, spec: QuantSpec, device: str) -> nn.Module:
+    """Quantize the weights with optimum-quanto (qint8 for `uint8`, qfloat8 for `float8`) and freeze them."""
+    from optimum.quanto import freeze, qfloat8, qint8, quantize
 
-        quantize(model, weights=qint8 if spec.scheme == "uint8" else qfloat8)
-        freeze(model)
-        return model
-    if spec.scheme == "int8dyn":
-        if not device.startswith("cpu"):
-            raise FarmError("int8dyn is a CPU scheme (fbgemm/oneDNN kernels); use uint8 or float8 on a GPU")
-        with warnings.catch_warnings():
-            # torch.ao eager quantization is deprecated in favour of torchao; it still ships, and is the
-            # fastest int8 CPU path we measured (README, "CPU speed").
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-            from torch.ao.quantization import quantize_dynamic
+    quantize(model, weights=qint8 if spec.scheme == "uint8" else qfloat8)
+    freeze(model)
+    return model
 
-            return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    raise FarmError(f"unknown quantization scheme {spec.scheme!r}")
+
+def dynamic_int8(model: nn.Module, spec: QuantSpec, device: str) -> nn.Module:
+    """int8 Linear layers with dynamic activation scales (torch's fbgemm/oneDNN CPU kernels)."""
+    with warnings.catch_warnings():
+        # torch.ao eager quantization is deprecated in favour of torchao; it still ships, and is the
+        # fastest int8 CPU path we measured (README, "CPU speed").
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)

@@ -1,42 +1,84 @@
-"""The meter interface shared by every energy source."""
+"""The meter interface shared by every energy source, and the measurement every meter returns.
+
+A measurement is energy by domain: `package-0`, `dram-1`, `psys`, `gpu-0`, `process-cpu-time`. The CPU, DRAM
+and GPU totals are sums over the domains of that kind; a kind with no domain is None (not metered), never 0.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.energy import is_estimate
+
+DomainKind = Literal["cpu", "dram", "gpu"]
+# Which kind each domain family counts as. `process-cpu-time` is the estimate's single domain.
+DOMAIN_KINDS: dict[str, DomainKind] = {
+    "package": "cpu", "psys": "cpu", "process-cpu-time": "cpu", "dram": "dram", "gpu": "gpu",
+}
 
 
 class MeterError(RuntimeError):
     """A meter could not read its source. Never turned into 0 J."""
 
 
+def domain_kind(domain: str) -> DomainKind:
+    """The kind of a domain label: `package-1` -> cpu, `dram-0` -> dram, `gpu-3` -> gpu."""
+    family = re.sub(r"-\d+$", "", domain)
+    try:
+        return DOMAIN_KINDS[family]
+    except KeyError:
+        raise MeterError(f"unknown energy domain {domain!r}; known: {', '.join(DOMAIN_KINDS)}") from None
+
+
 @dataclass(frozen=True)
 class EnergyMeasurement:
-    """Energy over one window. `None` means that part was not metered (not zero)."""
+    """Energy over one window, in joules by domain. A kind with no domain was not metered (None, not zero)."""
 
     duration_s: float
-    cpu_energy_j: float | None
-    gpu_energy_j: float | None
-    source: str  # e.g. "measured:rapl", "estimated:cpu-time"
-    dram_energy_j: float | None = None
-    per_device_j: dict[str, float] = field(default_factory=dict)
+    source: str  # e.g. "measured:rapl", "estimated:cpu-time", "measured:nvml-counter+measured:rapl"
+    energy_by_domain_j: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    # What was summed, e.g. ("package-0", "package-1", "dram-0", "dram-1"), ("gpu-0",), ("process-cpu-time",).
-    domains: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for domain in self.energy_by_domain_j:
+            domain_kind(domain)  # refuses an unknown label, so no joule goes uncounted
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """What was summed, e.g. ("package-0", "package-1", "dram-0", "dram-1")."""
+        return tuple(self.energy_by_domain_j)
+
+    def energy_of_kind_j(self, kind: DomainKind) -> float | None:
+        parts = [e for d, e in self.energy_by_domain_j.items() if domain_kind(d) == kind]
+        return sum(parts) if parts else None
+
+    @property
+    def cpu_energy_j(self) -> float | None:
+        return self.energy_of_kind_j("cpu")
+
+    @property
+    def dram_energy_j(self) -> float | None:
+        return self.energy_of_kind_j("dram")
+
+    @property
+    def gpu_energy_j(self) -> float | None:
+        return self.energy_of_kind_j("gpu")
 
     @property
     def total_energy_j(self) -> float:
-        parts = [e for e in (self.cpu_energy_j, self.gpu_energy_j, self.dram_energy_j) if e is not None]
-        if not parts:
+        if not self.energy_by_domain_j:
             raise MeterError(f"{self.source} measured nothing")
-        return sum(parts)
+        return sum(self.energy_by_domain_j.values())
 
     @property
     def is_estimate(self) -> bool:
-        return self.source.startswith("estimated:")
+        return is_estimate(self.source)
 
 
 class _Window:
@@ -56,6 +98,8 @@ class Meter(ABC):
     """One energy source. Use `with meter.window() as w: ...` then read `w.measurement`."""
 
     name: str = "meter"
+    # Seconds spent reading the source (counter reads, polls), for the overhead benchmark.
+    overhead_s: float = 0.0
 
     @abstractmethod
     def _begin(self) -> object:
@@ -72,6 +116,10 @@ class Meter(ABC):
     def close(self) -> None:
         """Release the source (NVML handles); nothing by default."""
         return None
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the metered hardware that results record (e.g. gpu_driver); none by default."""
+        return {}
 
     @contextmanager
     def window(self) -> Iterator[_Window]:

@@ -1,62 +1,58 @@
-"""One window over a CPU meter and an optional GPU meter, merged into one measurement."""
+"""One window over several meters, summed by energy domain."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from worker.meters.base import EnergyMeasurement, Meter
+from worker.meters.base import EnergyMeasurement, Meter, MeterError
 
 
 class CombinedMeter(Meter):
-    """CPU energy from `cpu` (RAPL or the estimate) and GPU energy from `gpu` (NVML); sources joined by '+'."""
+    """Opens every meter's window together and merges their domains; sources are joined by '+'.
 
-    def __init__(self, cpu: Meter, gpu: Meter | None = None, notes: tuple[str, ...] = ()) -> None:
-        self.cpu, self.gpu, self.notes = cpu, gpu, notes
-        self.name = "+".join(m.name for m in (gpu, cpu) if m is not None)
+    Two meters that report the same domain would count its joules twice, so that is refused.
+    """
 
-    @property
-    def parts(self) -> list[Meter]:
-        return [m for m in (self.gpu, self.cpu) if m is not None]
+    def __init__(self, meters: list[Meter], notes: tuple[str, ...] = ()) -> None:
+        if not meters:
+            raise ValueError("CombinedMeter needs at least one meter")
+        self.meters, self.notes = list(meters), notes
+        self.name = "+".join(m.name for m in self.meters)
 
-    @property
-    def overhead_s(self) -> float:
-        return sum(getattr(m, "overhead_s", 0.0) for m in self.parts)
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.meters:
+            out.update(m.describe())
+        return out
 
     def close(self) -> None:
-        for m in self.parts:
+        for m in self.meters:
             m.close()
 
-    def _begin(self) -> Any:
-        states = []
+    def _begin(self) -> list[object]:
+        states: list[object] = []
         try:
-            for m in self.parts:
+            for m in self.meters:
                 states.append(m._begin())
         except BaseException:
-            for m, s in zip(self.parts, states, strict=False):
+            for m, s in zip(self.meters, states, strict=False):
                 m._abort(s)
             raise
         return states
 
     def _abort(self, state: Any) -> None:
-        for m, s in zip(self.parts, state, strict=True):
+        for m, s in zip(self.meters, state, strict=True):
             m._abort(s)
 
     def _end(self, state: Any, duration_s: float) -> EnergyMeasurement:
-        results = [m._end(s, duration_s) for m, s in zip(self.parts, state, strict=True)]
-        cpu = results[-1]
-        gpu = results[0] if self.gpu is not None else None
-        per_device: dict[str, float] = {}
+        results = [m._end(s, duration_s) for m, s in zip(self.meters, state, strict=True)]
+        domains: dict[str, float] = {}
         warnings: list[str] = list(self.notes)
         for r in results:
-            per_device.update(r.per_device_j)
+            for domain, joules in r.energy_by_domain_j.items():
+                if domain in domains:
+                    raise MeterError(f"two meters report domain {domain!r} ({self.name}): it would count twice")
+                domains[domain] = joules
             warnings.extend(r.warnings)
-        return EnergyMeasurement(
-            duration_s=duration_s,
-            cpu_energy_j=cpu.cpu_energy_j,
-            gpu_energy_j=gpu.gpu_energy_j if gpu else None,
-            dram_energy_j=cpu.dram_energy_j,
-            source=self.name,
-            per_device_j=per_device,
-            warnings=tuple(warnings),
-            domains=tuple(d for r in results for d in r.domains),
-        )
+        return EnergyMeasurement(duration_s=duration_s, source=self.name, energy_by_domain_j=domains,
+                                 warnings=tuple(warnings))

@@ -28,8 +28,6 @@ class CpuTimeEstimate(Meter):
         cpu_s = time.process_time() - float(state)  # type: ignore[arg-type]
         return EnergyMeasurement(
             duration_s=duration_s,
-            cpu_energy_j=cpu_s * self.watts_per_core,
-            gpu_energy_j=None,
             source=self.name,
-            domains=("process-cpu-time",),
+            energy_by_domain_j={"process-cpu-time": cpu_s * self.watts_per_core},
         )

@@ -8,7 +8,6 @@ Quadro P2000, Pascal) do not: a background thread samples power at >= 10 Hz and 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from worker.meters.base import EnergyMeasurement, Meter, MeterError
+from worker.meters.poller import Poller
 
 COUNTER_MIN_WINDOW_S = 0.1  # the energy counter advances in steps of tens of ms
 DEFAULT_POLL_HZ = 20.0
@@ -95,9 +95,9 @@ class NvmlMeter(Meter):
         except self.nvml.NVMLError:
             return None
 
-    def temperatures_c(self) -> list[float]:
-        sensor = getattr(self.nvml, "NVML_TEMPERATURE_GPU", 0)
-        return [float(self._call(self.nvml.nvmlDeviceGetTemperature, h, sensor)) for h in self.handles]
+    def describe(self) -> dict[str, Any]:
+        """The first GPU's driver and power limit, which results record."""
+        return {"gpu_driver": self.gpus[0].driver, "gpu_power_limit_w": self.gpus[0].power_limit_w}
 
     def _counters_mj(self) -> list[int]:
         return [int(self._call(self.nvml.nvmlDeviceGetTotalEnergyConsumption, h)) for h in self.handles]
@@ -114,26 +114,15 @@ class NvmlMeter(Meter):
             return start
         samples: list[tuple[float, list[float]]] = [(time.perf_counter(), self._powers_w())]
         self.overhead_s += time.perf_counter() - t0
-        stop, errors = threading.Event(), []
 
-        def poll() -> None:
-            while not stop.wait(self.poll_interval_s):
-                s0 = time.perf_counter()
-                try:
-                    samples.append((time.perf_counter(), self._powers_w()))
-                except MeterError as exc:
-                    errors.append(exc)
-                    return
-                self.overhead_s += time.perf_counter() - s0
+        def sample() -> None:
+            samples.append((time.perf_counter(), self._powers_w()))
 
-        thread = threading.Thread(target=poll, name="farm-nvml-poller", daemon=True)
-        thread.start()
-        return samples, stop, thread, errors
+        return samples, Poller(sample, self.poll_interval_s, "farm-nvml-poller").start()
 
     def _abort(self, state: Any) -> None:
         if self.polling:
-            state[1].set()
-            state[2].join()
+            state[1].cancel()
 
     def _end(self, state: Any, duration_s: float) -> EnergyMeasurement:
         self.sync()
@@ -145,11 +134,11 @@ class NvmlMeter(Meter):
                 warnings.append(f"window {duration_s * 1e3:.1f} ms is shorter than the NVML energy counter's "
                                 f"update period (~{COUNTER_MIN_WINDOW_S * 1e3:.0f} ms)")
         else:
-            samples, stop, thread, errors = state
-            stop.set()
-            thread.join()
-            if errors:
-                raise errors[0]
+            samples, poller = state
+            try:
+                poller.stop()
+            finally:
+                self.overhead_s += poller.busy_s
             samples.append((time.perf_counter(), self._powers_w()))
             per_gpu = integrate_power(samples)
             if len(samples) < 5:
@@ -157,12 +146,9 @@ class NvmlMeter(Meter):
         self.overhead_s += time.perf_counter() - t0
         return EnergyMeasurement(
             duration_s=duration_s,
-            cpu_energy_j=None,
-            gpu_energy_j=sum(per_gpu),
             source=self.name,
-            per_device_j={f"gpu{g.index}": e for g, e in zip(self.gpus, per_gpu, strict=True)},
+            energy_by_domain_j={f"gpu-{g.index}": e for g, e in zip(self.gpus, per_gpu, strict=True)},
             warnings=tuple(warnings),
-            domains=tuple(f"gpu-{g.index}" for g in self.gpus),
         )
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.meters.base import EnergyMeasurement, Meter, MeterError
+from worker.meters.poller import Poller
 
 # The counter updates about every millisecond; shorter windows read mostly quantisation noise.
 RAPL_UPDATE_PERIOD_S = 0.001
@@ -139,7 +140,7 @@ def poll_interval_for(domains: list[RaplDomain]) -> float:
 
 
 class RaplMeter(Meter):
-    """CPU energy from RAPL: `cpu_energy_j` is the packages (or psys, in that mode), `dram_energy_j` DRAM."""
+    """CPU energy from RAPL, by domain: each socket's `package-N` and `dram-N` (or `psys`, in that mode)."""
 
     name = "measured:rapl"
 
@@ -147,54 +148,33 @@ class RaplMeter(Meter):
         self.domains = discover_domains(root, mode)
         self.domains[0].read_uj()  # fail now, not mid-benchmark, when counters are unreadable
         self.poll_interval_s = poll_interval_s or poll_interval_for(self.domains)
-        self.overhead_s = 0.0  # time spent in counter reads, for the overhead benchmark
+        self.overhead_s = 0.0
 
-    def _timed_sample(self, acc: RaplAccumulator) -> None:
-        t0 = time.perf_counter()
-        acc.sample()
-        self.overhead_s += time.perf_counter() - t0
-
-    def _begin(self) -> tuple[RaplAccumulator, threading.Event, threading.Thread, list[BaseException]]:
+    def _begin(self) -> tuple[RaplAccumulator, Poller]:
         t0 = time.perf_counter()
         acc = RaplAccumulator(self.domains)
         self.overhead_s += time.perf_counter() - t0
-        stop, errors = threading.Event(), []
-
-        def poll() -> None:
-            while not stop.wait(self.poll_interval_s):
-                try:
-                    self._timed_sample(acc)
-                except MeterError as exc:
-                    errors.append(exc)
-                    return
-
-        thread = threading.Thread(target=poll, name="farm-rapl-poller", daemon=True)
-        thread.start()
-        return acc, stop, thread, errors
+        return acc, Poller(acc.sample, self.poll_interval_s, "farm-rapl-poller").start()
 
     def _abort(self, state: object) -> None:
-        _acc, stop, thread, _errors = state  # type: ignore[misc]
-        stop.set()
-        thread.join()
+        _acc, poller = state  # type: ignore[misc]
+        poller.cancel()
 
     def _end(self, state: object, duration_s: float) -> EnergyMeasurement:
-        acc, stop, thread, errors = state  # type: ignore[misc]
-        stop.set()
-        thread.join()
-        if errors:
-            raise errors[0]
-        self._timed_sample(acc)
-        joules = acc.joules_by_kind()
+        acc, poller = state  # type: ignore[misc]
+        try:
+            poller.stop()
+        finally:
+            self.overhead_s += poller.busy_s
+        t0 = time.perf_counter()
+        acc.sample()
+        self.overhead_s += time.perf_counter() - t0
         warnings = []
         if duration_s < MIN_WINDOW_S:
             warnings.append(f"window {duration_s * 1e3:.2f} ms is shorter than 10 RAPL updates (~1 ms each)")
         return EnergyMeasurement(
             duration_s=duration_s,
-            cpu_energy_j=joules.get("psys", joules.get("package")),
-            gpu_energy_j=None,
-            dram_energy_j=joules.get("dram"),
-            domains=tuple(d.label for d in acc.domains),
             source=self.name,
-            per_device_j={d.name: uj / 1e6 for d, uj in zip(acc.domains, acc.total_uj, strict=True)},
+            energy_by_domain_j={d.label: uj / 1e6 for d, uj in zip(acc.domains, acc.total_uj, strict=True)},
             warnings=tuple(warnings),
         )

@@ -1,5 +1,6 @@
-"""Workloads: image datasets and the models that classify them."""
+"""Workloads: image datasets (types.py, one module per dataset, registry.py) and the models that classify them."""
 
-from worker.workloads.data import ImageSet, load_dataset
+from worker.workloads.registry import DATASETS, load_dataset
+from worker.workloads.types import ImageFormat, ImageSet
 
-__all__ = ["ImageSet", "load_dataset"]
+__all__ = ["DATASETS", "ImageFormat", "ImageSet", "load_dataset"]

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from shared.errors import FarmError
-from shared.inputs import under_roots
-from worker.workloads.data import ImageFormat, ImageSet, Split
+from shared.inputs import DatasetRef, under_roots
 from worker.workloads.safe_pickle import load_data_pickle
+from worker.workloads.types import ImageFormat, ImageSet, Split, to_format
 
 IMAGE_BYTES = 3 * 32 * 32
 
@@ -78,6 +78,8 @@ def load_cifar100_split(
         n_val = len(labels) // 10
         idx = perm[:n_val] if split == "val" else perm[n_val:]
         images, labels = images[idx], labels[idx]
-    from worker.workloads.data import to_format
-
     return ImageSet(to_format(images, fmt), labels, 100, dataset_id)
+
+
+def load(ref: DatasetRef, split: Split, fmt: ImageFormat, *, seed: int = 0, roots: tuple[str, ...] = ()) -> ImageSet:
+    return load_cifar100_split(ref.path or "", split, fmt, seed=seed, dataset_id=f"cifar100:{ref.path}", roots=roots)

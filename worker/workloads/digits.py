@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from worker.workloads.data import ImageFormat, ImageSet, Split, split_indices, to_format
+from shared.inputs import DatasetRef
+from worker.workloads.types import ImageFormat, ImageSet, Split, split_indices, to_format
 
 # Mean and std of all digits pixels scaled to [0, 1]; the built-in model is trained with these.
 DIGITS_FORMAT = ImageFormat(channels=1, size=8, mean=(0.3053,), std=(0.3760,))
@@ -19,3 +20,7 @@ def load_digits_split(split: Split, fmt: ImageFormat = DIGITS_FORMAT, *, seed: i
     labels = torch.tensor(bunch.target, dtype=torch.long)
     idx = split_indices(len(labels), seed)[split]
     return ImageSet(to_format(images[idx], fmt), labels[idx], 10, "digits")
+
+
+def load(ref: DatasetRef, split: Split, fmt: ImageFormat, *, seed: int = 0, roots: tuple[str, ...] = ()) -> ImageSet:
+    return load_digits_split(split, fmt, seed=seed)

@@ -12,8 +12,8 @@ from shared.errors import FarmError
 from shared.inputs import model_kind, under_roots
 from shared.specs import BUILTIN_MODEL
 from worker.artifacts import ArtifactStore, ensure_writable, recipe_key
-from worker.workloads.data import ImageFormat
 from worker.workloads.digits import DIGITS_FORMAT
+from worker.workloads.types import ImageFormat
 
 # The built-in model's recipe. Changing anything here changes its artifact key, so it is retrained once.
 BUILTIN_RECIPE: dict[str, Any] = {

@@ -11,8 +11,8 @@ from torch import nn
 from shared.errors import FarmError
 from shared.specs import BUILTIN_MODEL, VariantSpec
 from worker.compression.prune import prune_model
-from worker.jobs import ModelCost, model_cost
-from worker.workloads.data import ImageFormat
+from worker.cost import ModelCost, model_cost
+from worker.workloads.types import ImageFormat
 
 
 @dataclass(frozen=True)

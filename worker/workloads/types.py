@@ -1,4 +1,4 @@
-"""Datasets as in-memory tensors, split with a fixed seed, normalised for the model."""
+"""The types every dataset loader returns, and the helpers they share (fixed-seed splits, normalisation)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 
 from shared.errors import FarmError
-from shared.inputs import parse_dataset
 
 Split = Literal["train", "val", "test"]
 
@@ -42,23 +41,6 @@ class ImageFormat:
     std: tuple[float, ...]
     # Set when the normalisation was assumed rather than read from the model (it lands in the rows' warnings).
     note: str | None = None
-
-
-def load_dataset(dataset_id: str, split: Split, fmt: ImageFormat, *, seed: int = 0,
-                 roots: tuple[str, ...] = ()) -> ImageSet:
-    """Load `digits`, `cifar100:PATH` (PATH under one of `roots`) or `synthetic:N` for a model that expects `fmt`."""
-    ref = parse_dataset(dataset_id)
-    if ref.kind == "digits":
-        from worker.workloads.digits import load_digits_split
-
-        return load_digits_split(split, fmt, seed=seed)
-    if ref.kind == "cifar100":
-        from worker.workloads.cifar100 import load_cifar100_split
-
-        return load_cifar100_split(ref.path or "", split, fmt, seed=seed, dataset_id=dataset_id, roots=roots)
-    from worker.workloads.synthetic import synthetic_images
-
-    return synthetic_images(dataset_id, fmt, seed=seed)
 
 
 def split_indices(n: int, seed: int, fractions: tuple[float, float] = (0.6, 0.2)) -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""One module per group of `farm` commands; controller/cli.py registers them."""

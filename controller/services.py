@@ -1,0 +1,74 @@
+"""What every command needs: the settings, the store's engine, the broker, and the live workers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from shared.errors import FarmError
+from shared.redact import redact
+from shared.settings import Settings
+
+
+def load_settings() -> Settings:
+    return Settings.from_env()
+
+
+def open_engine(settings: Settings) -> Any:
+    from shared.db.engine import get_engine
+
+    return get_engine(settings.database_url)
+
+
+def check_broker(settings: Settings) -> None:
+    """FarmError naming the URL when the broker does not answer within the timeout."""
+    from kombu import Connection
+
+    timeout = settings.broker_timeout_s
+    try:
+        with Connection(settings.broker_url, connect_timeout=timeout, transport_options={
+            "socket_connect_timeout": timeout, "socket_timeout": timeout,
+        }) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    except Exception as exc:  # kombu raises transport-specific types
+        raise FarmError(f"cannot reach broker {redact(settings.broker_url)}: {redact(exc)}") from None
+
+
+def live_workers(client: Any) -> list[dict[str, Any]]:
+    """Live workers from their heartbeats on the broker (each expires when its worker stops beating)."""
+    if client is None:
+        return []
+    keys = sorted(client.scan_iter(match="farm:worker:*", count=500))
+    out = []
+    for raw in client.mget(keys) if keys else []:
+        if not raw:
+            continue  # expired between the scan and the read
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue
+    return out
+
+
+def consumed_queues(client: Any) -> set[str]:
+    """The queues that live workers consume."""
+    return {q for w in live_workers(client) for q in w.get("queues", [])}
+
+
+def job_rows(settings: Settings, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    from sqlmodel import Session
+
+    from shared.db import crud
+
+    with Session(open_engine(settings)) as session:
+        results = crud.query_results(session=session, filters=crud.ResultFilter(job_id=job_id))
+        return [r.model_dump() for r in results]
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise FarmError(f"--job must be a job id (a UUID), got {text!r}") from None
+

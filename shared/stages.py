@@ -1,0 +1,128 @@
+"""The variant stages, in one registry: each kind of stage says how its token is written, what spec it makes,
+what applies it on the worker, and on which devices and runtimes it can run.
+
+A variant name is `baseline`, `quant-SCHEME`, or `PRUNE[-TRAIN][-SCHEME]` (stages run in that order). The
+grammar that `farm variants` prints, the parser, the name of each intermediate stage (`farm run` benchmarks
+them all) and the submit-time check of device and runtime are all derived from `STAGES`. To add a quantization
+scheme, add one `Stage` here and its apply function in worker/compression/ (README, "Extending farm").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.devices import DEVICE_CLASSES, DeviceClass
+from shared.errors import FarmError
+
+Slot = Literal["prune", "train", "quant"]
+SLOTS: tuple[Slot, ...] = ("prune", "train", "quant")
+# Runtimes farm knows by name (the worker's registry, worker/runtimes/, must have one module per name).
+RUNTIMES: tuple[str, ...] = ("torch",)
+DEFAULT_RUNTIME = "torch"
+# Pruning and training build the fp32 model (in torch) that every runtime then loads: one function for all.
+ANY_RUNTIME = "*"
+RATIO = r"(?P<ratio>[0-9]*\.?[0-9]+)"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of stage.
+
+    `token` is how the grammar shows it, `pattern` the regex its part of a variant name must match,
+    `build(groups)` turns that match into the stage's spec arguments. `apply` names the worker function that
+    applies it, as "module:function" (resolved only on the worker, so the controller stays free of torch), by
+    runtime: a quantization stage has one per runtime it supports, pruning and training one for all ("*").
+    `devices` and `runtimes` are where it can run.
+    """
+
+    slot: Slot
+    token: str
+    pattern: str
+    summary: str
+    build: Callable[[dict[str, str]], dict[str, Any]]
+    apply: dict[str, str]
+    devices: tuple[DeviceClass, ...] = DEVICE_CLASSES
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        return RUNTIMES if ANY_RUNTIME in self.apply else tuple(r for r in RUNTIMES if r in self.apply)
+
+    def function(self, runtime: str = ANY_RUNTIME) -> str:
+        """The "module:function" that applies this stage on `runtime`."""
+        return self.apply.get(runtime) or self.apply[ANY_RUNTIME]
+
+    def matches(self, text: str) -> dict[str, str] | None:
+        m = re.fullmatch(self.pattern, text)
+        return None if m is None else {k: v for k, v in m.groupdict().items() if v is not None}
+
+
+def _ratio(groups: dict[str, str]) -> float:
+    ratio = float(groups["ratio"])
+    if not 0.0 < ratio < 1.0:
+        raise FarmError(f"a pruning ratio must be in (0, 1), got {ratio:g}")
+    return ratio
+
+
+_PRUNE = {ANY_RUNTIME: "worker.compression.prune:prune_model"}
+_TRAIN = {ANY_RUNTIME: "worker.compression.finetune:finetune"}
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prune", "prune-rX", rf"prune-r{RATIO}",
+          "structural, MLP intermediate channels only (seed's Table II)",
+          lambda g: {"method": "mlp", "ratio": _ratio(g)}, _PRUNE),
+    Stage("prune", "prune-all-rX", rf"prune-all-r{RATIO}",
+          "structural, all layers but the classifier; head dims, not heads (Table III)",
+          lambda g: {"method": "all", "ratio": _ratio(g)}, _PRUNE),
+    Stage("prune", "prune-unstructured-rX", rf"prune-unstructured-r{RATIO}",
+          "L1 masks on the MLP layers; params and MACs do not change",
+          lambda g: {"method": "unstructured", "ratio": _ratio(g)}, _PRUNE),
+    Stage("prune", "pruned", "pruned", "alias of prune-all-r0.10, the seed's pipeline",
+          lambda g: {"method": "all", "ratio": 0.10}, _PRUNE),
+    Stage("train", "retrained", "retrained", "fine-tuned with cross-entropy after pruning",
+          lambda g: {"kind": "retrained"}, _TRAIN),
+    Stage("train", "distilled", "distilled",
+          "distilled from the unpruned model: alpha * T^2 * KL + (1 - alpha) * CE",
+          lambda g: {"kind": "distilled"}, _TRAIN),
+    Stage("quant", "uint8", "uint8",
+          "optimum-quanto qint8 weights (signed int8; the seed calls it uint8), activations in float",
+          lambda g: {"scheme": "uint8"}, {"torch": "worker.compression.quantize:quanto_weights"}),
+    Stage("quant", "float8", "float8", "optimum-quanto qfloat8 (e4m3) weights, activations in float",
+          lambda g: {"scheme": "float8"}, {"torch": "worker.compression.quantize:quanto_weights"}),
+    Stage("quant", "int8dyn", "int8dyn",
+          "int8 weights and int8 activations with dynamic per-batch scales (torch fbgemm/oneDNN)",
+          lambda g: {"scheme": "int8dyn"}, {"torch": "worker.compression.quantize:dynamic_int8"},
+          devices=("cpu",)),
+)
+
+
+def stages_in(slot: Slot) -> tuple[Stage, ...]:
+    return tuple(s for s in STAGES if s.slot == slot)
+
+
+def quant_stage(scheme: str) -> Stage:
+    """The registered quantization stage called `scheme`."""
+    for stage in stages_in("quant"):
+        if stage.token == scheme:
+            return stage
+    raise FarmError(f"unknown quantization scheme {scheme!r}")
+
+
+def grammar() -> str:
+    """The variant grammar, as `farm variants` prints it."""
+    width = max(len(s.token) for s in STAGES) + 2
+    lines = [
+        "baseline                        the model as it is",
+        "quant-SCHEME                    the model, quantized on load",
+        "PRUNE[-TRAIN][-SCHEME]          pruned, optionally retrained or distilled, optionally quantized",
+        "",
+    ]
+    for slot, label in (("prune", "PRUNE"), ("train", "TRAIN"), ("quant", "SCHEME")):
+        for i, stage in enumerate(stages_in(slot)):
+            lead = f"{label:<6} := " if i == 0 else " " * 8 + "| "
+            lines.append(f"{lead}{stage.token:{width}s}{stage.summary}"
+                         + ("" if stage.devices == DEVICE_CLASSES else f" ({', '.join(stage.devices)} only)"))
+    lines.append("X      := a ratio in (0, 1), e.g. 0.10")
+    return "\n".join(lines)

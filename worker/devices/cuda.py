@@ -1,0 +1,40 @@
+"""A CUDA GPU, by ordinal (`cuda:N`)."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.devices import Device
+from shared.errors import FarmError
+from worker.devices.base import DeviceHandle
+
+log = logging.getLogger(__name__)
+
+
+class CudaDevice(DeviceHandle):
+    """`cuda:N`; FarmError at construction when CUDA is unavailable or there is no GPU N."""
+
+    def __init__(self, device: Device) -> None:
+        import torch
+
+        super().__init__(device)
+        if not torch.cuda.is_available():
+            raise FarmError(f"device {device} requested but CUDA is not available here")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise FarmError(f"device {device} does not exist ({torch.cuda.device_count()} GPUs)")
+        self._torch = torch
+
+    @property
+    def gpu_name(self) -> str | None:
+        return str(self._torch.cuda.get_device_name(self._torch.device(self.torch_device)))
+
+    def synchronize(self) -> None:
+        self._torch.cuda.synchronize(self._torch.device(self.torch_device))
+
+    def temperatures_c(self) -> dict[str, float | None]:
+        temps = super().temperatures_c()
+        try:  # through NVML (nvidia-ml-py); None where it cannot be read
+            temps["gpu_temp_c"] = float(self._torch.cuda.temperature(self._torch.device(self.torch_device)))
+        except Exception as exc:  # pynvml missing, or NVML refused: a drift probe is not worth a failed job
+            log.debug("no GPU temperature for %s: %s", self.device, exc)
+        return temps

@@ -1,0 +1,49 @@
+"""What a runtime is: it loads a compressed fp32 model for a device and returns a runner.
+
+A runner takes a batch of images (N, C, H, W, float32, on the CPU) and returns logits (N, classes) on any
+device; the benchmark times and meters nothing but runner calls. Quantization is part of loading, because
+each runtime quantizes its own way (shared/stages.py names, per scheme, the function for each runtime).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from shared.errors import FarmError
+from shared.specs import QuantSpec
+from shared.stages import quant_stage
+from worker.devices.base import DeviceHandle
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Runtime(ABC):
+    """One inference runtime. `name` is what jobs say (JobSpec.runtime) and what shared/stages.py lists."""
+
+    name: str = "runtime"
+
+    @abstractmethod
+    def load(self, model: nn.Module, quant: QuantSpec | None, device: DeviceHandle, example: torch.Tensor) -> Runner:
+        """Prepare `model` (eval mode, fp32, on the CPU; `example` is one input batch) to run on `device`."""
+
+
+def resolve(target: str) -> Any:
+    """The object named "module:attribute" (the registries name functions this way to stay import-light)."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def quantizer(quant: QuantSpec, runtime: str, device: DeviceHandle) -> Callable[..., Any]:
+    """The function that applies `quant` on `runtime`; FarmError where the scheme does not run there."""
+    stage = quant_stage(quant.scheme)
+    if device.device.device_class not in stage.devices:
+        raise FarmError(f"{quant.scheme} runs on {' and '.join(stage.devices)} only, not on {device}")
+    if runtime not in stage.apply:
+        raise FarmError(f"{quant.scheme} is not available on the {runtime} runtime")
+    return resolve(stage.apply[runtime])
