@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench-meters bench-speed clean
+.PHONY: install demo test lint bench-meters bench-speed bench-farm clean
 
 $(BIN)/.farm-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,10 @@ install: $(BIN)/.farm-installed
 demo: install
 	$(BIN)/farm run --variant baseline
 
+# Three test processes (pytest-xdist): most of the suite waits on subprocesses, leases and outages.
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3
 
 lint: install
 	$(BIN)/ruff check .
@@ -32,6 +33,9 @@ bench-meters: install
 
 bench-speed: install
 	$(BIN)/python scripts/bench_speed.py
+
+bench-farm: install
+	$(BIN)/python scripts/bench_farm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from controller.commands.catalog import inspect, variants
+from controller.commands.control import cancel, logs, wait
 from controller.commands.fleet import dead, status, worker
 from controller.commands.results import report, results
 from controller.commands.run import run
@@ -63,5 +64,5 @@ def main() -> None:
     """
 
 
-for _command in (run, submit, status, worker, dead, retry, results, report, variants, inspect):
+for _command in (run, submit, status, cancel, wait, logs, retry, worker, dead, results, report, variants, inspect):
     main.add_command(_command)

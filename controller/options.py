@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import Any
 
 import click
 
-from controller.services import load_settings, open_engine, parse_uuid
+from controller.services import load_settings, open_engine
 from shared.devices import Device, DeviceClass
 from shared.errors import FarmError
 from shared.specs import (
@@ -82,7 +84,7 @@ def train_overrides(epochs: int | None, lr: float | None, batch_size: int | None
 def job_options(fn: Any) -> Any:
     """The options that describe a job, shared by `run` and `submit`."""
     options = [
-        click.option("--variant", "-v", required=True, help="Variant name; `farm variants` lists the grammar."),
+        click.option("--variant", "-v", default=None, help="Variant name; `farm variants` lists the grammar."),
         click.option("--model", "-m", default=BUILTIN_MODEL, show_default=True,
                      help="Base model: the built-in ViT, a hub id, or a local model folder."),
         click.option("--dataset", "-d", default=DEFAULT_DATASET, show_default=True,
@@ -116,7 +118,8 @@ def result_filters(fn: Any) -> Any:
                      help="Started at or after: ISO date/time (local if no zone) or an age (2h, 7d)."),
         click.option("--until", default=None, help="Started before: same forms as --since."),
         click.option("--hours", default=None, help="Local hours, end excluded: 9-17 (wraps: 22-6)."),
-        click.option("--job", "job_id", default=None, help="Only this job's results."),
+        click.option("--job", "job_id", default=None, help="Only this job's results (an id or a unique prefix)."),
+        click.option("--sweep", "sweep", default=None, help="Only the results of this sweep (an id or a prefix)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -124,7 +127,7 @@ def result_filters(fn: Any) -> Any:
 
 
 def query_results(*, since: str | None, until: str | None, hours: str | None, job_id: str | None,
-           **exact: str | None) -> list[dict[str, Any]]:
+                  sweep: str | None = None, **exact: str | None) -> list[dict[str, Any]]:
     """Result rows matching the options of `result_filters` (variant, model_id, dataset_id, host, hardware...)."""
     from sqlmodel import Session
 
@@ -136,9 +139,15 @@ def query_results(*, since: str | None, until: str | None, hours: str | None, jo
         since=parse_moment(since, option="--since") if since else None,
         until=parse_moment(until, option="--until") if until else None,
         hours=parse_hours(hours) if hours else None,
-        job_id=parse_uuid(job_id) if job_id else None,
     )
+    for option, value in (("--job", job_id), ("--sweep", sweep)):  # checked before the store is opened
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F-]{1,36}", value.strip()):
+            raise FarmError(f"{option} must be an id or a unique prefix of one (hex digits), got {value!r}")
     settings = load_settings()
     with Session(open_engine(settings)) as session:
+        if sweep:
+            filters = replace(filters, sweep_id=crud.find_sweep(session=session, prefix=sweep))
+        if job_id:  # an id or a unique prefix, as everywhere
+            filters = replace(filters, job_id=crud.find_job(session=session, prefix=job_id).id)
         return [r.model_dump() for r in crud.query_results(session=session, filters=filters)]
 

@@ -51,9 +51,14 @@ def live_workers(client: Any) -> list[dict[str, Any]]:
     return out
 
 
-def consumed_queues(client: Any) -> set[str]:
-    """The queues that live workers consume."""
-    return {q for w in live_workers(client) for q in w.get("queues", [])}
+def describe_fleet(workers: list[dict[str, Any]]) -> str:
+    """The live hosts and their device classes, for an error message: "live: host-a (cpu), host-b (cpu, gpu)"."""
+    hosts: dict[str, set[str]] = {}
+    for w in workers:
+        hosts.setdefault(str(w.get("host")), set()).add("gpu" if str(w.get("device", "")).startswith("cuda") else "cpu")
+    if not hosts:
+        return "no worker is alive"
+    return "live: " + ", ".join(f"{h} ({', '.join(sorted(c))})" for h, c in sorted(hosts.items()))
 
 
 def job_rows(settings: Settings, job_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -64,11 +69,3 @@ def job_rows(settings: Settings, job_id: uuid.UUID) -> list[dict[str, Any]]:
     with Session(open_engine(settings)) as session:
         results = crud.query_results(session=session, filters=crud.ResultFilter(job_id=job_id))
         return [r.model_dump() for r in results]
-
-
-def parse_uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise FarmError(f"--job must be a job id (a UUID), got {text!r}") from None
-

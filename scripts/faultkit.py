@@ -262,7 +262,8 @@ class Lab:
                               timeout=timeout)
 
     def submit(self, *args: str) -> str:
-        proc = self.farm("submit", "--format", "json", *args)
+        # --queue-anyway: scenarios queue jobs before their workers start, or for a host that never comes.
+        proc = self.farm("submit", "--format", "json", "--queue-anyway", *args)
         if proc.returncode != 0:
             raise RuntimeError(f"submit failed: {proc.stderr}")
         return str(json.loads(proc.stdout)["job_id"])

@@ -44,6 +44,38 @@ def deliveries_key(job_id: uuid.UUID | str) -> str:
     return f"farm:deliveries:{job_id}"
 
 
+def cancel_key(job_id: uuid.UUID | str) -> str:
+    """Set by `farm cancel` on a running job; the lease thread of the delivery that runs it sees it."""
+    return f"farm:cancel:{job_id}"
+
+
+def stop_key(job_id: uuid.UUID | str) -> str:
+    """Set by a worker asked to stop now (a second SIGTERM): the job's delivery stops and requeues the job."""
+    return f"farm:stop:{job_id}"
+
+
+def job_log_key(job_id: uuid.UUID | str) -> str:
+    """A job's own log lines (claims, progress, its end), newest last; `farm logs` reads them."""
+    return f"farm:log:{job_id}"
+
+
+JOB_LOG_LINES = 500  # kept per job
+JOB_LOG_TTL_S = 7 * 24 * 3600
+
+
+def job_log(client: Any, job_id: uuid.UUID | str, worker: str, text: str) -> None:
+    """Append one line to a job's log (best effort: a broker blip loses a log line, never the job)."""
+    if client is None:
+        return
+    line = json.dumps({"at": time.time(), "worker": worker, "text": text})
+    try:
+        with client.pipeline() as pipe:
+            pipe.rpush(job_log_key(job_id), line).ltrim(job_log_key(job_id), -JOB_LOG_LINES, -1)
+            pipe.expire(job_log_key(job_id), JOB_LOG_TTL_S).execute()
+    except Exception:  # noqa: S110  (a log line is not worth failing a job)
+        pass
+
+
 def worker_key(node: str) -> str:
     return f"farm:worker:{node}"
 

@@ -24,7 +24,9 @@ from scripts.faultkit import Worker
 PG_ADMIN = os.environ.get("FARM_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_BASE = os.environ.get("FARM_TEST_PG_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_BASE = os.environ.get("FARM_TEST_REDIS", "redis://127.0.0.1:6379")
-REDIS_DB = int(os.environ.get("FARM_TEST_REDIS_DB", "13"))
+# Under pytest-xdist each worker process (gw0, gw1, ...) owns the next lower database number: 13, 12, 11...
+_XDIST = os.environ.get("PYTEST_XDIST_WORKER", "")
+REDIS_DB = int(os.environ.get("FARM_TEST_REDIS_DB", "13")) - (int(_XDIST[2:]) if _XDIST[2:].isdigit() else 0)
 FARM = str(Path(sys.executable).with_name("farm"))
 
 
@@ -69,11 +71,24 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def builtin_model(artifacts_dir: Path):  # noqa: ANN201
-    """The built-in ViT, trained (about 20 s on 2 cores) and cached in the session's artifacts root."""
+def builtin_model(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The built-in ViT, trained (20-80 s on 2 cores) and cached in the session's artifacts root.
+
+    Parallel test processes (pytest-xdist) train it once between them, under a file lock, and each copies it.
+    """
+    import fcntl
+
     from worker.artifacts import ArtifactStore
     from worker.workloads.models import load_builtin
 
+    if not _XDIST:
+        return load_builtin(ArtifactStore(str(artifacts_dir)))
+    common = tmp_path_factory.getbasetemp().parent / "builtin-artifacts"
+    common.mkdir(exist_ok=True)
+    with (common.parent / "builtin.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        load_builtin(ArtifactStore(str(common)))
+    shutil.copytree(common / "base", artifacts_dir / "base", dirs_exist_ok=True)
     return load_builtin(ArtifactStore(str(artifacts_dir)))
 
 
@@ -125,8 +140,19 @@ class WorkerProcess(Worker):
             for reply in replies:
                 for name in reply:
                     if name == self.name or (self.name is None and name.endswith("@" + self.env["FARM_HOSTNAME"])):
+                        self._wait_heartbeat(name, deadline)  # what `farm submit` reads to see who serves
                         return name
         raise TimeoutError(f"worker did not answer a ping: {self.log_path.read_text()[-3000:]}")
+
+    def _wait_heartbeat(self, name: str, deadline: float) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.env["FARM_BROKER_URL"])
+        while time.monotonic() < deadline:
+            if client.exists(f"farm:worker:{name}"):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {name} answered a ping but published no heartbeat")
 
 
 @pytest.fixture()

@@ -58,7 +58,9 @@ def test_unreachable_broker_names_the_url_and_fails_fast(env: dict[str, str], tm
     proc = run_farm(["submit", "--variant", "baseline"], env, timeout=30)
     elapsed = time.monotonic() - t0
     _assert_one_line_error(proc, "redis://127.0.0.1:1/0")
-    assert elapsed < 5.0
+    # The broker timeout is 3 s; a hang would run to the 30 s limit. Starting the process takes 1-3 s on a
+    # loaded 2-core machine (tests run in parallel), hence the margin.
+    assert elapsed < 8.0
     assert _job_count(tmp_path / "f.db") == 0
 
 
@@ -81,7 +83,8 @@ def test_bad_database_url(env: dict[str, str], url: str, needle: str) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["--since", "yesterday-ish"], "--since"), (["--until", "13/45/2026"], "--until"),
-     (["--hours", "9to5"], "--hours"), (["--hours", "25-3"], "--hours"), (["--job", "abc"], "--job")],
+     (["--hours", "9to5"], "--hours"), (["--hours", "25-3"], "--hours"),
+     (["--job", "xyz"], "--job"), (["--sweep", "not-hex!"], "--sweep")],
 )
 def test_bad_result_filters(env: dict[str, str], tmp_path: Path, args: list[str], needle: str) -> None:
     _assert_one_line_error(run_farm(["results", *args], env), needle)
@@ -107,7 +110,12 @@ def test_training_options_need_a_trained_variant(env: dict[str, str]) -> None:
 
 
 def test_help_explains_every_command(env: dict[str, str]) -> None:
-    for command in ["run", "submit", "worker", "status", "results", "report", "inspect", "variants", "dead", "retry"]:
+    from controller.cli import main
+
+    commands = ["run", "submit", "worker", "status", "results", "report", "inspect", "variants", "dead", "retry",
+                "cancel", "wait", "logs"]
+    assert sorted(commands) == sorted(main.commands)  # a new command joins this list
+    for command in commands:
         proc = run_farm([command, "--help"], env)
         assert proc.returncode == 0 and proc.stdout.startswith(f"Usage: farm {command}")
         description = proc.stdout.splitlines()[2].strip()
@@ -123,7 +131,8 @@ def test_controller_commands_do_not_import_torch(env: dict[str, str]) -> None:
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from controller.cli import main\n"
-        "for args in (['results'], ['status'], ['variants'], ['report'], ['submit', '--variant', 'pruned']):\n"
+        "for args in (['results'], ['status'], ['variants'], ['report'],\n"
+        "             ['submit', '--variant', 'pruned', '--queue-anyway']):\n"
         "    r = CliRunner().invoke(main, args)\n"
         "    print(args[0], r.exit_code, type(r.exception).__name__)\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules)\n"

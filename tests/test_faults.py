@@ -66,6 +66,6 @@ def test_a_dead_lettered_job_is_retried_by_its_id_prefix(tmp_path: Path, artifac
         assert lab.result_counts([dead["job_id"]])[:2] == (3, 0)
         assert lab.dead_letters() == []
         again = lab.farm("retry", dead["job_id"][:8])
-        assert again.returncode == 2 and "only a failed job can be retried" in again.stderr
+        assert again.returncode == 2 and "only a failed or cancelled job can be retried" in again.stderr
     finally:
         lab.close()

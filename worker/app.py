@@ -15,14 +15,18 @@ from shared.dispatch import COMPRESS_TASK, RUN_JOB_TASK
 from shared.routing import class_queue
 from shared.settings import Settings
 
-__all__ = ["COMPRESS_TASK", "RUN_JOB_TASK", "app", "app_device", "make_app"]
+__all__ = ["COMPRESS_TASK", "RUN_JOB_TASK", "app", "app_device", "app_threads", "make_app"]
 
 
-def make_app(settings: Settings | None = None, device: Device | None = None) -> Celery:
-    """The Celery app; a worker's app also carries the device its tasks run on (`farm worker --device`)."""
+def make_app(settings: Settings | None = None, device: Device | None = None, threads: int | None = None,
+             on_stop: str = "finish") -> Celery:
+    """The Celery app; a worker's app also carries the device its tasks run on and their torch threads
+    (`farm worker --device --threads`)."""
     settings = settings or Settings.from_env()
     app = Celery("farm", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.farm_device = None if device is None else str(device)
+    app.conf.farm_threads = threads
+    app.conf.farm_on_stop = on_stop  # what the first SIGTERM does to a running job: finish it, or requeue it
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # kombu's Redis transport, but a poison item on a queue is dead-lettered instead of killing the worker.
         app.conf.broker_transport = "worker.transport:Transport"
@@ -46,6 +50,9 @@ def make_app(settings: Settings | None = None, device: Device | None = None) -> 
         # A task body never raises for a job's own failure (it stores it); what escapes is a bug or a full disk,
         # and then the message goes back to the queue rather than being acked and lost.
         task_acks_on_failure_or_timeout=False,
+        # Task events, so Flower and `celery events` show farm jobs (a task id is a farm job id).
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         enable_utc=True,
@@ -58,6 +65,11 @@ def app_device(app: Any) -> Device:
     started with plain `celery -A worker worker` consumes the cpu queue)."""
     configured = getattr(getattr(app, "conf", None), "farm_device", None)
     return Device.parse(configured or "cpu")
+
+
+def app_threads(app: Any) -> int | None:
+    """The torch threads of the worker that runs `app` (None: torch's default, all cores)."""
+    return getattr(getattr(app, "conf", None), "farm_threads", None)
 
 
 def _transport_options(settings: Settings) -> dict[str, float]:

@@ -56,13 +56,15 @@ def run_benchmark(
     *,
     on_repeat: Callable[[RepeatMeasurement], None] | None = None,
     probe: Callable[[], dict[str, Any]] | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> list[RepeatMeasurement]:
     """Warm up `runner` (a runtime's, see worker/runtimes) with `spec.warmup_batches` batches of random input,
     then run repeats over `data` inside `meter` windows, synchronising `device` at both edges.
 
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
-    (temperatures) just before and after each window.
+    (temperatures) just before and after each window. `checkpoint()` runs before every batch and stops the
+    benchmark by raising (a cancelled job stops within one batch).
     """
     data = data.head(spec.limit)
     if len(data) == 0:
@@ -86,6 +88,8 @@ def run_benchmark(
             device.synchronize()
             with meter.window() as win:
                 for x in batches:
+                    if checkpoint:
+                        checkpoint()
                     logits = runner(x)
                     if k:
                         preds.append(logits.topk(k, dim=-1).indices)

@@ -38,14 +38,20 @@ def execute(
     allow_train: bool = True,
     host_lock: HostLock | None = None,
     build_lock: BuildLock | None = None,
+    checkpoint: Callable[[], None] | None = None,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run a job spec on `device` and return one validated result row (a dict of Result columns) per repeat.
 
     The variant's model comes from the artifact cache, or is built (and trained, on `device`) when
     `allow_train` is true; its runtime (spec.runtime) loads and quantizes it. `host_lock()` is held while
     anything heavy runs (training, the idle baseline and the benchmark), so that workers sharing a machine do
-    not disturb each other's energy readings.
+    not disturb each other's energy readings. `checkpoint()` runs before every batch; it raises to stop the job
+    (cancelled, or its lease lost). `threads` sets torch's intra-op threads (None: leave torch's choice); the
+    rows record the number used.
     """
+    import torch
+
     from worker.artifacts import ArtifactStore
     from worker.cost import model_cost
     from worker.devices import open_device
@@ -56,6 +62,8 @@ def execute(
 
     handle = open_device(device)
     runtime = get_runtime(spec.runtime)
+    if threads is not None:
+        torch.set_num_threads(threads)
     store = ArtifactStore(settings.artifacts)
     roots = settings.data_roots
     with (host_lock or (lambda: no_lock("host")))() as hold:
@@ -67,7 +75,7 @@ def execute(
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
         notes = (compressed.fmt.note,) if compressed.fmt.note else ()
         rows = _measure(spec, settings, handle, compressed.model_id, cost, runner, data, notes, log_line,
-                        on_progress)
+                        on_progress, checkpoint, torch.get_num_threads())
     if hold.lost:  # the measurement may have overlapped another worker's on this host; the rows are kept
         for row in rows:
             row["energy_warnings"].append(hold.lost)
@@ -82,6 +90,7 @@ def build_stage(
     on_epoch: EpochCallback | None = None,
     build_lock: BuildLock | None = None,
     host_lock: HostLock | None = None,
+    threads: int | None = None,
 ) -> CompressedModel:
     """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
 
@@ -94,6 +103,10 @@ def build_stage(
     from worker.variants import build_compressed
 
     handle = open_device(device)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     store = ArtifactStore(settings.artifacts)
     ensure_writable(store)
     with (host_lock or (lambda: no_lock("host")))():
@@ -103,7 +116,8 @@ def build_stage(
 
 def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: str, cost: ModelCost,
              runner: Runner, data: ImageSet, notes: tuple[str, ...], log_line: Callable[[str], None],
-             on_progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+             on_progress: Callable[[str], None] | None, checkpoint: Callable[[], None] | None,
+             threads: int) -> list[dict[str, Any]]:
     """Idle baseline, then the benchmark, with the meters this machine has for the device."""
     from worker.bench import RepeatMeasurement, measure_idle, run_benchmark
     from worker.meters.select import build_meter
@@ -123,11 +137,11 @@ def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: 
                 on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
 
         repeats = run_benchmark(runner, data, spec.bench, device, meter, probe=device.temperatures_c,
-                                on_repeat=repeat_done)
+                                on_repeat=repeat_done, checkpoint=checkpoint)
         facts = meter.describe()
     finally:
         meter.close()
-    return result_rows(spec, settings, device, model_id, cost, facts, idle, repeats, notes)
+    return result_rows(spec, settings, device, model_id, cost, facts, idle, repeats, notes, threads)
 
 
 def preflight(spec: JobSpec, settings: Settings) -> None:

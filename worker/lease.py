@@ -3,7 +3,9 @@
 The lease value is `<token> <worker node> <pid>`. It expires `ttl_s` after the last renewal, so a worker
 that dies (a whole machine, or one pool process) lets the reaper requeue its job. A renewal that finds
 another token, or that cannot recreate the key after Redis lost it, marks the lease lost: the run then
-stops at its next batch or epoch and writes nothing (the store's fence, `job.lease_token`, decides).
+stops at its next batch or epoch and writes nothing (the store's fence, `job.lease_token`, decides). Each
+renewal also looks for `farm:cancel:<job>` (`farm cancel`) and `farm:stop:<job>` (its worker stopping now): the
+run then stops the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.dispatch import lease_key
+from shared.dispatch import cancel_key, lease_key, stop_key
 from shared.redact import redact
 from worker import held_keys
 
@@ -33,6 +35,8 @@ class Lease:
         self.value = f"{token} {worker} {os.getpid()}"
         self.key = lease_key(job_id)
         self.lost: str | None = None
+        self.cancelled: str | None = None  # set when `farm cancel` asked this job to stop
+        self.interrupted: str | None = None  # set when its worker is stopping now: stop and requeue the job
         self._renewed_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,6 +84,11 @@ class Lease:
             self.lost = f"lease on job {self.job_id} taken by another delivery (or expired while this one stalled)"
             return False
         self._renewed_at = time.monotonic()
+        cancelled, stopping = self.client.exists(cancel_key(self.job_id)), self.client.exists(stop_key(self.job_id))
+        if cancelled:
+            self.cancelled = f"job {self.job_id} was cancelled (farm cancel)"
+        elif stopping:
+            self.interrupted = f"job {self.job_id} interrupted: its worker is stopping"
         return True
 
     @property

@@ -30,11 +30,14 @@ from shared.db.models import FINISHED_STATES, Job
 from shared.db.types import utcnow
 from shared.devices import Device
 from shared.dispatch import (
+    cancel_key,
     dead_letter,
     deliveries_key,
     dispatch,
     dispatched_key,
+    job_log,
     redis_client,
+    stop_key,
 )
 from shared.errors import FarmError
 from shared.outcome import Outcome
@@ -60,6 +63,14 @@ class LeaseLost(Exception):
     """Another delivery has taken this job over (this one stalled past its lease): stop, write nothing."""
 
 
+class JobCancelled(Exception):
+    """`farm cancel` stopped this job (the store already says cancelled): stop, write nothing, let go of it."""
+
+
+class JobInterrupted(Exception):
+    """This worker is stopping now (a second SIGTERM): stop, write nothing, put the job back on its queue."""
+
+
 @dataclass(frozen=True)
 class WorkerContext:
     """What a delivery needs from its worker: settings, device, node name, broker client, app and locks."""
@@ -68,19 +79,20 @@ class WorkerContext:
     device: Device
     worker: str
     client: Any | None = None  # Redis on the broker; None for `farm run` (no leases)
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
     app: Any | None = None  # the Celery app, to send a chain's next stage
     lock: LockFactory | None = None
 
 
 @cache
-def worker_context(worker: str, device: Device) -> WorkerContext:
+def worker_context(worker: str, device: Device, threads: int | None = None) -> WorkerContext:
     """The context of this worker process (one per node and device; built once)."""
     from worker.app import make_app
     from worker.locks import broker_lock
 
     settings = Settings.from_env()
-    return WorkerContext(settings, device, worker, redis_client(settings.broker_url), make_app(settings),
-                         broker_lock(settings.broker_url, settings.lock_ttl_s))
+    return WorkerContext(settings, device, worker, redis_client(settings.broker_url), threads=threads,
+                         app=make_app(settings), lock=broker_lock(settings.broker_url, settings.lock_ttl_s))
 
 
 def _canonical(value: Any) -> str:
@@ -205,6 +217,7 @@ def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, q
     _redis_call(ctx, "marking the job claimed", lambda: client.set(dispatched_key(key), f"claimed:{token}"))
     if lease is not None:
         lease.start()
+    job_log(ctx.client, key, ctx.worker, f"delivery {deliveries} claimed by {ctx.worker} on {ctx.device}")
     return _run_claimed(ctx, engine, job, spec, token, lease)
 
 
@@ -216,11 +229,17 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
     store_ok = [True]
 
     def check_lease() -> None:
+        """Called at every batch, epoch and progress line: stop when the job is another's or was cancelled."""
         if lease is not None and lease.lost:
             raise LeaseLost(lease.lost)
+        if lease is not None and lease.cancelled:
+            raise JobCancelled(lease.cancelled)
+        if lease is not None and lease.interrupted:
+            raise JobInterrupted(lease.interrupted)
 
     def progress(text: str) -> None:
         check_lease()
+        job_log(ctx.client, job_id, ctx.worker, text)
         try:  # progress is for people watching; a store blip must not stop the job
             with Session(engine) as session:
                 crud.set_progress(session=session, job_id=job_id, progress=text, token=token)
@@ -243,13 +262,14 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
         if job.stage == "compress":
             progress("building")
             built = build_stage(spec, settings, ctx.device, on_epoch=on_epoch, build_lock=build_lock,
-                                host_lock=host_lock)
+                                host_lock=host_lock, threads=ctx.threads)
             outcome = Outcome(job_id, "done", token, epochs=epochs, artifact_key=built.artifact_key,
                               trained=built.trained_now,
                               progress="built" if built.trained_now else "found in the artifact cache")
         else:
             rows = execute(spec, settings, ctx.device, allow_train=job.chain_id is None, on_progress=progress,
-                           on_epoch=on_epoch, host_lock=host_lock, build_lock=build_lock)
+                           on_epoch=on_epoch, host_lock=host_lock, build_lock=build_lock, checkpoint=check_lease,
+                           threads=ctx.threads)
             # No lease check here: a finished job's rows go to the store, whose fence decides whether they count.
             outcome = Outcome(job_id, "done", token, rows=rows, epochs=epochs)
     except LeaseLost as exc:
@@ -257,6 +277,16 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
         if lease is not None:
             lease.stop()
         return "taken"
+    except JobCancelled as exc:
+        log.warning("%s; stopped, partial results dropped", exc)
+        job_log(ctx.client, job_id, ctx.worker, "cancelled: stopped, partial results dropped")
+        if lease is not None:
+            lease.release()
+        _redis_call(ctx, "clearing the job's keys", lambda: ctx.client.delete(
+            dispatched_key(job_id), deliveries_key(job_id), cancel_key(job_id)))
+        return "cancelled"
+    except JobInterrupted as exc:
+        return _requeue_interrupted(ctx, engine, job, token, lease, str(exc))
     except FarmError as exc:
         log.warning("job %s failed: %s", job_id, redact(exc))
         outcome = Outcome(job_id, "failed", token, error=redact(exc), epochs=epochs)
@@ -264,6 +294,33 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
         log.exception("job %s failed", job_id)
         outcome = Outcome(job_id, "failed", token, error=redact(f"{type(exc).__name__}: {exc}"), epochs=epochs)
     return _finish(ctx, outcome, lease)
+
+
+def _requeue_interrupted(ctx: WorkerContext, engine: Any, job: Job, token: str, lease: Lease | None,
+                         why: str) -> str:
+    """Put an interrupted job back on its queue for another worker (or this one, restarted); partial work dropped.
+
+    If the store is away the job stays `running` under this token; once the lease is gone the reaper requeues it.
+    """
+    job_id = str(job.id)
+    if lease is not None:
+        lease.release()
+    _redis_call(ctx, "clearing the stop mark", lambda: ctx.client.delete(stop_key(job_id), deliveries_key(job_id)))
+    try:
+        with Session(engine) as session:
+            requeued = crud.requeue_job(session=session, job_id=job.id, expected_token=token,
+                                        reason="requeued: its worker stopped mid-job")
+    except STORE_ERRORS as exc:
+        log.warning("%s; the store is away (%s), the reaper requeues it", why, redact(exc))
+        return "interrupted"
+    if requeued and ctx.app is not None:
+        try:
+            dispatch(ctx.app, ctx.client, job_id=job.id, stage=job.stage, queue=job.queue, spec=job.spec)
+        except Exception as exc:  # the reaper re-sends a queued job that no queue holds
+            log.warning("job %s requeued in the store but not sent (%s); the reaper sends it", job_id, redact(exc))
+    log.warning("%s; stopped and requeued, partial results dropped", why)
+    job_log(ctx.client, job_id, ctx.worker, f"{why}; requeued, partial results dropped")
+    return "interrupted"
 
 
 def store_outcome(settings: Settings, outcome: Outcome) -> str:
@@ -282,6 +339,8 @@ def store_outcome(settings: Settings, outcome: Outcome) -> str:
 
 
 def _finish(ctx: WorkerContext, outcome: Outcome, lease: Lease | None) -> str:
+    job_log(ctx.client, outcome.job_id, ctx.worker, outcome.state if outcome.state == "done" else
+            f"{outcome.state}: {outcome.error}")
     outcome.lease_value = lease.value if lease is not None else None
     if lease is not None:
         lease.stop()  # from here the spool keeper (or the release below) looks after the key
@@ -347,6 +406,6 @@ def flush_spool(ctx: WorkerContext) -> int:
     return spool.count()
 
 
-def local_context(settings: Settings, device: Device) -> WorkerContext:
+def local_context(settings: Settings, device: Device, threads: int | None = None) -> WorkerContext:
     """For `farm run`: no broker, no leases; the outcome is still fenced and spooled like a worker's."""
-    return WorkerContext(settings, device, f"local@{settings.hostname}:{os.getpid()}")
+    return WorkerContext(settings, device, f"local@{settings.hostname}:{os.getpid()}", threads=threads)

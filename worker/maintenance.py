@@ -1,12 +1,15 @@
 """The worker's maintenance thread, in its main process: heartbeat, spool, and the reaper.
 
 Every BEAT_S seconds it
-- publishes the worker's heartbeat (`farm:worker:<node>`: host, device, pid, queues, current jobs, spool
-  backlog), which `farm status` reads and which expires when the worker dies;
+- publishes the worker's heartbeat (`farm:worker:<node>`: host, machine, device, threads, CPU model, runtimes,
+  pid, queues, current jobs, spool backlog, start and beat times), the registry that `farm status` and `farm
+  submit` read; it expires FARM_LEASE_TIMEOUT_S after the last beat, so a dead worker drops out;
 - writes spooled outcomes to the store once it answers, keeping their leases alive meanwhile;
 and every REAP_S seconds, on whichever worker takes the `farm:reaper` turn,
 - requeues running jobs whose lease expired (their worker died), once per loss;
 - re-sends queued jobs that no queue holds (Redis restarted without persistence, a claim that died).
+On a SIGTERM it says what happens to the running job; on a second one (or the first, with `--on-stop requeue`)
+it marks the running job to stop at its next batch or epoch and go back to its queue.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import socket
 import threading
 import time
+from functools import cache
 from typing import Any
 
 from celery import signals
@@ -28,6 +32,7 @@ from shared.db.types import utcnow
 from shared.dispatch import dispatch, dispatched_key, lease_key, worker_key
 from shared.redact import redact
 from shared.routing import worker_queues
+from shared.stages import RUNTIMES
 from worker import held_keys
 
 log = logging.getLogger(__name__)
@@ -41,11 +46,20 @@ return 0
 """
 
 _stop = threading.Event()
+_stop_now = threading.Event()  # set by a second SIGTERM (or the first, with --on-stop requeue)
+_term_count = 0
 _thread: threading.Thread | None = None
 # Running jobs this reaper has seen without a lease, and since when (monotonic seconds). A lease must stay gone
 # for a third of the lease timeout (two of its holder's renewal beats) before the job is requeued: after a
 # broker outage longer than the lease, a live holder gets to take its lease again first.
 _missing_since: dict[str, float] = {}
+
+
+@cache
+def _cpu_model() -> str:
+    from worker.hardware import cpu_model
+
+    return cpu_model()
 
 
 def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
@@ -54,7 +68,8 @@ def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
 
     info = {
         "worker": node, "host": ctx.settings.hostname, "machine": socket.gethostname(), "device": str(ctx.device),
-        "pid": os.getpid(), "queues": worker_queues(ctx.settings.hostname, ctx.device),
+        "pid": os.getpid(), "queues": worker_queues(ctx.settings.hostname, ctx.device), "threads": ctx.threads,
+        "cpu_model": _cpu_model(), "runtimes": list(RUNTIMES),
         "jobs": sorted(r.id for r in list(active_requests)), "spool": spool_backlog,
         "started_at": started_at, "beat_at": time.time(),
     }
@@ -113,11 +128,31 @@ def reap(ctx: Any, node: str) -> list[str]:
     return done
 
 
+def mark_running_jobs_to_stop(ctx: Any) -> list[str]:
+    """Ask the deliveries running in this worker to stop at their next batch or epoch and requeue their jobs."""
+    from celery.worker.state import active_requests
+
+    from shared.dispatch import stop_key
+
+    ids = sorted(r.id for r in list(active_requests))
+    for job_id in ids:
+        ctx.client.set(stop_key(job_id), "1", ex=3600)
+    return ids
+
+
 def _loop(ctx: Any, node: str) -> None:
     from worker.lifecycle import flush_spool
 
     started_at, last_reap, failing = time.time(), 0.0, False
     while True:
+        if _stop_now.is_set() and ctx.client is not None:
+            try:
+                ids = mark_running_jobs_to_stop(ctx)
+                _stop_now.clear()
+                log.warning("stopping now: job(s) %s stop at their next batch or epoch and go back to their queues",
+                            ", ".join(i[:8] for i in ids) or "none")
+            except Exception as exc:
+                log.warning("cannot ask the running job to stop (%s); retrying", redact(exc))
         try:
             backlog = flush_spool(ctx)
             if ctx.client is not None:
@@ -132,7 +167,7 @@ def _loop(ctx: Any, node: str) -> None:
             if not failing:
                 log.warning("maintenance: %s (retrying every %g s)", redact(exc), BEAT_S)
             failing = True
-        if _stop.wait(BEAT_S):
+        if _stop.wait(BEAT_S if not _stop_now.is_set() else 0.2):
             return
 
 
@@ -149,14 +184,34 @@ def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
 @signals.worker_ready.connect
 def _start(sender: Any = None, **_: Any) -> None:
     global _thread
-    from worker.app import app_device
+    from worker.app import app_device, app_threads
     from worker.lifecycle import worker_context
 
     node = getattr(sender, "hostname", None) or socket.gethostname()
-    ctx = worker_context(node, app_device(getattr(sender, "app", None)))
+    app = getattr(sender, "app", None)
+    ctx = worker_context(node, app_device(app), app_threads(app))
     _stop.clear()
     _thread = threading.Thread(target=_loop, args=(ctx, node), name="farm-maintenance", daemon=True)
     _thread.start()
+
+
+@signals.worker_shutting_down.connect
+def _shutting_down(sig: str = "", how: str = "", **_: Any) -> None:
+    """SIGTERM (a warm shutdown): the first finishes the current job, or requeues it with --on-stop requeue; a
+    second one requeues it now. In a signal handler: only flags here, the maintenance thread talks to Redis."""
+    global _term_count
+    from celery import current_app
+    from celery.worker.state import active_requests
+
+    _term_count += 1
+    running = ", ".join(r.id[:8] for r in list(active_requests)) or "no job"
+    requeue = _term_count > 1 or getattr(current_app.conf, "farm_on_stop", "finish") == "requeue"
+    if requeue:
+        _stop_now.set()
+        log.warning("%s shutdown (%s #%d): stopping %s now and requeueing it", how, sig, _term_count, running)
+    else:
+        log.warning("%s shutdown (%s): finishing %s first, taking no new jobs; send %s again to stop now and "
+                    "requeue it", how, sig, running, sig or "SIGTERM")
 
 
 @signals.worker_shutdown.connect

@@ -25,13 +25,15 @@ def result_rows(
     idle: EnergyMeasurement | None,
     repeats: list[RepeatMeasurement],
     notes: tuple[str, ...] = (),
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """One validated row (a dict of Result columns) per repeat. Energies are per sample; active = total -
     idle power x time. `meter_facts` are the meter's hardware facts (gpu_driver, gpu_power_limit_w)."""
     idle_power_w = None if idle is None else idle.total_energy_j / idle.duration_s
     host = {"host": settings.hostname, "cpu_model": device.host_cpu(), "gpu_name": device.gpu_name,
             "device": str(device), "cpu_governor": cpu_governor(), "software": software_versions(),
-            "gpu_driver": meter_facts.get("gpu_driver"), "gpu_power_limit_w": meter_facts.get("gpu_power_limit_w")}
+            "gpu_driver": meter_facts.get("gpu_driver"), "gpu_power_limit_w": meter_facts.get("gpu_power_limit_w"),
+            "threads": threads}
     rows = []
     for rep in repeats:
         hour, tz = local_time_info(rep.started_at)

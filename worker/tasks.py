@@ -16,12 +16,12 @@ from worker.app import COMPRESS_TASK, RUN_JOB_TASK, app
 
 def _deliver(task: Task, stage: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     from shared.settings import Settings
-    from worker.app import app_device
+    from worker.app import app_device, app_threads
     from worker.lifecycle import RequeueLater, handle_delivery, worker_context
 
     payload = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
     worker = task.request.hostname or Settings.from_env().hostname
-    ctx = worker_context(worker, app_device(task.app))
+    ctx = worker_context(worker, app_device(task.app), app_threads(task.app))
     queue = (task.request.delivery_info or {}).get("routing_key")
     try:
         return handle_delivery(ctx, task.request.id, payload, stage, queue=queue)

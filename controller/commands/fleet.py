@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -18,12 +21,19 @@ from shared.errors import FarmError
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--name", default=None, help="Celery node name (default farm-<device>@<FARM_HOSTNAME>).")
-def worker(device: Device, loglevel: str, name: str | None) -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads for its jobs (default: the CPUs this process may use, shared evenly with the "
+                   "farm workers already alive on this machine). Every result records it.")
+@click.option("--on-stop", type=click.Choice(["finish", "requeue"]), default="finish", show_default=True,
+              help="What the first SIGTERM does to a running job: finish it, or stop it at the next batch or epoch "
+                   "and requeue it. A second SIGTERM always requeues it now.")
+def worker(device: Device, loglevel: str, name: str | None, threads: int | None, on_stop: str) -> None:
     """Start a Celery worker pinned to DEVICE: it consumes its device class's queue (cpu or gpu), its
     host's queue (host.NAME) and its host's queue for its class (host.NAME.cpu or host.NAME.gpu).
 
     One job at a time, acknowledged only when done, so a job whose worker dies goes back to the queue.
-    Workers that share a machine (same FARM_HOSTNAME) take turns to train and measure.
+    Workers that share a FARM_HOSTNAME take turns to train and measure; workers on one machine split its
+    CPUs between them (see --threads).
     """
     from shared.dispatch import redis_client
     from shared.routing import worker_queues
@@ -35,16 +45,31 @@ def worker(device: Device, loglevel: str, name: str | None) -> None:
     open_device(where)
     check_broker(settings)
     open_engine(settings)  # fail fast on a bad store, and migrate it
-    warning = _broker_persistence_warning(redis_client(settings.broker_url, settings.broker_timeout_s))
+    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    warning = _broker_persistence_warning(client)
     if warning:
         click.echo(f"warning: {warning}", err=True)
     queues = worker_queues(settings.hostname, where)
     node = name or f"farm-{str(where).replace(':', '')}@{settings.hostname}"
-    click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}", err=True)
-    make_app(settings, device=where).worker_main([
+    threads = threads or default_threads(live_workers(client), node)
+    click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}, {threads} torch threads", err=True)
+    make_app(settings, device=where, threads=threads, on_stop=on_stop).worker_main([
         "worker", "--queues", ",".join(queues), "--concurrency", "1", "--pool", "prefork",
         "--hostname", node, "--loglevel", loglevel, "--without-gossip", "--without-mingle",
     ])
+
+
+def default_threads(workers: list[dict[str, Any]], node: str, cpus: int | None = None) -> int:
+    """The CPUs this process may use (its affinity), divided evenly among itself and the other farm workers
+    alive on this machine (their heartbeats name it); at least 1."""
+    import os
+    import socket
+
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    here = socket.gethostname()
+    others = sum(1 for w in workers if w.get("machine") == here and w.get("worker") != node)
+    return max(1, cpus // (others + 1))
 
 
 def _broker_persistence_warning(client: Any) -> str | None:
@@ -66,9 +91,24 @@ def _broker_persistence_warning(client: Any) -> str | None:
 @click.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="How many recent jobs to show.")
+@click.option("--sweep", default=None, help="Only the jobs of this sweep (an id or a prefix).")
+@click.option("--watch", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
+              help="Redraw every SECONDS until interrupted.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(limit: int, fmt: str) -> None:
-    """Show recent jobs, the live workers (from their heartbeats) with their spool backlogs, and dead letters."""
+def status(limit: int, sweep: str | None, watch: float | None, fmt: str) -> None:
+    """Show recent jobs (running ones with elapsed time and an ETA from their progress), the live workers from
+    their heartbeats (a worker that has not beaten for FARM_LEASE_TIMEOUT_S is dead and disappears; its jobs
+    are requeued), their spool backlogs, and dead letters."""
+    while True:
+        if watch is not None and fmt == "table":
+            click.clear()
+        _status_once(limit, sweep, fmt)
+        if watch is None:
+            return
+        time.sleep(watch)
+
+
+def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
     from sqlmodel import Session
 
     from controller import render
@@ -76,17 +116,24 @@ def status(limit: int, fmt: str) -> None:
     from shared.dispatch import DEAD_LETTERS, redis_client
 
     settings = load_settings()
+    now = datetime.now(UTC)
     with Session(open_engine(settings)) as session:
-        jobs = [j.model_dump(exclude={"spec"}) for j in crud.list_jobs(session=session, limit=limit)]
+        sweep_id = crud.find_sweep(session=session, prefix=sweep) if sweep else None
+        jobs = [{**j.model_dump(exclude={"spec"}), **_timing(j, now)}
+                for j in crud.list_jobs(session=session, limit=limit, sweep_id=sweep_id)]
     workers: list[dict[str, Any]] = []
     broker_error, dead = None, None
     try:
-        check_broker(settings)
         client = redis_client(settings.broker_url, settings.broker_timeout_s)
+        if client is None:
+            check_broker(settings)
+        else:
+            _ping(client, settings)
         for w in live_workers(client):
             workers.append({"worker": w["worker"], "host": w.get("host"), "device": w.get("device"),
-                            "queues": ",".join(w.get("queues", [])), "running": len(w.get("jobs", [])),
-                            "jobs": ",".join(j[:8] for j in w.get("jobs", [])), "spool": w.get("spool", 0)})
+                            "threads": w.get("threads"), "queues": ",".join(w.get("queues", [])),
+                            "running": len(w.get("jobs", [])), "jobs": ",".join(j[:8] for j in w.get("jobs", [])),
+                            "spool": w.get("spool", 0), "beat_s_ago": round(time.time() - w.get("beat_at", 0), 1)})
         dead = int(client.llen(DEAD_LETTERS)) if client is not None else None
     except FarmError as exc:
         broker_error = str(exc)
@@ -94,14 +141,17 @@ def status(limit: int, fmt: str) -> None:
         click.echo(json.dumps({"jobs": [{k: render.jsonable(v) for k, v in j.items()} for j in jobs],
                                "workers": workers, "dead_letters": dead, "broker_error": broker_error}, indent=2))
         return
-    view = [{**j, "id": str(j["id"])[:8], "chain": str(j["chain_id"])[:8] if j["chain_id"] else None} for j in jobs]
-    click.echo(render.to_table(view, ("id", "chain", "stage", "variant", "queue", "state", "progress",
-                                      "submitted_at", "worker", "error")))
+    view = [{**j, "id": str(j["id"])[:8], "chain": str(j["chain_id"])[:8] if j["chain_id"] else None,
+             "elapsed": _duration(j["elapsed_s"]), "eta": _duration(j["eta_s"])} for j in jobs]
+    click.echo(render.to_table(view, ("id", "chain", "stage", "variant", "queue", "state", "progress", "elapsed",
+                                      "eta", "submitted_at", "worker", "error")))
     click.echo("")
     if broker_error:
         click.echo(f"workers: unknown ({broker_error})")
     elif workers:
-        click.echo(render.to_table(workers, ("worker", "host", "device", "queues", "jobs", "spool")))
+        click.echo(render.to_table(workers, ("worker", "host", "device", "threads", "queues", "jobs", "spool",
+                                             "beat_s_ago"), ("worker", "host", "device", "threads", "queues", "jobs",
+                                                             "spool", "last beat (s ago)")))
         backlog = sum(w["spool"] or 0 for w in workers)
         if backlog:
             click.echo(f"spool: {backlog} finished job(s) wait on worker disks for the store to return")
@@ -109,6 +159,40 @@ def status(limit: int, fmt: str) -> None:
         click.echo("workers: none alive")
     if dead:
         click.echo(f"dead letters: {dead} (`farm dead` lists them, `farm retry JOB` runs a job again)")
+
+
+def _ping(client: Any, settings: Any) -> None:
+    """One PING on the broker's Redis (faster than a kombu connection); FarmError naming the URL if it fails."""
+    from shared.redact import redact
+
+    try:
+        client.ping()
+    except Exception as exc:
+        raise FarmError(f"cannot reach broker {redact(settings.broker_url)}: {redact(exc)}") from None
+
+
+_FRACTION = re.compile(r"(\d+)/(\d+)")
+
+
+def _timing(job: Any, now: datetime) -> dict[str, float | None]:
+    """A running job's elapsed seconds, and its ETA in seconds from the last "k/n" in its progress."""
+    if job.state != "running" or job.started_at is None:
+        return {"elapsed_s": None, "eta_s": None}
+    elapsed = (now - job.started_at).total_seconds()
+    found = _FRACTION.findall(job.progress or "")
+    eta = None
+    if found:
+        done, total = (int(x) for x in found[-1])
+        if 0 < done <= total:
+            eta = elapsed * (total - done) / done
+    return {"elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1)}
+
+
+def _duration(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 @click.command()

@@ -18,10 +18,12 @@ from shared.specs import parse_variant
 @job_options
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu or cuda:N (cuda means cuda:0).")
 @click.option("--only", is_flag=True, help="Benchmark only VARIANT, not each stage that leads to it.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (default: torch's, every CPU). Every result records it.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
         epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
-        temperature: float | None, device: Device, only: bool, fmt: str) -> None:
+        temperature: float | None, device: Device, only: bool, threads: int | None, fmt: str) -> None:
     """Benchmark a variant here, in this process, with no broker; store and print the results.
 
     A composed variant also benchmarks each stage that leads to it (baseline, pruned, pruned-distilled,
@@ -34,6 +36,8 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     from worker.jobs import preflight
     from worker.lifecycle import flush_spool, handle_delivery, local_context
 
+    if not variant:
+        raise click.UsageError("Missing option '--variant' / '-v'.")
     settings = load_settings()
     where = device
     train = train_overrides(epochs, lr, batch_size, alpha, temperature)
@@ -42,7 +46,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     open_device(where)  # FarmError now when the device is absent here
     preflight(target, settings)
     engine = open_engine(settings)
-    ctx = local_context(settings, where)
+    ctx = local_context(settings, where, threads)
     if flush_spool(ctx):
         click.echo(f"warning: outcomes still wait in the spool {settings.spool_dir}", err=True)
     rows: list[dict[str, Any]] = []

@@ -4,137 +4,230 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from typing import Any
 
 import click
 
+from controller.commands.control import wait_for
 from controller.options import FORMATS, job_options, job_spec, train_overrides
 from controller.output import print_results
-from controller.services import check_broker, consumed_queues, job_rows, load_settings, open_engine
+from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
+from shared.devices import DeviceClass
 from shared.errors import FarmError
 from shared.redact import redact
-from shared.routing import queue_device_class, queue_for_target, training_queue
+from shared.routing import host_queue, queue_device_class, queue_for_target, training_queue
 from shared.settings import Settings
+from shared.specs import JobSpec, parse_variant
+
+# The seed paper's tables as sweeps (`farm submit --sweep table2`).
+SWEEPS: dict[str, tuple[str, ...]] = {
+    "table1": ("baseline", "quant-uint8", "quant-float8"),
+    "table2": tuple(f"prune-r{r:.2f}" for r in (0.05, 0.10, 0.15, 0.20, 0.25, 0.30)),
+    "table3": ("baseline", "pruned", "pruned-distilled", "pruned-distilled-uint8"),
+}
 
 
 @click.command()
 @job_options
+@click.option("--variants", default=None, help="Several variants at once, comma-separated: one sweep.")
+@click.option("--sweep", "sweep", type=click.Choice(sorted(SWEEPS)), default=None,
+              help="The seed's tables: table1 (quantization schemes), table2 (MLP pruning ratios 0.05-0.30), "
+                   "table3 (the pipeline's stages).")
 @click.option("--on", "target", default="cpu", show_default=True,
-              help="Where to benchmark: cpu, gpu (any worker of that class), host:NAME or host:NAME:cpu|gpu.")
+              help="Where to benchmark: cpu, gpu (any worker of that class), host:NAME, host:NAME:cpu|gpu, or all "
+                   "(one job per live host) / all:cpu / all:gpu (per live host with that device class).")
 @click.option("--train-on", default="auto", show_default=True,
               help="Where to prune and train: auto (gpu when a GPU worker is live, else cpu), or as --on.")
-@click.option("--wait", is_flag=True, help="Wait for the job and print its results.")
+@click.option("--queue-anyway", is_flag=True,
+              help="Queue even when no live worker serves --on / --train-on (for a machine that starts later).")
+@click.option("--wait", is_flag=True, help="Wait for the jobs and print their results.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def submit(variant: str, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
+def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
            epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
-           temperature: float | None, target: str, train_on: str, wait: bool, timeout: float | None,
-           fmt: str) -> None:
-    """Queue a benchmark job for the farm's workers (prints the job id).
+           temperature: float | None, variants: str | None, sweep: str | None, target: str, train_on: str,
+           queue_anyway: bool, wait: bool, timeout: float | None, fmt: str) -> None:
+    """Queue benchmark jobs for the farm's workers (prints the job id, or a sweep's ids).
 
     A pruned variant becomes a chain of two jobs: compress (prune, retrain or distill) on the training
     queue, then benchmark on the target queue. The compressed model is stored under FARM_ARTIFACTS by
-    recipe, so benchmarking it on many machines trains it once.
+    recipe, so benchmarking it on many machines trains it once. Several variants (--variants, --sweep) or
+    hosts (--on all) make one sweep, whose id `results`, `report` and `status` take with --sweep; each host
+    of a sweep also gets a baseline, unless it has baseline results for that model and data already.
     """
     from sqlmodel import Session
 
-    from shared.db import crud
-    from shared.dispatch import dispatch, redis_client
+    from shared.dispatch import redis_client
     from worker.app import make_app
 
+    names = _variant_names(variant, variants, sweep)
     settings = load_settings()
     if timeout is not None and not timeout > 0:
         raise FarmError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     train = train_overrides(epochs, lr, batch_size, alpha, temperature)
-    queue = queue_for_target(target)
-    spec = job_spec(variant, model, dataset, repeats, limit, until_cv, train, device_class=queue_device_class(queue))
+    fan_out = target == "all" or target.startswith("all:")
+    first_queue = None if fan_out else queue_for_target(target)
+    trains = [parse_variant(name, model=model).train is not None for name in names]
+    if any(trains) and len(names) > 1:  # training options go to the variants that train; job_spec checks the rest
+        names_train = [(n, train if t else None) for n, t in zip(names, trains, strict=True)]
+    else:
+        names_train = [(n, train) for n in names]
+    specs = [job_spec(name, model, dataset, repeats, limit, until_cv, overrides,
+                      device_class=_fan_out_class(target) if fan_out else queue_device_class(first_queue or ""))
+             for name, overrides in names_train]
     if train_on != "auto":
-        train_queue = queue_for_target(train_on)
+        queue_for_target(train_on)
     check_broker(settings)
-    app = make_app(settings)
+    engine = open_engine(settings)  # a bad store is reported before anything about workers
     client = redis_client(settings.broker_url, settings.broker_timeout_s)
-    engine = open_engine(settings)
+    workers = live_workers(client)
+    consumed = {q for w in workers for q in w.get("queues", [])}
+    queues = _fan_out_queues(target, workers) if fan_out else [first_queue or ""]
+    train_queue = training_queue(consumed) if train_on == "auto" else queue_for_target(train_on)
+    chained = any(s.variant.prune is not None for s in specs)
+    if not queue_anyway:
+        for q, option, given in ([(train_queue, "--train-on", train_on)] if chained else []) + [
+                (q, "--on", target) for q in queues]:
+            if q not in consumed:
+                raise FarmError(f"no live worker serves {option} {given} (queue {q}); {describe_fleet(workers)}. "
+                                "--queue-anyway queues it for a worker that starts later")
+    app = make_app(settings)
+    plan = [(spec, q) for q in queues for spec in specs]
+    sweep_id = uuid.uuid4() if len(plan) > 1 else None
+    if sweep_id is not None:
+        with Session(engine) as session:
+            plan = _with_baselines(session, plan, specs[0], model, dataset, repeats, limit, until_cv)
+    submitted = [_enqueue(settings, engine, app, client, spec, q, train_queue, sweep_id) for spec, q in plan]
+    if not wait:
+        if fmt == "json":
+            click.echo(json.dumps(submitted[0] if sweep_id is None else {"sweep_id": str(sweep_id),
+                                                                          "jobs": submitted}))
+        elif sweep_id is None:
+            click.echo(submitted[0]["job_id"])
+        else:
+            click.echo(f"sweep {sweep_id}: {len(submitted)} jobs", err=True)
+            for s in submitted:
+                click.echo(f"{s['job_id']}  {s['variant']}  on {s['queue']}")
+        return
+    for q in sorted({train_queue} if chained else set()) + queues:
+        if q not in consumed:
+            click.echo(f"warning: no live worker consumes queue {q!r}; the job waits until one starts", err=True)
+    failed = 0
+    for s in submitted:
+        if "compress_job_id" in s:
+            wait_for(settings, uuid.UUID(s["compress_job_id"]), timeout, label="compress")
+        state = wait_for(settings, uuid.UUID(s["job_id"]), timeout)
+        if state.state != "done":
+            click.echo(f"job {s['job_id']} {state.state} on {state.worker or '-'}: {state.error}", err=True)
+            failed += 1
+    rows = [r for s in submitted for r in job_rows(settings, uuid.UUID(s["job_id"]))]
+    if rows:
+        print_results(rows, fmt, summary=True)
+    if failed:
+        sys.exit(1)
+
+
+def _variant_names(variant: str | None, variants: str | None, sweep: str | None) -> list[str]:
+    given = [o for o, v in (("--variant", variant), ("--variants", variants), ("--sweep", sweep)) if v]
+    if len(given) != 1:
+        raise click.UsageError("give one of --variant, --variants or --sweep" if not given
+                               else f"{' and '.join(given)} cannot be combined; give one")
+    if sweep:
+        return list(SWEEPS[sweep])
+    if variants:
+        names = [n.strip() for n in variants.split(",") if n.strip()]
+        if not names:
+            raise FarmError("--variants needs at least one variant name")
+        return list(dict.fromkeys(names))
+    return [str(variant)]
+
+
+def _fan_out_class(target: str) -> DeviceClass | None:
+    """The device class of `all:cpu` / `all:gpu` (None for plain `all`); FarmError for another `all:` form."""
+    if target == "all":
+        return None
+    cls = target.split(":", 1)[1]
+    if cls not in ("cpu", "gpu"):
+        raise FarmError(f"--on must be all, all:cpu or all:gpu for a fan-out, got {target!r}")
+    return cls  # type: ignore[return-value]
+
+
+def _fan_out_queues(target: str, workers: list[dict[str, Any]]) -> list[str]:
+    """One queue per live host (`host.NAME`, or `host.NAME.cpu|gpu` for all:cpu|gpu); FarmError when none."""
+    cls = _fan_out_class(target)
+    hosts = sorted({str(w.get("host")) for w in workers
+                    if cls is None or host_queue(str(w.get("host")), cls) in w.get("queues", [])})
+    if not hosts:
+        raise FarmError(f"--on {target}: no live worker{'' if cls is None else f' of class {cls}'}; "
+                        f"{describe_fleet(workers)}")
+    return [host_queue(h, cls) for h in hosts]
+
+
+def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: JobSpec, model: str, dataset: str,
+                    repeats: int, limit: int | None, until_cv: float | None) -> list[tuple[JobSpec, str]]:
+    """Add a baseline for each queue of the sweep that has none in it, unless that host (a host queue) already
+    has baseline results for this model and data."""
+    from shared.db import crud
+
+    out = list(plan)
+    for q in dict.fromkeys(q for _, q in plan):
+        if any(s.variant.name == "baseline" and pq == q for s, pq in plan):
+            continue
+        host = q.split(".")[1] if q.startswith("host.") else None
+        if host and crud.has_baseline(session=session, host=host, model_id=template.model, dataset_id=template.dataset):
+            continue
+        out.insert(0, (job_spec("baseline", model, dataset, repeats, limit, until_cv), q))
+    return out
+
+
+def _enqueue(settings: Settings, engine: Any, app: Any, client: Any, spec: JobSpec, queue: str, train_queue: str,
+             sweep_id: uuid.UUID | None) -> dict[str, Any]:
+    """Store the job (a chain's two stages for a pruned variant) and send its first message; what was queued."""
+    from sqlmodel import Session
+
+    from shared.db import crud
+    from shared.dispatch import dispatch
+
     payload = spec.to_dict()
     chained = spec.variant.prune is not None
-    consumed = consumed_queues(client) if wait or (chained and train_on == "auto") else set()
-    if chained and train_on == "auto":
-        train_queue = training_queue(consumed)
     chain_id = uuid.uuid4() if chained else None
+    compress_id = None
     with Session(engine) as session:
         if chained:
             compress_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload,
-                                          queue=train_queue, stage="compress", chain_id=chain_id).id
+                                          queue=train_queue, stage="compress", chain_id=chain_id,
+                                          sweep_id=sweep_id).id
         job_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload, queue=queue,
-                                 chain_id=chain_id).id
+                                 chain_id=chain_id, sweep_id=sweep_id).id
     try:  # a chain's benchmark stage is sent by the worker that finishes its compress stage
-        if chained:
+        if compress_id is not None:
             dispatch(app, client, job_id=compress_id, stage="compress", queue=train_queue, spec=payload)
         else:
             dispatch(app, client, job_id=job_id, stage="benchmark", queue=queue, spec=payload)
     except Exception as exc:
         with Session(engine) as session:
-            for jid in ([compress_id] if chained else []) + [job_id]:
+            for jid in ([compress_id] if compress_id else []) + [job_id]:
                 crud.delete_job(session=session, job_id=jid)
         raise FarmError(f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}") from None
-    if not wait:
-        if fmt == "json":
-            out = {"job_id": str(job_id), "queue": queue, "variant": spec.variant.name}
-            if chained:
-                out.update(chain_id=str(chain_id), compress_job_id=str(compress_id), train_queue=train_queue)
-            click.echo(json.dumps(out))
-        else:
-            click.echo(str(job_id))
-        return
-    for q in ([train_queue] if chained else []) + [queue]:
-        if q not in consumed:
-            click.echo(f"warning: no live worker consumes queue {q!r}; the job waits until one starts", err=True)
-    if chained:
-        click.echo(f"chain {chain_id}: compress on {train_queue}, then benchmark on {queue}", err=True)
-        _wait_for(settings, compress_id, timeout, label="compress")
-    click.echo(f"job {job_id} queued on {queue}", err=True)
-    state = _wait_for(settings, job_id, timeout)
-    if state.state == "failed":
-        click.echo(f"job {job_id} failed on {state.worker or '-'}: {state.error}", err=True)
-        sys.exit(1)
-    print_results(job_rows(settings, job_id), fmt, summary=True)
+    out: dict[str, Any] = {"job_id": str(job_id), "queue": queue, "variant": spec.variant.name}
+    if compress_id is not None:
+        out.update(chain_id=str(chain_id), compress_job_id=str(compress_id), train_queue=train_queue)
+    return out
 
 
-def _wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None, label: str = "job") -> Any:
-    from sqlmodel import Session
-
-    from shared.db import crud
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last = None
-    while True:
-        with Session(open_engine(settings)) as session:
-            job = crud.get_job(session=session, job_id=job_id)
-            session.expunge(job)
-        shown = (job.state, job.progress)
-        if shown != last:
-            where = f" on {job.worker}" if job.worker else ""
-            progress = f" ({job.progress})" if job.progress else ""
-            click.echo(f"{label} {str(job_id)[:8]}: {job.state}{where}{progress}", err=True)
-            last = shown
-        if job.state in ("done", "failed"):
-            return job
-        if deadline is not None and time.monotonic() > deadline:
-            click.echo(f"timed out after {timeout:g} s; the job stays queued (farm status)", err=True)
-            sys.exit(1)
-        time.sleep(0.5)
+RETRYABLE = ("failed", "cancelled")
 
 
 @click.command()
 @click.argument("job")
 def retry(job: str) -> None:
-    """Queue a failed job again (JOB: its id or a unique prefix), with its stored spec; its delivery count and
-    dead letters are cleared. A failed chain stage is retried with the stages after it."""
+    """Queue a failed or cancelled job again (JOB: its id or a unique prefix), with its stored spec; its
+    delivery count and dead letters are cleared. A chain stage is retried with the stages after it."""
     from sqlmodel import Session
 
     from shared.db import crud
-    from shared.dispatch import deliveries_key, dispatch, forget_dead_letters, lease_key, redis_client
+    from shared.dispatch import cancel_key, deliveries_key, dispatch, forget_dead_letters, lease_key, redis_client
     from worker.app import make_app
 
     settings = load_settings()
@@ -142,17 +235,17 @@ def retry(job: str) -> None:
     client = redis_client(settings.broker_url, settings.broker_timeout_s)
     with Session(open_engine(settings)) as session:
         found = crud.find_job(session=session, prefix=job)
-        if found.state != "failed":
-            raise FarmError(f"job {found.id} is {found.state}; only a failed job can be retried")
+        if found.state not in RETRYABLE:
+            raise FarmError(f"job {found.id} is {found.state}; only a failed or cancelled job can be retried")
         jobs = [found]
         if found.chain_id is not None and found.stage == "compress":
             later = crud.chain_stage(session=session, chain_id=found.chain_id, stage="benchmark")
-            if later is not None and later.state == "failed":
+            if later is not None and later.state in RETRYABLE:
                 jobs.append(later)
         for j in jobs:
             crud.reset_for_retry(session=session, job=j)
             if client is not None:  # a stale lease of the delivery that died last would hold the job back
-                client.delete(deliveries_key(j.id), lease_key(j.id))
+                client.delete(deliveries_key(j.id), lease_key(j.id), cancel_key(j.id))
                 forget_dead_letters(client, str(j.id))
         first = jobs[0]
         dispatch(make_app(settings), client, job_id=first.id, stage=first.stage, queue=first.queue, spec=first.spec)

@@ -25,8 +25,10 @@ def create_job(
     queue: str,
     stage: str = "benchmark",
     chain_id: uuid.UUID | None = None,
+    sweep_id: uuid.UUID | None = None,
 ) -> Job:
-    job = Job(variant=variant, spec=spec, queue=queue, state="queued", stage=stage, chain_id=chain_id)
+    job = Job(variant=variant, spec=spec, queue=queue, state="queued", stage=stage, chain_id=chain_id,
+              sweep_id=sweep_id)
     session.add(job)
     session.commit()
     session.refresh(job)
@@ -42,6 +44,27 @@ def get_job(*, session: Session, job_id: uuid.UUID | str) -> Job:
     if job is None:
         raise FarmError(f"no job {job_id}")
     return job
+
+
+def find_sweep(*, session: Session, prefix: str) -> uuid.UUID:
+    """The one sweep id that starts with `prefix` (dashes optional)."""
+    hexed = prefix.strip().lower().replace("-", "")
+    if not hexed or any(c not in "0123456789abcdef" for c in hexed) or len(hexed) > 32:
+        raise FarmError(f"bad sweep id {prefix!r}: give a sweep id or a unique prefix of one")
+    column = func.replace(cast(Job.sweep_id, String), "-", "")
+    found = session.exec(select(Job.sweep_id).where(column.like(f"{hexed}%")).distinct().limit(2)).all()
+    if not found:
+        raise FarmError(f"no sweep {prefix}")
+    if len(found) > 1:
+        raise FarmError(f"sweep id prefix {prefix!r} is ambiguous; give more characters")
+    return found[0]  # type: ignore[return-value]
+
+
+def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str) -> bool:
+    """Whether `host` already has baseline results for this model and dataset (a sweep then adds none)."""
+    stmt = select(Result.id).where(Result.variant == "baseline", Result.host == host, Result.model_id == model_id,
+                                   Result.dataset_id == dataset_id).limit(1)
+    return session.exec(stmt).first() is not None
 
 
 def find_job(*, session: Session, prefix: str) -> Job:
@@ -93,11 +116,33 @@ def requeue_job(*, session: Session, job_id: uuid.UUID, expected_token: str | No
 
 
 def reset_for_retry(*, session: Session, job: Job) -> None:
-    """A failed job back to `queued`, its error kept in `progress` for the record."""
+    """A failed or cancelled job back to `queued`, its error kept in `progress` for the record."""
     job.progress = f"retried after: {job.error}" if job.error else "retried"
     job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
     session.add(job)
     session.commit()
+
+
+def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list[tuple[Job, str]]:
+    """Cancel `job` and every unfinished stage of its chain, in one transaction; returns (job, state before).
+
+    A cancelled job loses its lease token, so an outcome its worker still writes is fenced out.
+    """
+    jobs = [job]
+    if job.chain_id is not None:
+        jobs = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
+    changed = []
+    now = utcnow()
+    for j in jobs:
+        if j.state in FINISHED_STATES:
+            continue
+        changed.append((j, j.state))
+        j.state, j.error, j.finished_at, j.lease_token = "cancelled", reason, now, None
+        session.add(j)
+    session.commit()
+    for j, _ in changed:
+        session.refresh(j)
+    return changed
 
 
 def set_progress(*, session: Session, job_id: uuid.UUID | str, progress: str, token: str | None = None) -> None:
@@ -163,10 +208,13 @@ def list_epochs(*, session: Session, job_id: uuid.UUID | None = None, artifact_k
     return list(session.exec(stmt).all())
 
 
-def list_jobs(*, session: Session, limit: int = 20, states: Sequence[str] | None = None) -> list[Job]:
+def list_jobs(*, session: Session, limit: int = 20, states: Sequence[str] | None = None,
+              sweep_id: uuid.UUID | None = None) -> list[Job]:
     stmt = select(Job).order_by(col(Job.submitted_at).desc()).limit(limit)
     if states:
         stmt = stmt.where(col(Job.state).in_(states))
+    if sweep_id:
+        stmt = stmt.where(Job.sweep_id == sweep_id)
     return list(session.exec(stmt).all())
 
 
@@ -183,6 +231,7 @@ class ResultFilter:
     until: datetime | None = None
     hours: tuple[int, int] | None = None
     job_id: uuid.UUID | None = None
+    sweep_id: uuid.UUID | None = None
 
 
 def query_results(
@@ -219,6 +268,8 @@ def query_results(
             stmt = stmt.where(or_(Result.local_hour >= start, Result.local_hour < end))
     if f.job_id:
         stmt = stmt.where(Result.job_id == f.job_id)
+    if f.sweep_id:
+        stmt = stmt.where(col(Result.job_id).in_(select(Job.id).where(Job.sweep_id == f.sweep_id)))
     stmt = stmt.order_by(col(Result.started_at), col(Result.repeat_index))
     if limit:
         stmt = stmt.limit(limit)

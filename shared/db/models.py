@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from shared.db.types import UTCDateTime, utcnow
 
-FINISHED_STATES = ("done", "failed")
+FINISHED_STATES = ("done", "failed", "cancelled")
 
 
 class Job(SQLModel, table=True):
@@ -40,6 +40,8 @@ class Job(SQLModel, table=True):
     # and how many times the job's message was delivered.
     lease_token: str | None = None
     deliveries: int = 0
+    # Added in migration 0006: the jobs of one `farm submit` (several variants or hosts) share a sweep_id.
+    sweep_id: uuid.UUID | None = Field(default=None, index=True)
 
 
 class TrainingEpoch(SQLModel, table=True):
@@ -97,6 +99,8 @@ class ResultFields(SQLModel):
     gpu_power_limit_w: float | None = None
     # Added in migration 0005: which energy domains were summed, e.g. package-0+package-1+dram-0+dram-1.
     energy_domains: str | None = None
+    # Added in migration 0006: torch's intra-op threads during the benchmark (farm worker --threads).
+    threads: int | None = Field(default=None, ge=1)
     params: int = Field(sa_type=BigInteger)
     macs: int = Field(sa_type=BigInteger)
     software: dict[str, Any] = Field(sa_type=JSON, nullable=False)
