@@ -429,7 +429,7 @@ def worker_stalls_and_returns(lab: Lab) -> Row:
     jobs = lab.wait_state([job], ("done",), 240)
     _, _, ids_done = lab.result_counts([job])
     os.killpg(first.proc.pid, signal.SIGCONT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while "stopping without writing" not in first.log_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.5)
     _, _, ids_later = lab.result_counts([job])

@@ -143,3 +143,27 @@ def test_sigterm_finishes_the_job_and_a_second_one_requeues_it(pg_env: dict[str,
     second.wait_ready()
     _until(lambda: _jobs(pg_env)[job]["state"] == "done", 180, "the requeued job to finish elsewhere")
     assert _jobs(pg_env)[job]["rows"] == 10  # every repeat once
+
+
+def test_a_fan_out_sweep_adds_baselines_where_missing_and_filters_by_sweep(pg_env: dict[str, str],
+                                                                          start_worker) -> None:  # noqa: ANN001
+    a = start_worker({**pg_env, "FARM_HOSTNAME": "host-a"}, "cpu", name="w@host-a")
+    b = start_worker({**pg_env, "FARM_HOSTNAME": "host-b"}, "cpu", name="w@host-b")
+    a.wait_ready()
+    b.wait_ready()
+    cheap = ["--repeats", "1", "--limit", "16", "--format", "json"]
+    first = json.loads(run_farm(["submit", "--variant", "quant-int8dyn", "--on", "all", *cheap], pg_env).stdout)
+    assert sorted((j["variant"], j["queue"]) for j in first["jobs"]) == [
+        ("baseline", "host.host-a"), ("baseline", "host.host-b"),
+        ("quant-int8dyn", "host.host-a"), ("quant-int8dyn", "host.host-b")]
+    ids = [j["job_id"] for j in first["jobs"]]
+    _until(lambda: all(_jobs(pg_env)[i]["state"] == "done" for i in ids), 240, "the sweep to finish")
+    rows = json.loads(run_farm(["results", "--sweep", first["sweep_id"][:8], "--format", "json"], pg_env).stdout)
+    assert sorted((r["host"], r["variant"]) for r in rows) == [
+        ("host-a", "baseline"), ("host-a", "quant-int8dyn"), ("host-b", "baseline"), ("host-b", "quant-int8dyn")]
+    status = json.loads(run_farm(["status", "--sweep", first["sweep_id"], "--format", "json"], pg_env).stdout)
+    assert sorted(j["id"] for j in status["jobs"]) == sorted(ids)
+    second = json.loads(run_farm(["submit", "--variants", "quant-uint8", "--on", "all:cpu", *cheap],
+                                 pg_env).stdout)
+    assert sorted(j["variant"] for j in second["jobs"]) == ["quant-uint8", "quant-uint8"]  # baselines exist now
+    assert second["sweep_id"] != first["sweep_id"]

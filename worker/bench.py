@@ -115,10 +115,16 @@ def run_benchmark(
     return results
 
 
-def measure_idle(meter: Meter, idle_s: float) -> EnergyMeasurement | None:
-    """Energy over `idle_s` seconds of sleep with the benchmark's meter (None when idle_s is 0)."""
+def measure_idle(meter: Meter, idle_s: float, checkpoint: Callable[[], None] | None = None
+                 ) -> EnergyMeasurement | None:
+    """Energy over `idle_s` seconds of sleep with the benchmark's meter (None when idle_s is 0). `checkpoint()`
+    runs every half second, so a cancelled job or a lost lease stops the wait too."""
     if idle_s <= 0:
         return None
     with meter.window() as win:
-        time.sleep(idle_s)
+        end = time.monotonic() + idle_s
+        while (left := end - time.monotonic()) > 0:
+            if checkpoint:
+                checkpoint()
+            time.sleep(min(0.5, left))
     return win.measurement

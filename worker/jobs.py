@@ -127,7 +127,7 @@ def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: 
     try:
         idle_s = settings.idle_s if spec.bench.idle_s is None else spec.bench.idle_s
         log_line(f"measuring idle power for {idle_s:g} s with {meter.name}")
-        idle = measure_idle(meter, idle_s)
+        idle = measure_idle(meter, idle_s, checkpoint)
         log_line(f"benchmarking {spec.variant.name} on {device} ({spec.runtime}): "
                  f"{len(data.head(spec.bench.limit))} samples")
         planned = spec.bench.planned_repeats

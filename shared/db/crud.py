@@ -46,18 +46,24 @@ def get_job(*, session: Session, job_id: uuid.UUID | str) -> Job:
     return job
 
 
-def find_sweep(*, session: Session, prefix: str) -> uuid.UUID:
-    """The one sweep id that starts with `prefix` (dashes optional)."""
+def _one_by_prefix(session: Session, column: Any, prefix: str, what: str) -> Any:
+    """The one distinct value of a UUID column that starts with `prefix` (dashes optional, as git takes a commit
+    prefix); FarmError when the prefix is malformed, matches nothing, or matches several."""
     hexed = prefix.strip().lower().replace("-", "")
     if not hexed or any(c not in "0123456789abcdef" for c in hexed) or len(hexed) > 32:
-        raise FarmError(f"bad sweep id {prefix!r}: give a sweep id or a unique prefix of one")
-    column = func.replace(cast(Job.sweep_id, String), "-", "")
-    found = session.exec(select(Job.sweep_id).where(column.like(f"{hexed}%")).distinct().limit(2)).all()
+        raise FarmError(f"bad {what} id {prefix!r}: give a {what} id or a unique prefix of one")
+    found = session.exec(select(column).where(func.replace(cast(column, String), "-", "").like(f"{hexed}%"))
+                         .distinct().limit(2)).all()
     if not found:
-        raise FarmError(f"no sweep {prefix}")
+        raise FarmError(f"no {what} {prefix}")
     if len(found) > 1:
-        raise FarmError(f"sweep id prefix {prefix!r} is ambiguous; give more characters")
-    return found[0]  # type: ignore[return-value]
+        raise FarmError(f"{what} id prefix {prefix!r} is ambiguous; give more characters")
+    return found[0]
+
+
+def find_sweep(*, session: Session, prefix: str) -> uuid.UUID:
+    """The one sweep id that starts with `prefix`."""
+    return _one_by_prefix(session, Job.sweep_id, prefix, "sweep")  # type: ignore[no-any-return]
 
 
 def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str) -> bool:
@@ -69,18 +75,7 @@ def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str)
 
 def find_job(*, session: Session, prefix: str) -> Job:
     """The one job whose id starts with `prefix` (dashes optional, as git takes a commit prefix)."""
-    hexed = prefix.strip().lower().replace("-", "")
-    if not hexed or any(c not in "0123456789abcdef" for c in hexed) or len(hexed) > 32:
-        raise FarmError(f"bad job id {prefix!r}: give a job id or a unique prefix of one")
-    if len(hexed) == 32:
-        return get_job(session=session, job_id=uuid.UUID(hexed))
-    column = func.replace(cast(Job.id, String), "-", "")
-    matches = session.exec(select(Job).where(column.like(f"{hexed}%")).limit(2)).all()
-    if not matches:
-        raise FarmError(f"no job {prefix}")
-    if len(matches) > 1:
-        raise FarmError(f"job id prefix {prefix!r} is ambiguous; give more characters")
-    return matches[0]
+    return get_job(session=session, job_id=_one_by_prefix(session, Job.id, prefix, "job"))
 
 
 def delete_job(*, session: Session, job_id: uuid.UUID) -> None:
