@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.inputs import DatasetRef, parse_dataset
-from worker.workloads import cifar100, digits, synthetic
+from worker.workloads.cifar100 import load as load_cifar100
+from worker.workloads.digits import load as load_digits
+from worker.workloads.synthetic import load as load_synthetic
 from worker.workloads.types import ImageFormat, ImageSet, Split
 
 Loader = Callable[..., ImageSet]  # (ref, split, fmt, *, seed, roots) -> ImageSet
 
 DATASETS: dict[str, Loader] = {
-    "digits": digits.load,
-    "synthetic": synthetic.load,
-    "cifar100": cifar100.load,
+    "digits": load_digits,
+    "synthetic": load_synthetic,
+    "cifar100": load_cifar100,
 }
 
 
