@@ -22,11 +22,18 @@ def open_engine(settings: Settings) -> Any:
 
 
 def check_broker(settings: Settings) -> None:
-    """FarmError naming the URL when the broker does not answer within the timeout."""
-    from kombu import Connection
+    """FarmError naming the URL when the broker does not answer within the timeout. A Redis broker gets one
+    PING (no kombu connection to set up); any other broker a kombu connection."""
+    from shared.dispatch import redis_client
 
     timeout = settings.broker_timeout_s
     try:
+        client = redis_client(settings.broker_url, timeout)
+        if client is not None:
+            client.ping()
+            return
+        from kombu import Connection
+
         with Connection(settings.broker_url, connect_timeout=timeout, transport_options={
             "socket_connect_timeout": timeout, "socket_timeout": timeout,
         }) as conn:
@@ -53,9 +60,12 @@ def live_workers(client: Any) -> list[dict[str, Any]]:
 
 def describe_fleet(workers: list[dict[str, Any]]) -> str:
     """The live hosts and their device classes, for an error message: "live: host-a (cpu), host-b (cpu, gpu)"."""
+    from shared.routing import queue_device_class
+
     hosts: dict[str, set[str]] = {}
     for w in workers:
-        hosts.setdefault(str(w.get("host")), set()).add("gpu" if str(w.get("device", "")).startswith("cuda") else "cpu")
+        hosts.setdefault(str(w.get("host")), set()).update(
+            c for c in map(queue_device_class, w.get("queues", [])) if c is not None)
     if not hosts:
         return "no worker is alive"
     return "live: " + ", ".join(f"{h} ({', '.join(sorted(c))})" for h, c in sorted(hosts.items()))
