@@ -17,11 +17,10 @@ def print_results(rows: list[dict[str, Any]], fmt: str, summary: bool) -> None:
         click.echo(render.to_csv(rows, RESULT_COLUMNS), nl=False)
     elif summary:
         click.echo(render.to_table(render.summarize(rows), render.SUMMARY_COLUMNS, render.SUMMARY_HEADERS))
-        from shared.energy import is_estimate
+        from shared.energy import estimate_note
 
-        if any(is_estimate(r["energy_source"]) for r in rows):
-            click.echo("energy is ESTIMATED from process CPU time (no RAPL/NVML here); see FARM_CPU_WATTS_PER_CORE",
-                       err=True)
+        if note := estimate_note([r["energy_source"] for r in rows]):
+            click.echo(note, err=True)
     else:
         view = [{**r, "job_id": str(r["job_id"])[:8]} for r in rows]
         click.echo(render.to_table(view, render.RESULT_TABLE_COLUMNS, render.RESULT_TABLE_HEADERS))

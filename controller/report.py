@@ -142,6 +142,6 @@ def figure(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]]) ->
     if series:
         ax2.legend(fontsize=7)
     if any(is_estimate(t["energy_source"]) for t in table):
-        fig.suptitle("energy ESTIMATED from CPU time on some hosts", color="darkred")
+        fig.suptitle("CPU energy ESTIMATED from CPU time on some hosts", color="darkred")
     fig.tight_layout()
     return fig

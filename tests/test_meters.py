@@ -147,6 +147,19 @@ def test_fake_nvml_counter_path(tmp_path: Path) -> None:
     assert nvml.calls.get("power", 0) == 0  # no polling when the counter exists
 
 
+def test_fake_nvml_window_duration_covers_work_still_queued_at_its_end() -> None:
+    """GPU kernels run after the Python body returns: the window waits for them (sync) before taking its duration,
+    so watts = joules / seconds stay at the GPU's real power. Seen on a real H200: without this, a 60-matmul
+    window read 4,784 W against a 700 W limit."""
+    nvml = fake_pynvml(has_counter=True, power_w=200.0)
+    meter = NvmlMeter([0], sync=lambda: time.sleep(0.3), nvml=nvml)  # 0.3 s of queued kernels at the end
+    with meter.window() as w:
+        pass  # the body only queues work
+    m = w.measurement
+    assert m.duration_s >= 0.3
+    assert m.gpu_energy_j / m.duration_s == pytest.approx(200.0, rel=0.15)
+
+
 def test_fake_nvml_polling_path_integrates_power_at_10hz_or_more(tmp_path: Path) -> None:
     nvml = fake_pynvml(has_counter=False, power_w=80.0, names=("Quadro P2000", "Quadro P2000"))
     meter = NvmlMeter([0, 1], nvml=nvml, poll_hz=20)
@@ -350,3 +363,15 @@ def test_fake_nvml_is_chosen_for_a_cuda_device_beside_the_cpu_meter(tmp_path: Pa
         time.sleep(0.12)
     assert w.measurement.domains == ("gpu-0", "package-0")
     assert meter.describe()["gpu_driver"] == "550.54.15"
+
+
+def test_the_estimate_note_names_what_was_measured_beside_the_estimate() -> None:
+    """A GPU row on a host without RAPL: GPU joules are measured, only the CPU's are estimated (the H200 run once
+    printed "no RAPL/NVML here" beside a real NVML reading)."""
+    from shared.energy import estimate_note
+
+    assert estimate_note(["measured:nvml-counter", "measured:rapl"]) is None
+    note = estimate_note(["measured:nvml-counter+estimated:cpu-time"])
+    assert note is not None and "CPU energy is ESTIMATED" in note and "measured: nvml-counter" in note
+    cpu_only = estimate_note(["estimated:cpu-time"])
+    assert cpu_only is not None and "measured:" not in cpu_only

@@ -113,6 +113,11 @@ class Meter(ABC):
         """Release what `_begin` started when the window's body raised (nothing by default)."""
         return None
 
+    def _settle(self) -> None:
+        """Wait for work queued inside the window (a GPU's kernels) before its duration is taken; the energy and
+        the duration then cover the same interval. Nothing by default."""
+        return None
+
     def close(self) -> None:
         """Release the source (NVML handles); nothing by default."""
         return None
@@ -128,6 +133,11 @@ class Meter(ABC):
         t0 = time.perf_counter()
         try:
             yield win
+        except BaseException:
+            self._abort(state)
+            raise
+        try:
+            self._settle()
         except BaseException:
             self._abort(state)
             raise

@@ -44,6 +44,10 @@ class CombinedMeter(Meter):
         for m, s in zip(self.meters, state, strict=True):
             m._abort(s)
 
+    def _settle(self) -> None:
+        for m in self.meters:
+            m._settle()
+
     def _end(self, state: Any, duration_s: float) -> EnergyMeasurement:
         results = [m._end(s, duration_s) for m, s in zip(self.meters, state, strict=True)]
         domains: dict[str, float] = {}

@@ -2,7 +2,8 @@
 
 Volta and newer GPUs have a total-energy counter (mJ): the window is its difference. Older ones (the seed's
 Quadro P2000, Pascal) do not: a background thread samples power at >= 10 Hz and integrates it
-(trapezoids). GPU work is synchronised at both edges of the window.
+(trapezoids). GPU work is synchronised at both edges of the window, before its duration is taken (a window's seconds
+and joules cover the same kernels).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class NvmlMeter(Meter):
         """The first GPU's driver and power limit, which results record."""
         return {"gpu_driver": self.gpus[0].driver, "gpu_power_limit_w": self.gpus[0].power_limit_w}
 
+    def _settle(self) -> None:
+        self.sync()  # kernels queued in the window run inside its duration, not after it
+
     def _counters_mj(self) -> list[int]:
         return [int(self._call(self.nvml.nvmlDeviceGetTotalEnergyConsumption, h)) for h in self.handles]
 
@@ -125,7 +129,6 @@ class NvmlMeter(Meter):
             state[1].cancel()
 
     def _end(self, state: Any, duration_s: float) -> EnergyMeasurement:
-        self.sync()
         t0 = time.perf_counter()
         warnings: list[str] = []
         if not self.polling:
