@@ -7,18 +7,43 @@ from typing import Any
 
 import click
 
-from controller.commands.catalog import inspect, variants
-from controller.commands.control import cancel, logs, wait
-from controller.commands.fleet import dead, status, worker
-from controller.commands.results import report, results
-from controller.commands.run import run
-from controller.commands.submit import retry, submit
 from shared.errors import FarmError
 from shared.redact import redact
 
+# Each command's module is imported only when that command runs (or `farm --help` lists them): a cold
+# `farm status` need not import what `farm submit` or `farm report` use.
+COMMANDS: dict[str, str] = {
+    "run": "controller.commands.run:run",
+    "submit": "controller.commands.submit:submit",
+    "status": "controller.commands.fleet:status",
+    "cancel": "controller.commands.control:cancel",
+    "wait": "controller.commands.control:wait",
+    "logs": "controller.commands.control:logs",
+    "retry": "controller.commands.submit:retry",
+    "worker": "controller.commands.fleet:worker",
+    "dead": "controller.commands.fleet:dead",
+    "results": "controller.commands.results:results",
+    "report": "controller.commands.results:report",
+    "variants": "controller.commands.catalog:variants",
+    "inspect": "controller.commands.catalog:inspect",
+}
+
 
 class FarmGroup(click.Group):
-    """Turns FarmError (bad input, unreachable services) and usage errors into one line on stderr, exit code 2."""
+    """Turns FarmError (bad input, unreachable services) and usage errors into one line on stderr, exit code 2.
+    Loads each command from `COMMANDS` on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        import importlib
+
+        module, _, attr = COMMANDS[cmd_name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
@@ -63,6 +88,3 @@ def main() -> None:
     (see the README). `farm run` needs no broker; `farm submit` sends jobs to `farm worker`s.
     """
 
-
-for _command in (run, submit, status, cancel, wait, logs, retry, worker, dead, results, report, variants, inspect):
-    main.add_command(_command)

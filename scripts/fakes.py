@@ -56,7 +56,8 @@ class FakeNVMLError(Exception):
     pass
 
 
-def fake_pynvml(*, has_counter: bool, power_w: float = 100.0, names: tuple[str, ...] = ("NVIDIA H100",)):
+def fake_pynvml(*, has_counter: bool, power_w: float = 100.0, names: tuple[str, ...] = ("NVIDIA H100",),
+                bus_ids: tuple[str, ...] = ("00000000:3B:00.0",)):
     """A stand-in for the pynvml module: constant power, and an energy counter that follows wall time."""
     import time
 
@@ -88,6 +89,7 @@ def fake_pynvml(*, has_counter: bool, power_w: float = 100.0, names: tuple[str, 
         nvmlDeviceGetTotalEnergyConsumption=energy,
         nvmlDeviceGetPowerUsage=power,
         nvmlDeviceGetTemperature=lambda h, sensor: 41 + h,
+        nvmlDeviceGetPciInfo=lambda h: types.SimpleNamespace(busId=bus_ids[h].encode()),
         calls=calls,
     )
     return mod

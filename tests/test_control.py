@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -118,6 +119,32 @@ def test_default_threads_share_the_cpus_with_the_workers_on_this_machine() -> No
     assert default_threads(workers, "me@x", cpus=8) == 4
     assert default_threads([], "me@x", cpus=8) == 8
     assert default_threads(workers * 20, "me@x", cpus=2) == 1
+
+
+def test_a_gpu_worker_takes_its_gpus_numa_node_cpus_FAKE_sysfs_and_nvml(tmp_path: Path) -> None:
+    """A fake sysfs tree (two nodes) and a fake NVML: cuda:0 sits on node 1, so its worker's threads default to
+    node 1's CPUs that this process may use; a CPU worker, or a GPU on no node (-1), takes every allowed CPU."""
+    from scripts.fakes import fake_pynvml
+    from shared.devices import Device
+    from worker.devices.numa import allowed_cpus, device_cpus, parse_cpulist
+
+    assert parse_cpulist("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    allowed = allowed_cpus()
+    mine = sorted(allowed)
+    half = mine[len(mine) // 2:] or mine
+    (tmp_path / "devices/system/node/node0").mkdir(parents=True)
+    (tmp_path / "devices/system/node/node1").mkdir(parents=True)
+    (tmp_path / "devices/system/node/node0/cpulist").write_text(",".join(map(str, sorted(allowed - set(half)))))
+    (tmp_path / "devices/system/node/node1/cpulist").write_text(",".join(map(str, half)) + ",4096-4099")
+    gpu = tmp_path / "bus/pci/devices/0000:3b:00.0"
+    gpu.mkdir(parents=True)
+    (gpu / "numa_node").write_text("1\n")
+    nvml = fake_pynvml(has_counter=True, bus_ids=("00000000:3B:00.0",))
+    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path, nvml=nvml) == set(half)  # 4096+ are not ours
+    assert device_cpus(Device.parse("cpu"), sysfs=tmp_path, nvml=nvml) == allowed
+    (gpu / "numa_node").write_text("-1\n")
+    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path, nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path / "absent", nvml=nvml) == allowed
 
 
 def test_sigterm_finishes_the_job_and_a_second_one_requeues_it(pg_env: dict[str, str],

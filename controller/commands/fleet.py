@@ -22,8 +22,9 @@ from shared.errors import FarmError
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--name", default=None, help="Celery node name (default farm-<device>@<FARM_HOSTNAME>).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads for its jobs (default: the CPUs this process may use, shared evenly with the "
-                   "farm workers already alive on this machine). Every result records it.")
+              help="torch threads for its jobs (default: the CPUs of its GPU's NUMA node, or of the machine for a "
+                   "cpu worker, within this process's affinity, shared evenly with the farm workers already alive "
+                   "on this machine). Every result records it.")
 @click.option("--on-stop", type=click.Choice(["finish", "requeue"]), default="finish", show_default=True,
               help="What the first SIGTERM does to a running job: finish it, or stop it at the next batch or epoch "
                    "and requeue it. A second SIGTERM always requeues it now.")
@@ -51,7 +52,10 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
         click.echo(f"warning: {warning}", err=True)
     queues = worker_queues(settings.hostname, where)
     node = name or f"farm-{str(where).replace(':', '')}@{settings.hostname}"
-    threads = threads or default_threads(live_workers(client), node)
+    if threads is None:
+        from worker.devices.numa import device_cpus
+
+        threads = default_threads(live_workers(client), node, len(device_cpus(where)))
     click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}, {threads} torch threads", err=True)
     make_app(settings, device=where, threads=threads, on_stop=on_stop).worker_main([
         "worker", "--queues", ",".join(queues), "--concurrency", "1", "--pool", "prefork",
@@ -59,14 +63,12 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     ])
 
 
-def default_threads(workers: list[dict[str, Any]], node: str, cpus: int | None = None) -> int:
-    """The CPUs this process may use (its affinity), divided evenly among itself and the other farm workers
-    alive on this machine (their heartbeats name it); at least 1."""
-    import os
+def default_threads(workers: list[dict[str, Any]], node: str, cpus: int) -> int:
+    """`cpus` (those of the worker's device's NUMA node, or of the machine: worker/devices/numa.py), divided
+    evenly among this worker and the other farm workers alive on this machine (their heartbeats name it); at
+    least 1."""
     import socket
 
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     here = socket.gethostname()
     others = sum(1 for w in workers if w.get("machine") == here and w.get("worker") != node)
     return max(1, cpus // (others + 1))
