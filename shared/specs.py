@@ -93,10 +93,15 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class BenchSpec:
-    """The measurement protocol (the seed's: 5 warm-up batches, batch 8, 5 repeats)."""
+    """The measurement protocol (the seed's: batch 8, 5 repeats). Warm-up runs `warmup_batches` batches, then
+    goes on until the last 3 batches' times agree within `warmup_cv` (at most `max_warmup_batches` batches or
+    `max_warmup_s` seconds in all)."""
 
     batch_size: int = 8
     warmup_batches: int = 5
+    warmup_cv: float = 0.05
+    max_warmup_batches: int = 60
+    max_warmup_s: float = 30.0
     repeats: int = 5
     limit: int | None = None
     # Repeat until the coefficient of variation of time per sample is at most this (None: fixed repeats).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -104,4 +105,45 @@ def test_the_benchmark_runs_any_runner_and_scores_its_logits() -> None:
     (rep,) = run_benchmark(always_three, data, BenchSpec(repeats=1, warmup_batches=2, batch_size=8), CPU,
                            CpuTimeEstimate(10.0))
     assert rep.top1 == pytest.approx(float((data.labels == 3).float().mean()))
-    assert sum(calls) == 2 * 8 + len(data)  # warm-up batches, then every sample once
+    assert 3 <= rep.warmup_batches <= 60
+    assert sum(calls) == rep.warmup_batches * 8 + len(data)  # warm-up batches, then every sample once
+
+
+def test_warm_up_runs_until_batch_times_settle_and_is_bounded() -> None:
+    """A runner whose first 6 calls are slow and speeding up (cold caches, lazy kernels) is warmed past them; one
+    whose time never settles stops at the bound."""
+    from worker.bench import warm_up
+
+    calls = 0
+
+    def cold_then_warm(batch: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.01 + (0.08 / calls if calls <= 6 else 0.0))
+        return batch
+
+    spec = BenchSpec(warmup_batches=3, warmup_cv=0.05, max_warmup_batches=30)
+    n = warm_up(cold_then_warm, torch.zeros(1), spec, CPU)
+    assert 9 <= n < 30 and n == calls  # three settled batches after the six cold ones
+
+    flip = 0
+
+    def never_settles(batch: torch.Tensor) -> torch.Tensor:
+        nonlocal flip
+        flip += 1
+        time.sleep(0.002 if flip % 2 else 0.02)
+        return batch
+
+    assert warm_up(never_settles, torch.zeros(1), replace(spec, max_warmup_batches=12), CPU) == 12
+
+
+def test_noise_flag_names_an_outlier_repeat_or_a_high_cv() -> None:
+    """The case the issue saw: repeats 0-1 at 5.3 ms/sample, the rest at 0.27 ms; a mean ± std hid it."""
+    from worker.rows import noise_flag
+
+    flag = noise_flag([5.3e-3, 5.1e-3, 0.27e-3, 0.27e-3, 0.28e-3])
+    assert flag is not None and flag.startswith("outlier repeats 0,1")
+    cv = noise_flag([1.0, 1.3, 1.0, 1.3, 1.0, 1.3])
+    assert cv is not None and cv.startswith("repeats vary: CV")
+    assert noise_flag([1.0, 1.01, 0.99, 1.0]) is None
+    assert noise_flag([1.0, 9.0]) is None  # two repeats say nothing either way

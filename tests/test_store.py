@@ -35,7 +35,7 @@ def _row(host: str, started: datetime, hour: int, **extra: object) -> dict[str, 
         "timezone": "UTC", "samples": 10, "top1": 0.9, "top5": 1.0, "time_per_sample_s": 0.001,
         "cpu_energy_per_sample_j": 0.01, "gpu_energy_per_sample_j": None, "total_energy_per_sample_j": 0.01,
         "energy_source": "estimated:cpu-time", "params": 86_000_000, "macs": 16_860_000_000,
-        "software": {"torch": "x"},
+        "software": {"torch": "x"}, "hardware_id": "aaaaaaaaaaaa", "hardware_label": "Intel Xeon · avx2 · 8 CPUs",
     }
     row.update(extra)
     return row

@@ -33,6 +33,7 @@ class RepeatMeasurement:
     energy: EnergyMeasurement
     conditions_start: dict[str, Any] = field(default_factory=dict)
     conditions_end: dict[str, Any] = field(default_factory=dict)
+    warmup_batches: int = 0  # batches the warm-up ran before this benchmark's first repeat
 
     @property
     def time_per_sample_s(self) -> float:
@@ -58,8 +59,8 @@ def run_benchmark(
     probe: Callable[[], dict[str, Any]] | None = None,
     checkpoint: Callable[[], None] | None = None,
 ) -> list[RepeatMeasurement]:
-    """Warm up `runner` (a runtime's, see worker/runtimes) with `spec.warmup_batches` batches of random input,
-    then run repeats over `data` inside `meter` windows, synchronising `device` at both edges.
+    """Warm up `runner` (a runtime's, see worker/runtimes) on random input until its time per batch is stable
+    (`warm_up`), then run repeats over `data` inside `meter` windows, synchronising `device` at both edges.
 
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
@@ -72,10 +73,7 @@ def run_benchmark(
     bs = spec.batch_size
     batches = [data.images[i : i + bs] for i in range(0, len(data), bs)]
     k = min(5, data.num_classes) if data.num_classes else 0
-    dummy = torch.randn_like(batches[0])
-    for _ in range(spec.warmup_batches):
-        runner(dummy)
-    device.synchronize()
+    warmed = warm_up(runner, torch.randn_like(batches[0]), spec, device, checkpoint)
 
     planned = spec.planned_repeats
     results: list[RepeatMeasurement] = []
@@ -103,7 +101,7 @@ def run_benchmark(
                 top5 = int(hits.any(dim=1).sum()) / len(data)
             energy = win.measurement
             after = probe() if probe else {}
-            m = RepeatMeasurement(r, started, len(data), top1, top5, energy.duration_s, energy, before, after)
+            m = RepeatMeasurement(r, started, len(data), top1, top5, energy.duration_s, energy, before, after, warmed)
             results.append(m)
             if on_repeat:
                 on_repeat(m)
@@ -113,6 +111,26 @@ def run_benchmark(
     finally:
         bar.close()
     return results
+
+
+def warm_up(runner: Runner, batch: torch.Tensor, spec: BenchSpec, device: DeviceHandle,
+            checkpoint: Callable[[], None] | None = None) -> int:
+    """Run `batch` until time per batch is stable: at least `spec.warmup_batches`, then until the last three
+    agree within `spec.warmup_cv` (bounded by `max_warmup_batches` and `max_warmup_s`). Returns the batches run.
+    Caches, allocators, lazy kernels and CPU clocks settle here instead of in the first repeat."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        if checkpoint:
+            checkpoint()
+        t0 = time.perf_counter()
+        runner(batch)
+        device.synchronize()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= max(spec.warmup_batches, 3) and coefficient_of_variation(times[-3:]) <= spec.warmup_cv:
+            return len(times)
+        if len(times) >= spec.max_warmup_batches or time.perf_counter() - start >= spec.max_warmup_s:
+            return len(times)
 
 
 def measure_idle(meter: Meter, idle_s: float, checkpoint: Callable[[], None] | None = None

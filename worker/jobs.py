@@ -141,7 +141,11 @@ def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: 
         facts = meter.describe()
     finally:
         meter.close()
-    return result_rows(spec, settings, device, model_id, cost, facts, idle, repeats, notes, threads)
+    from worker.runtimes import get_runtime
+
+    return result_rows(spec, settings, device, model_id, cost, facts, idle, repeats, notes, threads,
+                       runtime_version=get_runtime(spec.runtime).version(),
+                       warmup_batches=repeats[0].warmup_batches if repeats else None)
 
 
 def preflight(spec: JobSpec, settings: Settings) -> None:

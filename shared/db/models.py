@@ -13,6 +13,21 @@ from sqlmodel import Field, SQLModel
 from shared.db.types import UTCDateTime, utcnow
 
 FINISHED_STATES = ("done", "failed", "cancelled")
+# Column comments, for people who query the store with SQL (Postgres keeps them; migration 0007 sets them).
+COMMENTS: dict[str, str] = {
+    "time_per_sample_s": "seconds per sample: the repeat's metered window divided by its samples",
+    "total_energy_per_sample_j": "joules per sample over every metered domain (energy_domains)",
+    "active_energy_per_sample_j": "joules per sample above idle: total minus idle_power_w times the window",
+    "energy_per_device_j": "joules PER SAMPLE by energy domain (package-0, dram-0, gpu-0, ...)",
+    "top1": "top-1 accuracy as a fraction (0-1)",
+    "energy_source": "measured:... or estimated:... per meter, joined by +",
+    "started_at": "when the repeat's window opened (UTC, timezone-aware)",
+    "local_hour": "the worker's local hour (0-23) when the repeat started",
+    "hardware_id": "12 hex digits hashing the machine fingerprint in hardware (CPU, ISA, GPU, threads)",
+    "runtime": "the runtime that ran the model (torch, ...)",
+    "noise": "set when the run's repeats vary more than farm accepts: why (CV, outlier repeat)",
+    "pair_index": "a comparison's pair (farm compare): rows of one pair ran back to back",
+}
 
 
 class Job(SQLModel, table=True):
@@ -72,23 +87,25 @@ class ResultFields(SQLModel):
     cpu_model: str
     gpu_name: str | None = None
     device: str
-    started_at: datetime = Field(sa_type=UTCDateTime, index=True)
-    local_hour: int = Field(index=True, ge=0, le=23)
+    started_at: datetime = Field(sa_type=UTCDateTime, index=True, sa_column_kwargs={"comment": COMMENTS["started_at"]})
+    local_hour: int = Field(index=True, ge=0, le=23, sa_column_kwargs={"comment": COMMENTS["local_hour"]})
     timezone: str
     samples: int = Field(gt=0)
-    top1: float | None = Field(default=None, ge=0, le=1)
+    top1: float | None = Field(default=None, ge=0, le=1, sa_column_kwargs={"comment": COMMENTS["top1"]})
     top5: float | None = Field(default=None, ge=0, le=1)
-    time_per_sample_s: float = Field(gt=0)
+    time_per_sample_s: float = Field(gt=0, sa_column_kwargs={"comment": COMMENTS["time_per_sample_s"]})
     cpu_energy_per_sample_j: float | None = None
     gpu_energy_per_sample_j: float | None = None
-    total_energy_per_sample_j: float
-    energy_source: str
+    total_energy_per_sample_j: float = Field(sa_column_kwargs={"comment": COMMENTS["total_energy_per_sample_j"]})
+    energy_source: str = Field(sa_column_kwargs={"comment": COMMENTS["energy_source"]})
     # Added in migration 0002: idle baseline, DRAM, per-domain split, warnings and drift conditions.
     dram_energy_per_sample_j: float | None = None
     idle_power_w: float | None = None
-    active_energy_per_sample_j: float | None = None
-    # Joules per sample by energy domain (package-0, dram-0, gpu-0, ...).
-    energy_per_device_j: dict[str, float] = Field(default_factory=dict, sa_type=JSON, nullable=True)
+    active_energy_per_sample_j: float | None = Field(
+        default=None, sa_column_kwargs={"comment": COMMENTS["active_energy_per_sample_j"]})
+    # Joules PER SAMPLE by energy domain (package-0, dram-0, gpu-0, ...).
+    energy_per_device_j: dict[str, float] = Field(default_factory=dict, sa_type=JSON, nullable=True,
+                                                  sa_column_kwargs={"comment": COMMENTS["energy_per_device_j"]})
     energy_warnings: list[str] = Field(default_factory=list, sa_type=JSON, nullable=True)
     cpu_temp_start_c: float | None = None
     cpu_temp_end_c: float | None = None
@@ -104,12 +121,25 @@ class ResultFields(SQLModel):
     params: int = Field(sa_type=BigInteger)
     macs: int = Field(sa_type=BigInteger)
     software: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    # Added in migration 0007: the machine's fingerprint (CPU model, speed-relevant ISA, sockets, CPUs, memory,
+    # threads; GPU name, memory, driver, power limit), a short stable hash of it and a readable label; the
+    # runtime that ran the model; warm-up batches run; a noise flag; a comparison's pair index.
+    hardware_id: str | None = Field(default=None, index=True,
+                                    sa_column_kwargs={"comment": COMMENTS["hardware_id"]})
+    hardware_label: str | None = None
+    hardware: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=True)
+    runtime: str = Field(default="torch", sa_column_kwargs={"comment": COMMENTS["runtime"]})
+    warmup_batches: int | None = None
+    noise: str | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["noise"]})
+    pair_index: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["pair_index"]})
 
 
 class ResultCreate(ResultFields):
     """A result row as a worker builds it: validated, and a key that is not a column is an error."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    hardware_id: str  # required of new rows; rows stored before migration 0007 got one from what they kept
+    hardware_label: str
 
 
 class Result(ResultFields, table=True):
@@ -119,6 +149,7 @@ class Result(ResultFields, table=True):
     __table_args__ = (
         Index("ix_result_hardware", "cpu_model", "gpu_name", "device"),
         Index("ix_result_host_started", "host", "started_at"),
+        {"comment": "one benchmark repeat; energies and times are per sample"},
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -25,6 +25,11 @@ class DeviceHandle(ABC):
         """The accelerator's name (None on the CPU)."""
         return None
 
+    @property
+    def gpu_memory_gb(self) -> float | None:
+        """The accelerator's memory in GB (None on the CPU)."""
+        return None
+
     def host_cpu(self) -> str:
         """The host CPU's model name; every result names it, GPU or not."""
         return cpu_model()

@@ -28,6 +28,11 @@ class CudaDevice(DeviceHandle):
     def gpu_name(self) -> str | None:
         return str(self._torch.cuda.get_device_name(self._torch.device(self.torch_device)))
 
+    @property
+    def gpu_memory_gb(self) -> float | None:
+        props = self._torch.cuda.get_device_properties(self._torch.device(self.torch_device))
+        return round(props.total_memory / 1e9, 1)
+
     def synchronize(self) -> None:
         self._torch.cuda.synchronize(self._torch.device(self.torch_device))
 

@@ -27,6 +27,16 @@ class Runtime(ABC):
     """One inference runtime. `name` is what jobs say (JobSpec.runtime) and what shared/stages.py lists."""
 
     name: str = "runtime"
+    package: str = "torch"  # the distribution whose version results record
+
+    def version(self) -> str | None:
+        """The installed version of `package` (None when it cannot be read)."""
+        from importlib import metadata
+
+        try:
+            return metadata.version(self.package)
+        except metadata.PackageNotFoundError:
+            return None
 
     @abstractmethod
     def load(self, model: nn.Module, quant: QuantSpec | None, device: DeviceHandle, example: torch.Tensor) -> Runner:
