@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "dead": "controller.commands.fleet:dead",
     "results": "controller.commands.results:results",
     "report": "controller.commands.results:report",
+    "recommend": "controller.commands.results:recommend",
     "variants": "controller.commands.catalog:variants",
     "inspect": "controller.commands.catalog:inspect",
 }

@@ -108,12 +108,14 @@ def job_options(fn: Any) -> Any:
 def result_filters(fn: Any) -> Any:
     """The filter options shared by `results` and `report`."""
     options = [
-        click.option("--variant", default=None, help="Only this variant."),
+        click.option("--variant", default=None, help="Only this variant (or several: a,b)."),
         click.option("--model", "model_id", default=None, help="Only this base model (as submitted)."),
         click.option("--dataset", "dataset_id", default=None, help="Only this dataset (as submitted)."),
         click.option("--host", default=None, help="Only results from this host."),
         click.option("--hardware", default=None,
-                     help="Substring of the CPU model, GPU name or device (case-insensitive)."),
+                     help="Any part of the hardware: CPU model, GPU name, device, an ISA feature (avx512_vnni), the "
+                          "label, or a hardware_id prefix (case-insensitive)."),
+        click.option("--runtime", default=None, help="Only results of this runtime (torch, ...)."),
         click.option("--since", default=None,
                      help="Started at or after: ISO date/time (local if no zone) or an age (2h, 7d)."),
         click.option("--until", default=None, help="Started before: same forms as --since."),
@@ -126,9 +128,9 @@ def result_filters(fn: Any) -> Any:
     return fn
 
 
-def query_results(*, since: str | None, until: str | None, hours: str | None, job_id: str | None,
-                  sweep: str | None = None, **exact: str | None) -> list[dict[str, Any]]:
-    """Result rows matching the options of `result_filters` (variant, model_id, dataset_id, host, hardware...)."""
+def result_filter(*, since: str | None, until: str | None, hours: str | None, job_id: str | None,
+                  sweep: str | None = None, **exact: str | None) -> Any:
+    """The crud.ResultFilter for the options of `result_filters`; a job or sweep prefix is resolved in the store."""
     from sqlmodel import Session
 
     from controller.timefilters import parse_hours, parse_moment
@@ -143,11 +145,21 @@ def query_results(*, since: str | None, until: str | None, hours: str | None, jo
     for option, value in (("--job", job_id), ("--sweep", sweep)):  # checked before the store is opened
         if value is not None and not re.fullmatch(r"[0-9a-fA-F-]{1,36}", value.strip()):
             raise FarmError(f"{option} must be an id or a unique prefix of one (hex digits), got {value!r}")
-    settings = load_settings()
-    with Session(open_engine(settings)) as session:
-        if sweep:
-            filters = replace(filters, sweep_id=crud.find_sweep(session=session, prefix=sweep))
-        if job_id:  # an id or a unique prefix, as everywhere
-            filters = replace(filters, job_id=crud.find_job(session=session, prefix=job_id).id)
-        return [r.model_dump() for r in crud.query_results(session=session, filters=filters)]
+    if sweep or job_id:
+        with Session(open_engine(load_settings())) as session:
+            if sweep:
+                filters = replace(filters, sweep_id=crud.find_sweep(session=session, prefix=sweep))
+            if job_id:  # an id or a unique prefix, as everywhere
+                filters = replace(filters, job_id=crud.find_job(session=session, prefix=job_id).id)
+    return filters
 
+
+def query_results(**options: str | None) -> list[dict[str, Any]]:
+    """Result rows matching the options of `result_filters` (variant, model_id, dataset_id, host, hardware...)."""
+    from sqlmodel import Session
+
+    from shared.db import crud
+
+    filters = result_filter(**options)
+    with Session(open_engine(load_settings())) as session:
+        return [r.model_dump() for r in crud.query_results(session=session, filters=filters)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import statistics
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -53,59 +52,47 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+# One set of units wherever a person reads: top-1 in %, ms and mJ per sample, signed changes. JSON and CSV keep
+# SI units (fractions, seconds, joules) with the unit in the column name.
+MINUS = "\u2212"
 
 
-def _pm(values: list[float | None], scale: float, digits: int) -> str:
-    present = [v for v in values if v is not None]
-    if not present:
+def pct(fraction: float | None, digits: int = 2) -> str:
+    """0.9556 -> "95.56"."""
+    return "-" if fraction is None else f"{100 * fraction:.{digits}f}"
+
+
+def signed_pct(change: float | None, digits: int = 0) -> str:
+    """A relative change as a signed percentage: 1.134 -> "+113 %", -0.29 -> "−29 %" (never a bare 113.4)."""
+    if change is None:
         return "-"
-    mean, std = _mean_std([v * scale for v in present])
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{100 * abs(change):.{digits}f}"
+    if float(text) == 0:
+        return f"±{text} %"
+    return f"{'+' if change > 0 else MINUS}{text} %"
 
 
-SUMMARY_COLUMNS = ("variant", "model_id", "dataset_id", "host", "device", "n", "top1_pct", "top5_pct",
-                   "ms_per_sample", "mj_per_sample", "params_m", "macs_m", "energy_source")
-SUMMARY_HEADERS = ("variant", "model", "dataset", "host", "device", "n", "top-1 %", "top-5 %", "ms/sample",
-                   "mJ/sample", "params (M)", "MACs (M)", "energy source")
+def signed_pts(diff: float | None, digits: int = 1) -> str:
+    """A difference of fractions in percentage points: -0.032 -> "−3.2 pts"."""
+    if diff is None:
+        return "-"
+    text = f"{100 * abs(diff):.{digits}f}"
+    if float(text) == 0:
+        return f"±{text} pts"
+    return f"{'+' if diff > 0 else MINUS}{text} pts"
 
 
-def _one(values: set[Any], fmt: str) -> str:
-    """The value all rows of a group share, or the range when they differ (never the first row's alone)."""
-    if len(values) == 1:
-        return fmt.format(next(iter(values)))
-    return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
+def scaled(value: float | None, scale: float, digits: int, std: float | None = None) -> str:
+    """`value` x `scale` with `digits` decimals, and ± its std when given: 0.00027 s -> "0.270 ± 0.004" ms."""
+    if value is None:
+        return "-"
+    text = f"{value * scale:.{digits}f}"
+    return text if std is None else f"{text} ± {std * scale:.{digits}f}"
 
 
-def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std over repeats, one row per (variant, model, dataset, host, device), in first-seen order."""
-    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = {}
-    for r in results:
-        groups.setdefault((r["variant"], r["model_id"], r["dataset_id"], r["host"], r["device"]), []).append(r)
-    out = []
-    for (variant, model_id, dataset_id, host, device), rows in groups.items():
-        out.append(
-            {
-                "variant": variant,
-                "model_id": model_id,
-                "dataset_id": dataset_id,
-                "host": host,
-                "device": device,
-                "n": len(rows),
-                "top1_pct": _pm([r["top1"] for r in rows], 100, 2),
-                "top5_pct": _pm([r["top5"] for r in rows], 100, 2),
-                "ms_per_sample": _pm([r["time_per_sample_s"] for r in rows], 1e3, 4),
-                "mj_per_sample": _pm([r["total_energy_per_sample_j"] for r in rows], 1e3, 3),
-                "params_m": _one({r["params"] / 1e6 for r in rows}, "{:.4f}"),
-                "macs_m": _one({r["macs"] / 1e6 for r in rows}, "{:.3f}"),
-                "energy_source": ",".join(sorted({r["energy_source"] for r in rows})),
-            }
-        )
-    return out
-
-
-RESULT_TABLE_COLUMNS = ("job_id", "variant", "host", "device", "started_at", "repeat_index", "samples", "top1",
-                        "time_per_sample_s", "total_energy_per_sample_j", "energy_source")
-RESULT_TABLE_HEADERS = ("job", "variant", "host", "device", "started (local)", "rep", "samples", "top-1",
-                        "s/sample", "J/sample", "energy source")
+def change_interval(low: float | None, high: float | None) -> str:
+    """A ratio's interval as changes: (0.65, 0.73) -> "−35 to −27 %"."""
+    if low is None or high is None:
+        return "-"
+    lo, hi = signed_pct(low - 1), signed_pct(high - 1)
+    return f"{lo.removesuffix(' %')} to {hi}"

@@ -1,147 +1,197 @@
-"""Aggregate result rows into the seed paper's tables: per variant against its baseline, and by local hour."""
+"""The seed paper's tables from groups that the database aggregated (crud.aggregate_results): each variant against
+its baseline on the same hardware, model and data, and energy by local hour. Figures: controller/figures.py."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shared.energy import is_estimate
+from shared.stages import DEFAULT_RUNTIME
+from shared.stats import welch_log_ratio
 
-GroupKey = tuple[str, str, str, str]  # model, dataset, host, device
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.fmean(present) if present else None
-
-
-def _std(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.stdev(present) if len(present) > 1 else (0.0 if present else None)
+# A variant's group: one model on one dataset, on one machine (hardware_id: CPU, ISA, GPU, threads) and device,
+# with one runtime. Its baseline: the same but variant "baseline" on the default runtime.
+VARIANT_GROUP = ("model_id", "dataset_id", "hardware_id", "device", "runtime", "variant")
+PLACE = ("model_id", "dataset_id", "hardware_id", "device")
+HOURLY_GROUP = ("host", "device", "hardware_id", "variant", "local_hour")
+JOULES_PER_KWH = 3.6e6
 
 
-def variant_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, dataset, host, device, variant): means over repeats, and change vs that group's baseline.
+@dataclass(frozen=True)
+class Carbon:
+    """Grid carbon intensity in gCO2e/kWh: one figure, or one per local hour (0-23) from a CSV."""
 
-    Energies are J per sample; `energy_change_pct` compares total energy per sample, `top1_change_pts`
-    top-1 in percentage points. Both are None when the group has no baseline.
-    """
-    groups: dict[tuple[GroupKey, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        key = (r["model_id"], r["dataset_id"], r["host"], r["device"])
-        groups.setdefault((key, r["variant"]), []).append(r)
-    table = []
-    for (key, variant), rs in groups.items():
-        table.append({
-            "model_id": key[0], "dataset_id": key[1], "host": key[2], "device": key[3], "variant": variant,
-            "repeats": len(rs),
-            "top1": _mean([r["top1"] for r in rs]),
-            "top5": _mean([r["top5"] for r in rs]),
-            "time_per_sample_s": _mean([r["time_per_sample_s"] for r in rs]),
-            "time_per_sample_std_s": _std([r["time_per_sample_s"] for r in rs]),
-            "total_energy_per_sample_j": _mean([r["total_energy_per_sample_j"] for r in rs]),
-            "total_energy_per_sample_std_j": _std([r["total_energy_per_sample_j"] for r in rs]),
-            "active_energy_per_sample_j": _mean([r.get("active_energy_per_sample_j") for r in rs]),
-            "params": rs[0]["params"],
-            "macs": rs[0]["macs"],
-            "energy_source": ",".join(sorted({r["energy_source"] for r in rs})),
-        })
-    baselines = {(t["model_id"], t["dataset_id"], t["host"], t["device"]): t for t in table
-                 if t["variant"] == "baseline"}
-    for t in table:
-        base = baselines.get((t["model_id"], t["dataset_id"], t["host"], t["device"]))
-        t["energy_change_pct"] = (
-            100.0 * (t["total_energy_per_sample_j"] / base["total_energy_per_sample_j"] - 1.0)
-            if base and base["total_energy_per_sample_j"] else None
-        )
-        t["top1_change_pts"] = (
-            100.0 * (t["top1"] - base["top1"]) if base and t["top1"] is not None and base["top1"] is not None
-            else None
-        )
-    return table
+    flat_g_per_kwh: float | None = None
+    by_hour_g_per_kwh: dict[int, float] | None = None
+
+    def intensity(self, hour: int | None = None) -> float | None:
+        if self.by_hour_g_per_kwh is not None and hour is not None:
+            return self.by_hour_g_per_kwh.get(hour)
+        return self.flat_g_per_kwh
 
 
-def hourly_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean energy and time per sample by (host, device, variant, local hour): the drift the seed saw."""
-    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["host"], r["device"], r["variant"], r["local_hour"]), []).append(r)
-    return [
-        {"host": h, "device": d, "variant": v, "local_hour": hour, "repeats": len(rs),
-         "total_energy_per_sample_j": _mean([r["total_energy_per_sample_j"] for r in rs]),
-         "time_per_sample_s": _mean([r["time_per_sample_s"] for r in rs]),
-         "cpu_temp_start_c": _mean([r.get("cpu_temp_start_c") for r in rs])}
-        for (h, d, v, hour), rs in sorted(groups.items())
-    ]
+def read_intensity_csv(text: str) -> dict[int, float]:
+    """`hour,g_per_kwh` lines (a header line is skipped) into {hour: gCO2e/kWh}; ValueError names a bad line."""
+    import csv
+    import io
 
-
-VARIANT_COLUMNS = ("variant", "model_id", "dataset_id", "host", "device", "repeats", "top1", "top5",
-                   "time_per_sample_s", "total_energy_per_sample_j", "active_energy_per_sample_j",
-                   "energy_change_pct", "top1_change_pts", "params", "macs", "energy_source")
-VARIANT_HEADERS = ("variant", "model", "dataset", "host", "device", "n", "top-1", "top-5", "s/sample", "J/sample",
-                   "active J/sample", "Δ energy %", "Δ top-1 pts", "params", "MACs", "energy source")
-HOURLY_COLUMNS = ("host", "device", "variant", "local_hour", "repeats", "total_energy_per_sample_j",
-                  "time_per_sample_s", "cpu_temp_start_c")
-HOURLY_HEADERS = ("host", "device", "variant", "local hour", "n", "J/sample", "s/sample", "CPU °C at start")
-
-
-def variant_colours(variants: Sequence[str]) -> dict[str, str]:
-    """One colour per variant name, the same in every panel and figure (tab10, then tab20, in sorted order)."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    names = sorted(set(variants))
-    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: to_hex(cmap(i % cmap.N)) for i, name in enumerate(names)}
-
-
-def plot(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]], path: str) -> None:
-    """Energy per sample against top-1 per variant, and energy by local hour, into one PNG."""
-    import matplotlib.pyplot as plt
-
-    fig = figure(table, hourly)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def figure(table: Sequence[dict[str, Any]], hourly: Sequence[dict[str, Any]]) -> Any:
-    """The report's figure: accuracy vs energy, and energy by local hour; one colour per variant in both."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from shared.errors import FarmError
-
-        raise FarmError("--plot needs matplotlib: pip install 'farm[worker]'") from None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colour = variant_colours([t["variant"] for t in table] + [h["variant"] for h in hourly])
-    for t in table:
-        if t["top1"] is None:
+    out: dict[int, float] = {}
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or row[0].strip().startswith("#"):
             continue
-        ax1.scatter(100 * t["top1"], 1e3 * t["total_energy_per_sample_j"], color=colour[t["variant"]],
-                    label=t["variant"])
-        ax1.annotate(f"{t['variant']} ({t['host']})", (100 * t["top1"], 1e3 * t["total_energy_per_sample_j"]),
-                     fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax1.set_xlabel("top-1 (%)")
-    ax1.set_ylabel("energy per sample (mJ)")
-    ax1.set_title("accuracy vs energy")
-    series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
-    for h in hourly:
-        series.setdefault((h["host"], h["device"], h["variant"]), []).append(
-            (h["local_hour"], 1e3 * h["total_energy_per_sample_j"]))
-    for (host, device, variant), points in series.items():
-        xs, ys = zip(*sorted(points), strict=True)
-        ax2.plot(xs, ys, marker="o", color=colour[variant], label=f"{variant} {host} {device}")
-    ax2.set_xlabel("local hour")
-    ax2.set_ylabel("energy per sample (mJ)")
-    ax2.set_xlim(-0.5, 23.5)
-    ax2.set_title("energy by time of day")
-    if series:
-        ax2.legend(fontsize=7)
+        try:
+            hour, value = int(row[0]), float(row[1])
+        except (ValueError, IndexError):
+            if number == 1:
+                continue  # a header
+            raise ValueError(f"line {number}: expected hour,g_per_kwh, got {','.join(row)!r}") from None
+        if not 0 <= hour <= 23 or value < 0:
+            raise ValueError(f"line {number}: hour must be 0-23 and intensity >= 0, got {hour},{value}")
+        out[hour] = value
+    if not out:
+        raise ValueError("no hour,g_per_kwh lines")
+    return out
+
+
+def g_per_1000(energy_per_sample_j: float | None, intensity_g_per_kwh: float | None) -> float | None:
+    """gCO2e per 1,000 inferences from joules per sample and a grid intensity."""
+    if energy_per_sample_j is None or intensity_g_per_kwh is None:
+        return None
+    return 1000 * energy_per_sample_j / JOULES_PER_KWH * intensity_g_per_kwh
+
+
+def variant_table(groups: Sequence[dict[str, Any]], carbon: Carbon | None = None,
+                  hourly_energy: Sequence[dict[str, Any]] = ()) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows in SI units (fractions, seconds, joules per sample) for groups of VARIANT_GROUP, each with its change
+    against the baseline of its place (energy and time as fractions with a 95 % interval, top-1 as a difference
+    of fractions), and the notes a reader needs: which places have no baseline, which rows are noisy.
+
+    `hourly_energy` (groups of VARIANT_GROUP + local_hour) weights an hourly carbon intensity by when each
+    variant actually ran."""
+    table = []
+    for g in groups:
+        table.append({
+            **{k: g[k] for k in VARIANT_GROUP}, "hardware_label": g.get("hardware_label"),
+            "repeats": g["n"], "top1": g["top1_mean"], "top5": g["top5_mean"],
+            "time_per_sample_s": g["time_per_sample_s_mean"], "time_per_sample_std_s": g["time_per_sample_s_std"],
+            "total_energy_per_sample_j": g["total_energy_per_sample_j_mean"],
+            "total_energy_per_sample_std_j": g["total_energy_per_sample_j_std"],
+            "active_energy_per_sample_j": g["active_energy_per_sample_j_mean"],
+            "params": g["params_max"], "macs": g["macs_max"], "energy_source": g["energy_source"],
+            "noisy_repeats": g["noisy"], "noise": g["noise_example"],
+        })
+    baselines = {tuple(t[k] for k in PLACE): t for t in table
+                 if t["variant"] == "baseline" and t["runtime"] == DEFAULT_RUNTIME}
+    notes: list[str] = []
+    missing: set[tuple[Any, ...]] = set()
+    for t in table:
+        place = tuple(t[k] for k in PLACE)
+        base = baselines.get(place)
+        t["is_baseline"] = base is t
+        t.update(_change(t, base))
+        if base is None and place not in missing:
+            missing.add(place)
+            notes.append(f"no baseline for {t['model_id']} on {t['dataset_id']} on {t['hardware_label'] or '?'} "
+                         f"[{t['hardware_id']}] {t['device']}: its rows show no change; run `farm submit --variant "
+                         f"baseline --model {t['model_id']} --dataset {t['dataset_id']}` on that machine")
+        t["gco2e_per_1000"] = None
+    if carbon is not None:
+        _add_carbon(table, carbon, hourly_energy)
+    noisy = [t for t in table if t["noisy_repeats"]]
+    if noisy:
+        notes.append("! noisy: " + "; ".join(f"{t['variant']} on {t['hardware_id']} ({t['noise']})" for t in noisy))
     if any(is_estimate(t["energy_source"]) for t in table):
-        fig.suptitle("CPU energy ESTIMATED from CPU time on some hosts", color="darkred")
-    fig.tight_layout()
-    return fig
+        notes.append("est.: CPU energy ESTIMATED from process CPU time on these rows (no RAPL there)")
+    return table, notes
+
+
+def _change(t: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    none = {"energy_change_fraction": None, "energy_change_low": None, "energy_change_high": None,
+            "time_change_fraction": None, "top1_change_fraction": None}
+    if base is None or not base["total_energy_per_sample_j"]:
+        return none
+    out = dict(none)
+    out["energy_change_fraction"] = t["total_energy_per_sample_j"] / base["total_energy_per_sample_j"] - 1
+    out["time_change_fraction"] = t["time_per_sample_s"] / base["time_per_sample_s"] - 1
+    if t["top1"] is not None and base["top1"] is not None:
+        out["top1_change_fraction"] = t["top1"] - base["top1"]
+    if base is not t:
+        ci = welch_log_ratio(base["total_energy_per_sample_j"], base["total_energy_per_sample_std_j"] or 0.0,
+                             base["repeats"], t["total_energy_per_sample_j"], t["total_energy_per_sample_std_j"] or 0.0,
+                             t["repeats"])
+        if ci is not None:
+            out["energy_change_low"], out["energy_change_high"] = ci.low - 1, ci.high - 1
+    return out
+
+
+def _add_carbon(table: list[dict[str, Any]], carbon: Carbon, hourly: Sequence[dict[str, Any]]) -> None:
+    if carbon.by_hour_g_per_kwh is None:
+        for t in table:
+            t["gco2e_per_1000"] = g_per_1000(t["total_energy_per_sample_j"], carbon.flat_g_per_kwh)
+        return
+    by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for h in hourly:
+        by_group.setdefault(tuple(h[k] for k in VARIANT_GROUP), []).append(h)
+    for t in table:
+        hours = by_group.get(tuple(t[k] for k in VARIANT_GROUP), [])
+        covered = [(h["n"], g_per_1000(h["total_energy_per_sample_j_mean"], carbon.intensity(h["local_hour"])))
+                   for h in hours]
+        if covered and all(g is not None for _, g in covered):
+            t["gco2e_per_1000"] = sum(n * g for n, g in covered) / sum(n for n, _ in covered)  # type: ignore[misc]
+
+
+def hourly_table(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean energy and time per sample by (host, device, hardware, variant, local hour): the drift the seed saw."""
+    return [{"host": g["host"], "device": g["device"], "hardware_id": g["hardware_id"], "variant": g["variant"],
+             "local_hour": g["local_hour"], "repeats": g["n"],
+             "total_energy_per_sample_j": g["total_energy_per_sample_j_mean"],
+             "total_energy_per_sample_std_j": g["total_energy_per_sample_j_std"],
+             "time_per_sample_s": g["time_per_sample_s_mean"], "cpu_temp_start_c": g.get("cpu_temp_start_c_mean")}
+            for g in groups]
+
+
+def variant_view(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table as a person reads it: %, ms, mJ, signed changes, the hardware's label, flags."""
+    from controller import render
+
+    view = []
+    for t in table:
+        ref = t["is_baseline"]
+        flags = ("!" if t["noisy_repeats"] else "") + (" est." if is_estimate(t["energy_source"]) else "")
+        view.append({
+            "variant": t["variant"] + (" (ref)" if t["is_baseline"] else ""),
+            "runtime": t["runtime"], "model": t["model_id"], "dataset": t["dataset_id"],
+            "hardware": f"{t['hardware_label'] or '?'} [{(t['hardware_id'] or '?')[:6]}]", "device": t["device"],
+            "n": t["repeats"], "top-1 %": render.pct(t["top1"]),
+            "ms/sample": render.scaled(t["time_per_sample_s"], 1e3, 3, t["time_per_sample_std_s"]),
+            "mJ/sample": render.scaled(t["total_energy_per_sample_j"], 1e3, 2, t["total_energy_per_sample_std_j"]),
+            "Δ energy": "ref" if ref else render.signed_pct(t["energy_change_fraction"]),
+            "95 % CI": render.change_interval(
+                None if t["energy_change_low"] is None else 1 + t["energy_change_low"],
+                None if t["energy_change_high"] is None else 1 + t["energy_change_high"]),
+            "Δ time": "ref" if ref else render.signed_pct(t["time_change_fraction"]),
+            "Δ top-1": "ref" if ref else render.signed_pts(t["top1_change_fraction"]),
+            "gCO2e/1k": "-" if t["gco2e_per_1000"] is None else f"{t['gco2e_per_1000']:.3g}",
+            "params (M)": f"{t['params'] / 1e6:.3f}", "MACs (M)": f"{t['macs'] / 1e6:.1f}",
+            "flags": flags.strip() or "",
+        })
+    return view
+
+
+def view_columns(view: Sequence[dict[str, Any]], carbon: bool) -> list[str]:
+    if not view:
+        return []
+    return [c for c in view[0] if carbon or c != "gCO2e/1k"]
+
+
+def hourly_view(hourly: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    from controller import render
+
+    return [{"host": h["host"], "device": h["device"], "hardware": (h["hardware_id"] or "?")[:6],
+             "variant": h["variant"], "local hour": h["local_hour"], "n": h["repeats"],
+             "mJ/sample": render.scaled(h["total_energy_per_sample_j"], 1e3, 2, h["total_energy_per_sample_std_j"]),
+             "ms/sample": render.scaled(h["time_per_sample_s"], 1e3, 3),
+             "CPU °C at start": "-" if h["cpu_temp_start_c"] is None else f"{h['cpu_temp_start_c']:.0f}"}
+            for h in hourly]

@@ -41,30 +41,45 @@ def env_with_rows(tmp_path: Path) -> dict[str, str]:
                                                   ("pruned-distilled-uint8", 0.74, 0.87)]):
         rows.append(_row("lab-1", t0 + timedelta(hours=i), 9 + i, variant=variant, repeat_index=i % 2,
                          total_energy_per_sample_j=energy, top1=top1))
-    rows.append(_row("lab-2", t0, 9, variant="pruned-distilled-uint8", total_energy_per_sample_j=0.5))
+    rows.append(_row("lab-2", t0, 9, variant="pruned-distilled-uint8", total_energy_per_sample_j=0.5,
+                     hardware_id="bbbbbbbbbbbb", hardware_label="AMD EPYC · avx2 · 2 CPUs"))
     return _env_with_stored_rows(tmp_path / "r.db", rows)
 
 
-def test_report_compares_each_variant_with_its_own_hosts_baseline(env_with_rows: dict[str, str]) -> None:
+def test_report_compares_each_variant_with_its_own_hardwares_baseline(env_with_rows: dict[str, str]) -> None:
     proc = run_farm(["report", "--format", "json"], env_with_rows)
     assert proc.returncode == 0, proc.stderr
-    table = {(t["variant"], t["host"]): t for t in json.loads(proc.stdout)}
-    compressed = table[("pruned-distilled-uint8", "lab-1")]
+    table = {(t["variant"], t["hardware_id"]): t for t in json.loads(proc.stdout)}
+    compressed = table[("pruned-distilled-uint8", "aaaaaaaaaaaa")]
     assert compressed["total_energy_per_sample_j"] == pytest.approx(0.72)
-    assert compressed["energy_change_pct"] == pytest.approx(100 * (0.72 / 1.1 - 1))  # -34.5 %
-    assert compressed["top1_change_pts"] == pytest.approx(-3.0)
-    assert table[("baseline", "lab-1")]["repeats"] == 2
-    assert table[("pruned-distilled-uint8", "lab-2")]["energy_change_pct"] is None  # no baseline on lab-2
+    assert compressed["energy_change_fraction"] == pytest.approx(0.72 / 1.1 - 1)  # -34.5 %
+    assert compressed["top1_change_fraction"] == pytest.approx(-0.03)
+    assert table[("baseline", "aaaaaaaaaaaa")]["repeats"] == 2
+    assert table[("pruned-distilled-uint8", "bbbbbbbbbbbb")]["energy_change_fraction"] is None  # no baseline there
 
 
-def test_report_by_hour_and_plot(env_with_rows: dict[str, str], tmp_path: Path) -> None:
-    png = tmp_path / "report.png"
-    proc = run_farm(["report", "--by", "hour", "--format", "json", "--host", "lab-1", "--plot", str(png)],
+def test_a_variant_filter_keeps_the_baseline_and_names_a_missing_one(env_with_rows: dict[str, str]) -> None:
+    """Before: --variant X filtered the baseline out, so the change column was always "-", with no word why."""
+    out = run_farm(["report", "--variant", "pruned-distilled-uint8"], env_with_rows)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = lines[0]
+    assert "top-1 %" in header and "ms/sample" in header and "mJ/sample" in header and "Δ energy" in header
+    compressed = next(line for line in lines if line.startswith("pruned-distilled-uint8") and "aaaaaa" in line)
+    assert "−35 %" in compressed and "−3.0 pts" in compressed  # signed, in the units a person reads
+    assert any(line.startswith("baseline (ref)") for line in lines)
+    assert any(line.startswith("no baseline for") and "bbbbbbbbbbbb" in line for line in lines)
+
+
+def test_report_by_hour_and_figures(env_with_rows: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "figs"
+    proc = run_farm(["report", "--by", "hour", "--format", "json", "--host", "lab-1", "--plot", str(folder)],
                     env_with_rows)
     assert proc.returncode == 0, proc.stderr
     hours = [(h["variant"], h["local_hour"]) for h in json.loads(proc.stdout)]
     assert hours == [("baseline", 9), ("baseline", 10), ("pruned-distilled-uint8", 11), ("pruned-distilled-uint8", 12)]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("pruning_ratio.png", "pareto.png", "energy_by_hour.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_report_with_nothing_to_show_is_a_clear_error(env_with_rows: dict[str, str]) -> None:
@@ -85,14 +100,13 @@ def env_two_models(tmp_path: Path) -> dict[str, str]:
 
 def test_summary_keeps_models_and_datasets_apart(env_two_models: dict[str, str]) -> None:
     """Before: --summary grouped by (variant, host, device), averaging 1 J and 3 J, with the first row's params."""
-    from controller.render import summarize
-
-    rows = json.loads(run_farm(["results", "--format", "json"], env_two_models).stdout)
-    summary = {s["model_id"]: s for s in summarize(rows)}
+    summary = {s["model_id"]: s for s in json.loads(run_farm(["results", "--summary", "--format", "json"],
+                                                              env_two_models).stdout)}
     assert set(summary) == {"small", "big"}
-    assert summary["small"]["mj_per_sample"].startswith("1000.000") and summary["big"]["params_m"] == "0.0010"
+    assert summary["small"]["total_energy_per_sample_j_mean"] == pytest.approx(1.0)
+    assert summary["big"]["params_max"] == 1000
     table = run_farm(["results", "--summary"], env_two_models).stdout
-    assert "small" in table and "cifar100:/d/c.tar.gz" in table
+    assert "small" in table and "cifar100:/d/c.tar.gz" in table and "1000.000" in table  # mJ
 
 
 def test_results_and_report_filter_by_model_and_dataset(env_two_models: dict[str, str]) -> None:
@@ -101,7 +115,7 @@ def test_results_and_report_filter_by_model_and_dataset(env_two_models: dict[str
     by_data = json.loads(run_farm(["report", "--format", "json", "--dataset", "digits"], env_two_models).stdout)
     assert [(t["model_id"], t["dataset_id"]) for t in by_data] == [("small", "digits")]
     shown = run_farm(["report"], env_two_models).stdout
-    assert shown.splitlines()[0].split()[:3] == ["variant", "model", "dataset"]
+    assert shown.splitlines()[0].split()[:4] == ["variant", "runtime", "model", "dataset"]
 
 
 def test_csv_writes_lists_as_json_not_python_reprs(env_two_models: dict[str, str]) -> None:
@@ -114,20 +128,26 @@ def test_csv_writes_lists_as_json_not_python_reprs(env_two_models: dict[str, str
     assert json.loads(row["software"]) == {"torch": "x"}
 
 
-def test_one_variant_has_one_colour_in_both_panels(env_with_rows: dict[str, str]) -> None:
+def test_one_variant_has_one_colour_in_every_figure(env_with_rows: dict[str, str]) -> None:
     """Before: matplotlib's colour cycle gave a variant one colour per panel, by drawing order."""
     from matplotlib.colors import to_hex
 
-    from controller import report as rep
+    from controller import figures
+    from controller.report import hourly_table, variant_table
+    from tests.test_stats import groups_of
 
     rows = json.loads(run_farm(["results", "--format", "json"], env_with_rows).stdout)
-    fig = rep.figure(rep.variant_table(rows), rep.hourly_table(rows))
-    scatter, lines = fig.axes[0], fig.axes[1]
+    table, _ = variant_table(groups_of(rows, ("model_id", "dataset_id", "hardware_id", "device", "runtime",
+                                              "variant")))
+    hourly = hourly_table(groups_of(rows, ("host", "device", "hardware_id", "variant", "local_hour")))
     colours: dict[str, set[str]] = {}
-    for artist in scatter.collections:
-        colours.setdefault(artist.get_label(), set()).add(to_hex(artist.get_facecolor()[0]))
-    for line in lines.get_lines():
-        colours.setdefault(line.get_label().split()[0], set()).add(to_hex(line.get_color()))
+    for fig in figures.draw_all(table, hourly).values():
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                name = label.split()[0]
+                line = handle[0] if isinstance(handle, tuple) or hasattr(handle, "lines") else handle
+                if name in ("baseline", "pruned-distilled-uint8"):
+                    colours.setdefault(name, set()).add(to_hex(line.get_color()))
     assert set(colours) == {"baseline", "pruned-distilled-uint8"}
     assert all(len(c) == 1 for c in colours.values()), colours
     assert colours["baseline"] != colours["pruned-distilled-uint8"]
@@ -135,12 +155,4 @@ def test_one_variant_has_one_colour_in_both_panels(env_with_rows: dict[str, str]
 
 def test_report_by_hour_has_readable_headers(env_with_rows: dict[str, str]) -> None:
     header = run_farm(["report", "--by", "hour"], env_with_rows).stdout.splitlines()[0]
-    assert "local hour" in header and "J/sample" in header and "total_energy_per_sample_j" not in header
-
-
-def test_the_per_repeat_table_shows_only_real_result_columns() -> None:
-    from controller import render
-    from shared.db.models import RESULT_COLUMNS
-
-    assert set(render.RESULT_TABLE_COLUMNS) <= set(RESULT_COLUMNS)
-    assert len(render.RESULT_TABLE_COLUMNS) == len(render.RESULT_TABLE_HEADERS)
+    assert "local hour" in header and "mJ/sample" in header and "total_energy_per_sample_j" not in header

@@ -1,50 +1,180 @@
-"""`farm results` and `farm report`: query stored results and summarise them like the seed paper."""
+"""`farm results`, `farm report` and `farm recommend`: stored results, the seed's tables, and answers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from controller.options import FORMATS, query_results, result_filters
-from controller.output import print_results
+from controller.options import FORMATS, result_filter, result_filters
 from shared.errors import FarmError
 
 
 @click.command()
 @result_filters
 @click.option("--summary", is_flag=True,
-              help="Mean ± std per variant, model, dataset, host and device instead of one row per repeat.")
+              help="Mean ± std per variant, model, dataset, host, device, hardware and runtime (computed by the "
+                   "database) instead of one row per repeat.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def results(summary: bool, fmt: str, **filters: str | None) -> None:
-    """List stored results, one row per repeat. JSON objects carry every column of the result table."""
-    rows = query_results(**filters)
-    print_results(rows, fmt, summary=summary)
+def results(summary: bool, fmt: str, **filters: Any) -> None:
+    """List stored results, one row per repeat. Tables show top-1 in %, ms and mJ per sample; JSON and CSV carry
+    every column of the result table in SI units (fractions, seconds, joules per sample)."""
+    from controller.options import query_results
+    from controller.output import print_rows, print_summary
+
+    if summary:
+        print_summary(result_filter(**filters), fmt)
+    else:
+        print_rows(query_results(**filters), fmt)
+
+
+def _carbon(grid_intensity: float | None, grid_csv: str | None) -> Any:
+    from controller.report import Carbon, read_intensity_csv
+
+    if grid_intensity is not None and grid_csv is not None:
+        raise click.UsageError("give --grid-intensity or --grid-csv, not both")
+    if grid_csv is not None:
+        try:
+            with open(grid_csv) as fh:
+                return Carbon(by_hour_g_per_kwh=read_intensity_csv(fh.read()))
+        except OSError as exc:
+            raise FarmError(f"cannot read --grid-csv {grid_csv}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise FarmError(f"--grid-csv {grid_csv}: {exc}") from None
+    return Carbon(flat_g_per_kwh=grid_intensity) if grid_intensity is not None else None
+
+
+def _tables(filters: dict[str, Any], carbon: Any) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """The variant table (with baselines, whatever the variant filter), its notes, and the hourly table."""
+    from sqlmodel import Session
+
+    from controller import report as rep
+    from controller.services import load_settings, open_engine
+    from shared.db import crud
+
+    f = result_filter(**filters)
+    with Session(open_engine(load_settings())) as session:
+        groups = crud.aggregate_results(session=session, filters=f, by=rep.VARIANT_GROUP, with_baselines=True)
+        asked = {v.strip() for v in (f.variant or "").split(",") if v.strip()}
+        if not groups or (asked and not any(g["variant"] in asked for g in groups)):
+            raise FarmError("no results match these filters")
+        hourly_groups = crud.aggregate_results(session=session, filters=f, by=rep.HOURLY_GROUP)
+        by_hour = (crud.aggregate_results(session=session, filters=f, by=(*rep.VARIANT_GROUP, "local_hour"),
+                                          with_baselines=True)
+                   if carbon is not None and carbon.by_hour_g_per_kwh is not None else [])
+    table, notes = rep.variant_table(groups, carbon, by_hour)
+    return table, notes, rep.hourly_table(hourly_groups)
 
 
 @click.command()
 @result_filters
 @click.option("--by", type=click.Choice(["variant", "hour"]), default="variant", show_default=True,
-              help="variant: the seed's Table III with change vs baseline; hour: energy by local hour (drift).")
-@click.option("--plot", "plot_path", default=None, help="Also draw accuracy vs energy and energy by hour to this PNG.")
+              help="variant: the seed's Table III, each variant against its baseline on the same hardware; hour: "
+                   "energy by local hour (drift).")
+@click.option("--plot", "plot_dir", default=None, metavar="DIR",
+              help="Write three figures to DIR: energy and top-1 against pruning ratio, top-1 against energy with "
+                   "the Pareto front, energy by local hour per host.")
+@click.option("--html", "html_path", default=None, metavar="FILE",
+              help="Write one self-contained HTML page with the tables, notes and figures.")
+@click.option("--grid-intensity", type=click.FloatRange(min=0), default=None, metavar="G",
+              help="Grid carbon intensity in gCO2e/kWh: adds gCO2e per 1,000 inferences.")
+@click.option("--grid-csv", default=None, metavar="FILE",
+              help="Grid intensity by local hour (lines: hour,g_per_kwh), weighted by when each variant ran.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def report(by: str, plot_path: str | None, fmt: str, **filters: str | None) -> None:
-    """Summarise results like the seed paper: per variant against its baseline on the same host and device
-    (Δ energy %, Δ top-1 points), or by local hour of day."""
+def report(by: str, plot_dir: str | None, html_path: str | None, grid_intensity: float | None,
+           grid_csv: str | None, fmt: str, **filters: Any) -> None:
+    """Summarise results like the seed paper, aggregated by the database. Each variant is compared with the
+    baseline on the same hardware (hardware_id), model, data and device, even when --variant names only it:
+    Δ energy with a 95 % interval (Welch t on log ratios of the repeats), Δ time, Δ top-1 in points. A place
+    with no baseline is named under the table; noisy runs are flagged "!", estimated energy "est."."""
     from controller import render
     from controller import report as rep
 
-    rows = query_results(**filters)
-    if not rows:
-        raise FarmError("no results match these filters")
-    table, hourly = rep.variant_table(rows), rep.hourly_table(rows)
-    shown, columns, headers = (table, rep.VARIANT_COLUMNS, rep.VARIANT_HEADERS) if by == "variant" else (
-        hourly, rep.HOURLY_COLUMNS, rep.HOURLY_HEADERS)
+    carbon = _carbon(grid_intensity, grid_csv)
+    table, notes, hourly = _tables(filters, carbon)
+    if by == "variant":
+        shown, view = table, rep.variant_view(table)
+        columns = rep.view_columns(view, carbon is not None)
+    else:
+        shown, view = hourly, rep.hourly_view(hourly)
+        columns = list(view[0]) if view else []
     if fmt == "json":
         click.echo(render.to_json(shown))
     elif fmt == "csv":
-        click.echo(render.to_csv(shown, columns), nl=False)
+        click.echo(render.to_csv(shown, list(shown[0])), nl=False)
     else:
-        click.echo(render.to_table(shown, columns, headers))
-    if plot_path:
-        rep.plot(table, hourly, plot_path)
-        click.echo(f"plot written to {plot_path}", err=True)
+        click.echo(render.to_table(view, columns))
+        for note in notes:
+            click.echo(note)
+    if plot_dir:
+        from controller.figures import write_figures
 
+        for path in write_figures(table, hourly, plot_dir):
+            click.echo(f"figure written to {path}", err=True)
+    if html_path:
+        _write_html(html_path, table, hourly, notes, carbon is not None)
+        click.echo(f"page written to {html_path}", err=True)
+
+
+def _write_html(path: str, table: list[dict[str, Any]], hourly: list[dict[str, Any]], notes: list[str],
+                carbon: bool) -> None:
+    from controller import html
+    from controller import report as rep
+    from controller.figures import draw_all, png_bytes
+
+    view, hview = rep.variant_view(table), rep.hourly_view(hourly)
+    sections = [("Variants against their baselines", html.table_html(view, rep.view_columns(view, carbon))),
+                ("Energy by local hour", html.table_html(hview, list(hview[0]) if hview else []))]
+    images = {name: png_bytes(fig) for name, fig in draw_all(table, hourly).items()}
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(html.page("farm report", sections, notes, images))
+    except OSError as exc:
+        raise FarmError(f"cannot write {path}: {exc.strerror}") from None
+
+
+@click.command()
+@result_filters
+@click.option("--max-drop", type=click.FloatRange(min=0), default=None, metavar="PTS",
+              help="Keep top-1 within PTS percentage points of the baseline on the same hardware (default 1).")
+@click.option("--min-top1", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+              help="Keep top-1 at or above PCT % instead.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def recommend(max_drop: float | None, min_top1: float | None, fmt: str, **filters: Any) -> None:
+    """For each machine (hardware_id), model, dataset and device: the variant with the least energy per sample
+    that keeps accuracy, its saving against the baseline with a 95 % interval, and the runner-up. From stored
+    rows only: it names what is missing (no baseline there, one repeat only) instead of guessing."""
+    from controller import render
+    from controller.recommend import Criterion, verdict
+    from controller.recommend import recommend as choose
+
+    if max_drop is not None and min_top1 is not None:
+        raise click.UsageError("give --max-drop or --min-top1, not both")
+    criterion = Criterion(min_top1=min_top1 / 100) if min_top1 is not None else Criterion(
+        max_drop=(1.0 if max_drop is None else max_drop) / 100)
+    table, _notes, _hourly = _tables(filters, None)
+    answers = choose(table, criterion)
+    if fmt == "json":
+        click.echo(render.to_json([{**{k: v for k, v in a.items() if k not in ("choice", "runner_up", "baseline")},
+                                    "choice": a["choice"] and _brief(a["choice"]),
+                                    "runner_up": a["runner_up"] and _brief(a["runner_up"]),
+                                    "baseline": a["baseline"] and _brief(a["baseline"]),
+                                    "verdict": verdict(a)} for a in answers]))
+        return
+    click.echo(f"criterion: {criterion.describe()}")
+    for a in answers:
+        click.echo(f"\n{a['model_id']} on {a['dataset_id']}, {a['hardware_label'] or '?'} [{a['hardware_id']}] "
+                   f"{a['device']}")
+        click.echo(f"  recommend: {verdict(a)}")
+        if a["runner_up"] is not None:
+            r = a["runner_up"]
+            click.echo(f"  runner-up: {r['variant']} ({render.signed_pct(r['energy_change_fraction'])} energy, "
+                       f"top-1 {render.signed_pts(r['top1_change_fraction'])})")
+        for note in a["notes"]:
+            click.echo(f"  note: {note}")
+
+
+def _brief(t: dict[str, Any]) -> dict[str, Any]:
+    keys = ("variant", "runtime", "repeats", "top1", "total_energy_per_sample_j", "total_energy_per_sample_std_j",
+            "energy_change_fraction", "energy_change_low", "energy_change_high", "top1_change_fraction")
+    return {k: t[k] for k in keys}

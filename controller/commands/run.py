@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from controller.options import DEVICE, FORMATS, job_options, job_spec, train_overrides
-from controller.output import print_results
+from controller.output import print_rows, print_summary
 from controller.services import job_rows, load_settings, open_engine
 from shared.devices import Device
 from shared.errors import FarmError
@@ -50,6 +50,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     if flush_spool(ctx):
         click.echo(f"warning: outcomes still wait in the spool {settings.spool_dir}", err=True)
     rows: list[dict[str, Any]] = []
+    job_ids = []
     for name in names:
         trained = parse_variant(name, model=target.model).train is not None
         spec = job_spec(name, target.model, target.dataset, repeats, limit, until_cv, train if trained else None,
@@ -68,5 +69,9 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
                 crud.delete_job(session=session, job_id=job_id)
                 raise FarmError(f"{name}: {error}")
         rows += job_rows(settings, job_id)
-    print_results(rows, fmt, summary=True)
+        job_ids.append(job_id)
+    if fmt == "table":
+        print_summary(crud.ResultFilter(job_ids=tuple(job_ids)), fmt)
+    else:
+        print_rows(rows, fmt)
 

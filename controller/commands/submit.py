@@ -11,7 +11,7 @@ import click
 
 from controller.commands.control import wait_for
 from controller.options import FORMATS, job_options, job_spec, train_overrides
-from controller.output import print_results
+from controller.output import print_rows, print_summary
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
 from shared.devices import DeviceClass
 from shared.errors import FarmError
@@ -122,8 +122,12 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
             click.echo(f"job {s['job_id']} {state.state} on {state.worker or '-'}: {state.error}", err=True)
             failed += 1
     rows = [r for s in submitted for r in job_rows(settings, uuid.UUID(s["job_id"]))]
-    if rows:
-        print_results(rows, fmt, summary=True)
+    if rows and fmt == "table":
+        from shared.db.crud import ResultFilter
+
+        print_summary(ResultFilter(job_ids=tuple(uuid.UUID(s["job_id"]) for s in submitted)), fmt)
+    elif rows:
+        print_rows(rows, fmt)
     if failed:
         sys.exit(1)
 

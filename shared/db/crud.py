@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import String, cast, delete, func, or_, update
+from sqlalchemy import String, case, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.db.models import FINISHED_STATES, Job, Result, TrainingEpoch
@@ -227,15 +227,18 @@ class ResultFilter:
     hours: tuple[int, int] | None = None
     job_id: uuid.UUID | None = None
     sweep_id: uuid.UUID | None = None
+    runtime: str | None = None
+    job_ids: tuple[uuid.UUID, ...] = ()
 
 
-def query_results(
-    *, session: Session, filters: ResultFilter = ResultFilter(), limit: int | None = None
-) -> list[Result]:
-    stmt = select(Result)
-    f = filters
+def _where(stmt: Any, f: ResultFilter, *, with_baselines: bool = False) -> Any:
+    """`stmt` narrowed by the filters. With `with_baselines`, a variant filter also lets the baselines through, so
+    that every variant shown keeps something to compare with."""
     if f.variant:
-        stmt = stmt.where(Result.variant == f.variant)
+        variants = [v.strip() for v in f.variant.split(",") if v.strip()]
+        if with_baselines:
+            variants.append("baseline")
+        stmt = stmt.where(col(Result.variant).in_(variants))
     if f.model_id:
         stmt = stmt.where(Result.model_id == f.model_id)
     if f.dataset_id:
@@ -249,8 +252,13 @@ def query_results(
                 col(Result.cpu_model).ilike(pattern),
                 col(Result.gpu_name).ilike(pattern),
                 col(Result.device).ilike(pattern),
+                col(Result.hardware_label).ilike(pattern),
+                col(Result.hardware_id).ilike(f"{f.hardware}%"),
+                cast(Result.hardware, String).ilike(pattern),  # any part of the fingerprint: "avx512_vnni"
             )
         )
+    if f.runtime:
+        stmt = stmt.where(Result.runtime == f.runtime)
     if f.since:
         stmt = stmt.where(Result.started_at >= f.since)
     if f.until:
@@ -263,11 +271,59 @@ def query_results(
             stmt = stmt.where(or_(Result.local_hour >= start, Result.local_hour < end))
     if f.job_id:
         stmt = stmt.where(Result.job_id == f.job_id)
+    if f.job_ids:
+        stmt = stmt.where(col(Result.job_id).in_(f.job_ids))
     if f.sweep_id:
         stmt = stmt.where(col(Result.job_id).in_(select(Job.id).where(Job.sweep_id == f.sweep_id)))
+    return stmt
+
+
+def query_results(
+    *, session: Session, filters: ResultFilter = ResultFilter(), limit: int | None = None
+) -> list[Result]:
+    """Result rows, oldest first. A variant filter may list several (a,b)."""
+    stmt = _where(select(Result), filters)
     stmt = stmt.order_by(col(Result.started_at), col(Result.repeat_index))
     if limit:
         stmt = stmt.limit(limit)
     return list(session.exec(stmt).all())
 
 
+
+
+# The measures that aggregates summarise: each gets mean, sum of squares and count in SQL (std is finished in
+# Python from those three, because SQLite has no STDDEV).
+MEASURES = ("top1", "top5", "time_per_sample_s", "total_energy_per_sample_j", "active_energy_per_sample_j",
+            "cpu_temp_start_c")
+
+
+def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(), by: Sequence[str],
+                      with_baselines: bool = False) -> list[dict[str, Any]]:
+    """One row per group of `by` (Result column names), computed by the database (GROUP BY): `n`, and for each
+    of MEASURES its `_mean`, `_std` (sample std, None below 2 values) and `_n`; params and MACs (min and max);
+    energy sources (min and max); the hardware label; how many rows carry a noise flag; when the group ran."""
+    keys = [getattr(Result, name) for name in by]
+    columns: list[Any] = [*keys, func.count().label("n")]
+    for m in MEASURES:
+        c = getattr(Result, m)
+        columns += [func.avg(c).label(f"{m}_mean"), func.sum(c * c).label(f"{m}_sumsq"), func.count(c).label(f"{m}_n")]
+    columns += [func.min(Result.params).label("params_min"), func.max(Result.params).label("params_max"),
+                func.min(Result.macs).label("macs_min"), func.max(Result.macs).label("macs_max"),
+                func.min(Result.energy_source).label("source_min"), func.max(Result.energy_source).label("source_max"),
+                func.max(Result.hardware_label).label("hardware_label"),
+                func.sum(case((col(Result.noise).is_not(None), 1), else_=0)).label("noisy"),
+                func.max(Result.noise).label("noise_example"),
+                func.min(Result.started_at).label("first_at"), func.max(Result.started_at).label("last_at")]
+    stmt = _where(select(*columns), filters, with_baselines=with_baselines).group_by(*keys).order_by(*keys)
+    out = []
+    for row in session.execute(stmt).mappings():
+        r = dict(row)
+        for m in MEASURES:
+            n, mean, sumsq = r.pop(f"{m}_n"), r[f"{m}_mean"], r.pop(f"{m}_sumsq")
+            r[f"{m}_n"] = n
+            spread = (sumsq - n * mean * mean) / (n - 1) if n > 1 and mean is not None else None
+            r[f"{m}_std"] = None if spread is None else max(0.0, spread) ** 0.5
+        lo, hi = r.pop("source_min"), r.pop("source_max")
+        r["energy_source"] = lo if lo == hi else f"{lo},{hi}"
+        out.append(r)
+    return out
