@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "results": "controller.commands.results:results",
     "report": "controller.commands.results:report",
     "recommend": "controller.commands.results:recommend",
+    "compare": "controller.commands.compare:compare",
     "variants": "controller.commands.catalog:variants",
     "inspect": "controller.commands.catalog:inspect",
 }

@@ -116,6 +116,15 @@ class BenchSpec:
 
 
 @dataclass(frozen=True)
+class CompareSpec:
+    """`farm compare`: benchmark `versus` beside the job's variant on one worker, in `pairs` back-to-back pairs
+    whose order alternates (A B, B A, A B, ...), so that drift over the run hits both alike."""
+
+    versus: VariantSpec
+    pairs: int = 5
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """Everything a worker needs to run one job; goes on the queue as JSON."""
 
@@ -125,6 +134,7 @@ class JobSpec:
     bench: BenchSpec = field(default_factory=BenchSpec)
     seed: int = 0
     runtime: str = DEFAULT_RUNTIME
+    compare: CompareSpec | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -134,25 +144,30 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        v = data["variant"]
-        variant = VariantSpec(
-            name=v["name"],
-            prune=PruneSpec(**v["prune"]) if v.get("prune") else None,
-            train=TrainSpec(**v["train"]) if v.get("train") else None,
-            quant=QuantSpec(**v["quant"]) if v.get("quant") else None,
-        )
+        compare = data.get("compare")
         return cls(
-            variant=variant,
+            variant=_variant_from_dict(data["variant"]),
             model=data.get("model", BUILTIN_MODEL),
             dataset=data.get("dataset", DEFAULT_DATASET),
             bench=BenchSpec(**data.get("bench", {})),
             seed=data.get("seed", 0),
             runtime=data.get("runtime", DEFAULT_RUNTIME),
+            compare=CompareSpec(_variant_from_dict(compare["versus"]), int(compare.get("pairs", 5)))
+            if compare else None,
         )
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))
+
+
+def _variant_from_dict(v: dict[str, Any]) -> VariantSpec:
+    return VariantSpec(
+        name=v["name"],
+        prune=PruneSpec(**v["prune"]) if v.get("prune") else None,
+        train=TrainSpec(**v["train"]) if v.get("train") else None,
+        quant=QuantSpec(**v["quant"]) if v.get("quant") else None,
+    )
 
 
 def train_defaults(kind: TrainKind, model: str) -> TrainSpec:

@@ -58,6 +58,7 @@ def run_benchmark(
     on_repeat: Callable[[RepeatMeasurement], None] | None = None,
     probe: Callable[[], dict[str, Any]] | None = None,
     checkpoint: Callable[[], None] | None = None,
+    warm: bool = True,
 ) -> list[RepeatMeasurement]:
     """Warm up `runner` (a runtime's, see worker/runtimes) on random input until its time per batch is stable
     (`warm_up`), then run repeats over `data` inside `meter` windows, synchronising `device` at both edges.
@@ -65,7 +66,8 @@ def run_benchmark(
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
     (temperatures) just before and after each window. `checkpoint()` runs before every batch and stops the
-    benchmark by raising (a cancelled job stops within one batch).
+    benchmark by raising (a cancelled job stops within one batch). `warm=False` skips the warm-up (a comparison's
+    later pairs, whose runner ran moments ago).
     """
     data = data.head(spec.limit)
     if len(data) == 0:
@@ -73,7 +75,7 @@ def run_benchmark(
     bs = spec.batch_size
     batches = [data.images[i : i + bs] for i in range(0, len(data), bs)]
     k = min(5, data.num_classes) if data.num_classes else 0
-    warmed = warm_up(runner, torch.randn_like(batches[0]), spec, device, checkpoint)
+    warmed = warm_up(runner, torch.randn_like(batches[0]), spec, device, checkpoint) if warm else 0
 
     planned = spec.planned_repeats
     results: list[RepeatMeasurement] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.devices import Device
@@ -67,19 +68,73 @@ def execute(
     store = ArtifactStore(settings.artifacts)
     roots = settings.data_roots
     with (host_lock or (lambda: no_lock("host")))() as hold:
-        compressed = build_compressed(spec, store, device=handle.torch_device, on_epoch=on_epoch,
-                                      allow_train=allow_train, roots=roots, build_lock=build_lock)
-        example = example_inputs(compressed.fmt)
-        cost = model_cost(compressed.model, example)
-        runner = runtime.load(compressed.model, spec.variant.quant, handle, example)
+        loaded = []
+        for one in [spec] if spec.compare is None else [replace(spec, compare=None),
+                                                      replace(spec, variant=spec.compare.versus, compare=None)]:
+            compressed = build_compressed(one, store, device=handle.torch_device, on_epoch=on_epoch,
+                                          allow_train=allow_train, roots=roots, build_lock=build_lock)
+            example = example_inputs(compressed.fmt)
+            cost = model_cost(compressed.model, example)
+            runner = runtime.load(compressed.model, one.variant.quant, handle, example)
+            loaded.append(Loaded(one, compressed.model_id, cost, runner))
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
         notes = (compressed.fmt.note,) if compressed.fmt.note else ()
-        rows = _measure(spec, settings, handle, compressed.model_id, cost, runner, data, notes, log_line,
-                        on_progress, checkpoint, torch.get_num_threads())
+        if spec.compare is None:
+            rows = _measure(spec, settings, handle, loaded[0].model_id, loaded[0].cost, loaded[0].runner, data,
+                            notes, log_line, on_progress, checkpoint, torch.get_num_threads())
+        else:
+            rows = _compare(spec.compare.pairs, loaded, settings, handle, data, notes, log_line, on_progress,
+                            checkpoint, torch.get_num_threads())
     if hold.lost:  # the measurement may have overlapped another worker's on this host; the rows are kept
         for row in rows:
             row["energy_warnings"].append(hold.lost)
     return rows
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A variant ready to benchmark: its spec, model id, cost and runner."""
+
+    spec: JobSpec
+    model_id: str
+    cost: ModelCost
+    runner: Runner
+
+
+def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: DeviceHandle, data: ImageSet,
+             notes: tuple[str, ...], log_line: Callable[[str], None], on_progress: Callable[[str], None] | None,
+             checkpoint: Callable[[], None] | None, threads: int) -> list[dict[str, Any]]:
+    """`farm compare`: both variants warmed up, then `pairs` pairs of one repeat each, A B then B A alternately,
+    inside one meter; each row records its pair."""
+    from dataclasses import replace as swap
+
+    from worker.bench import RepeatMeasurement, run_benchmark
+    from worker.meters.select import build_meter
+    from worker.rows import result_rows
+    from worker.runtimes import get_runtime
+
+    one = swap(loaded[0].spec.bench, repeats=1, until_cv=None)
+    meter = build_meter(device, settings)
+    measured: list[list[RepeatMeasurement]] = [[], []]
+    try:
+        log_line(f"comparing {loaded[0].spec.variant.name} with {loaded[1].spec.variant.name} on {device}: "
+                 f"{pairs} pairs with {meter.name}")
+        warmed = [run_benchmark(x.runner, data.head(one.batch_size), one, device, meter, checkpoint=checkpoint)[0]
+                  .warmup_batches for x in loaded]
+        for p in range(pairs):
+            for i in ((0, 1) if p % 2 == 0 else (1, 0)):
+                (rep,) = run_benchmark(loaded[i].runner, data, one, device, meter, probe=device.temperatures_c,
+                                       checkpoint=checkpoint, warm=False)
+                measured[i].append(swap(rep, repeat_index=p, warmup_batches=warmed[i]))
+            if on_progress:
+                on_progress(f"compare pair {p + 1}/{pairs}")
+        facts = meter.describe()
+    finally:
+        meter.close()
+    version = get_runtime(loaded[0].spec.runtime).version()
+    return [row for x, reps, w in zip(loaded, measured, warmed, strict=True)
+            for row in result_rows(x.spec, settings, device, x.model_id, x.cost, facts, None, reps, notes, threads,
+                                   runtime_version=version, warmup_batches=w, pair_indices=list(range(pairs)))]
 
 
 def build_stage(

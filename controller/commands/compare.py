@@ -1,0 +1,144 @@
+"""`farm compare A B`: two variants on one worker, interleaved in pairs, with a paired verdict."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from controller.options import DEVICE, job_spec
+from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
+from shared.devices import Device
+from shared.errors import FarmError
+from shared.routing import queue_device_class, queue_for_target
+from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--pairs", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Pairs of runs (one pass over the test split each), ordered A B, B A, A B, ...")
+@click.option("--model", default=BUILTIN_MODEL, show_default=True, help="Base model (as for submit).")
+@click.option("--dataset", default=DEFAULT_DATASET, show_default=True, help="Dataset (as for submit).")
+@click.option("--limit", type=int, default=None, help="Benchmark only the first N test samples.")
+@click.option("--on", "target", default="cpu", show_default=True,
+              help="Where: cpu, gpu, host:NAME or host:NAME:cpu|gpu (one worker runs both variants).")
+@click.option("--here", is_flag=True, help="Run it in this process, like `farm run`, with no broker.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="With --here: cpu or cuda:N.")
+@click.option("--queue-anyway", is_flag=True, help="Queue even when no live worker serves --on.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Give up waiting after this many s.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str, here: bool,
+            device: Device, queue_anyway: bool, timeout: float | None, fmt: str) -> None:
+    """Compare variant B with variant A on one worker: A and B run in back-to-back pairs whose order alternates
+    (A B, B A, ...), so drift over the run (temperature, clocks, the seed's time of day) hits both alike. Prints
+    B/A for time and energy per sample with 95 % intervals (paired t on the log ratios of the pairs), the top-1
+    difference, and a verdict. The rows are stored as one job, each tagged with its pair."""
+    if a == b:
+        raise click.UsageError("A and B are the same variant")
+    settings = load_settings()
+    cls = device.device_class if here else queue_device_class(queue_for_target(target))
+    spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls)
+    spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls)
+    spec = replace(spec_a, compare=CompareSpec(spec_b.variant, pairs))
+    job_id = _run_here(settings, spec, device) if here else _submit(settings, spec, target, queue_anyway, timeout)
+    rows = job_rows(settings, job_id)
+    from controller.comparison import summarise
+
+    answer = {"job_id": str(job_id), **summarise(rows, a, b)}
+    if fmt == "json":
+        click.echo(json.dumps(answer, indent=2))
+        return
+    _print(answer, rows)
+
+
+def _run_here(settings: Any, spec: Any, device: Device) -> uuid.UUID:
+    from sqlmodel import Session
+
+    from shared.db import crud
+    from worker.devices import open_device
+    from worker.jobs import preflight
+    from worker.lifecycle import handle_delivery, local_context
+
+    open_device(device)
+    preflight(spec, settings)
+    engine = open_engine(settings)
+    with Session(engine) as session:
+        job_id = crud.create_job(session=session, variant=_name(spec), spec=spec.to_dict(), queue="local").id
+    click.echo(f"job {job_id}: {_name(spec)} on {device} ({settings.hostname})", err=True)
+    if handle_delivery(local_context(settings, device), str(job_id), None, "benchmark") == "spooled":
+        raise FarmError(f"the store failed while saving job {job_id}; its results wait in {settings.spool_dir}")
+    _raise_if_failed(settings, job_id)
+    return job_id
+
+
+def _submit(settings: Any, spec: Any, target: str, queue_anyway: bool, timeout: float | None) -> uuid.UUID:
+    from sqlmodel import Session
+
+    from controller.commands.control import wait_for
+    from shared.db import crud
+    from shared.dispatch import dispatch, redis_client
+    from worker.app import make_app
+
+    queue = queue_for_target(target)
+    check_broker(settings)
+    engine = open_engine(settings)
+    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    workers = live_workers(client)
+    if not queue_anyway and queue not in {q for w in workers for q in w.get("queues", [])}:
+        raise FarmError(f"no live worker serves --on {target} (queue {queue}); {describe_fleet(workers)}. "
+                        "--queue-anyway queues it for a worker that starts later")
+    with Session(engine) as session:
+        job_id = crud.create_job(session=session, variant=_name(spec), spec=spec.to_dict(), queue=queue).id
+    try:
+        dispatch(make_app(settings), client, job_id=job_id, stage="benchmark", queue=queue, spec=spec.to_dict())
+    except Exception as exc:
+        with Session(engine) as session:
+            crud.delete_job(session=session, job_id=job_id)
+        raise FarmError(f"could not enqueue: {exc}") from None
+    click.echo(f"job {job_id}: {_name(spec)} on {queue}", err=True)
+    wait_for(settings, job_id, timeout)
+    _raise_if_failed(settings, job_id)
+    return job_id
+
+
+def _name(spec: Any) -> str:
+    return f"{spec.variant.name} vs {spec.compare.versus.name}"
+
+
+def _raise_if_failed(settings: Any, job_id: uuid.UUID) -> None:
+    from sqlmodel import Session
+
+    from shared.db import crud
+
+    with Session(open_engine(settings)) as session:
+        job = crud.get_job(session=session, job_id=job_id)
+    if job.state != "done":
+        raise FarmError(f"comparison {job_id} {job.state}: {job.error or '-'}")
+
+
+def _print(answer: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from controller import render
+
+    a, b = answer["a"], answer["b"]
+    label = rows[0].get("hardware_label") if rows else "?"
+    click.echo(f"comparison {answer['job_id'][:8]}: {answer['pairs']} pairs on {label}")
+    for name, unit, scale in (("time", "ms/sample", 1e3), ("energy", "mJ/sample", 1e3)):
+        column = "time_per_sample_s" if name == "time" else "total_energy_per_sample_j"
+        means = {v: [r[column] for r in rows if r["variant"] == v] for v in (a, b)}
+        shown = {v: render.scaled(sum(x) / len(x), scale, 3) if x else "-" for v, x in means.items()}
+        click.echo(f"  {name}: {a} {shown[a]} {unit}, {b} {shown[b]} {unit}")
+        click.echo(f"    {answer[f'{name}_verdict']}")
+    click.echo(f"  top-1: {a} {render.pct(answer['top1_a'])} %, {b} {render.pct(answer['top1_b'])} % "
+               f"({render.signed_pts(answer['top1_change_fraction'])})")
+    method = (answer["energy"] or answer["time"] or {}).get("method")
+    if method:
+        click.echo(f"  interval: {method}")
+    from shared.energy import estimate_note
+
+    if note := estimate_note([r["energy_source"] for r in rows]):
+        click.echo(f"  {note}", err=True)
