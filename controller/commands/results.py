@@ -44,8 +44,10 @@ def _carbon(grid_intensity: float | None, grid_csv: str | None) -> Any:
     return Carbon(flat_g_per_kwh=grid_intensity) if grid_intensity is not None else None
 
 
-def _tables(filters: dict[str, Any], carbon: Any) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
-    """The variant table (with baselines, whatever the variant filter), its notes, and the hourly table."""
+def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
+            ) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """The variant table (with baselines, whatever the variant filter), its notes, and the hourly table (empty
+    unless `hourly`: with many hosts it has many groups, and only --by hour and the figures need it)."""
     from sqlmodel import Session
 
     from controller import report as rep
@@ -58,7 +60,7 @@ def _tables(filters: dict[str, Any], carbon: Any) -> tuple[list[dict[str, Any]],
         asked = {v.strip() for v in (f.variant or "").split(",") if v.strip()}
         if not groups or (asked and not any(g["variant"] in asked for g in groups)):
             raise FarmError("no results match these filters")
-        hourly_groups = crud.aggregate_results(session=session, filters=f, by=rep.HOURLY_GROUP)
+        hourly_groups = crud.aggregate_results(session=session, filters=f, by=rep.HOURLY_GROUP) if hourly else []
         by_hour = (crud.aggregate_results(session=session, filters=f, by=(*rep.VARIANT_GROUP, "local_hour"),
                                           with_baselines=True)
                    if carbon is not None and carbon.by_hour_g_per_kwh is not None else [])
@@ -91,7 +93,7 @@ def report(by: str, plot_dir: str | None, html_path: str | None, grid_intensity:
     from controller import report as rep
 
     carbon = _carbon(grid_intensity, grid_csv)
-    table, notes, hourly = _tables(filters, carbon)
+    table, notes, hourly = _tables(filters, carbon, hourly=by == "hour" or bool(plot_dir or html_path))
     if by == "variant":
         shown, view = table, rep.variant_view(table)
         columns = rep.view_columns(view, carbon is not None)
@@ -152,7 +154,7 @@ def recommend(max_drop: float | None, min_top1: float | None, fmt: str, **filter
         raise click.UsageError("give --max-drop or --min-top1, not both")
     criterion = Criterion(min_top1=min_top1 / 100) if min_top1 is not None else Criterion(
         max_drop=(1.0 if max_drop is None else max_drop) / 100)
-    table, _notes, _hourly = _tables(filters, None)
+    table, _notes, _hourly = _tables(filters, None, hourly=False)
     answers = choose(table, criterion)
     if fmt == "json":
         click.echo(render.to_json([{**{k: v for k, v in a.items() if k not in ("choice", "runner_up", "baseline")},
