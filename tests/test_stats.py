@@ -4,6 +4,7 @@ hand-rolled GROUP BY, NumPy's random draws with a known truth)."""
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -126,3 +127,22 @@ def test_the_database_aggregates_like_python(store: str, tmp_path: Any, pg_url: 
         for m in ("top1", "time_per_sample_s", "total_energy_per_sample_j"):
             assert g[f"{m}_mean"] == pytest.approx(w[f"{m}_mean"], rel=1e-9)
             assert g[f"{m}_std"] == pytest.approx(w[f"{m}_std"], rel=1e-6)
+
+
+def _pair_rows(a: list[float], b: list[float]) -> list[dict[str, Any]]:
+    return [{"variant": v, "pair_index": i, "time_per_sample_s": x, "total_energy_per_sample_j": x, "top1": 0.9}
+            for i, (x, y) in enumerate(zip(a, b, strict=True)) for v, x in (("A", x), ("B", y))]
+
+
+def test_the_comparison_verdict_finds_a_known_saving_and_says_no_difference_for_none() -> None:
+    from controller.comparison import summarise
+
+    rng = np.random.default_rng(4)
+    a = list(np.exp(rng.normal(0, 0.03, 8)))
+    saving = summarise(_pair_rows(a, [0.7 * x * float(np.exp(rng.normal(0, 0.03))) for x in a]), "A", "B")
+    assert saving["energy"]["low"] <= 0.7 <= saving["energy"]["high"]
+    assert re.fullmatch(r"B uses (2[6-9]|3[0-4]) % less energy per sample than A \(95 % CI \d+–\d+ %\)",
+                        saving["energy_verdict"]), saving["energy_verdict"]
+    same = summarise(_pair_rows(a, [x * float(np.exp(rng.normal(0, 0.03))) for x in a]), "A", "B")
+    assert same["energy_verdict"].startswith("no difference in energy per sample detected")
+    assert same["top1_change_fraction"] == pytest.approx(0.0)
