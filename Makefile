@@ -12,7 +12,7 @@ $(BIN)/.farm-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[worker,dev]'
+	$(BIN)/python -m pip install -q -e '.[worker,runtimes,dev]'
 	touch $@
 
 install: $(BIN)/.farm-installed

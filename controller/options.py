@@ -16,11 +16,10 @@ from shared.specs import (
     DEFAULT_DATASET,
     BenchSpec,
     JobSpec,
-    check_runtime,
     parse_variant,
+    runtime_for,
     with_train_overrides,
 )
-from shared.stages import DEFAULT_RUNTIME
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -42,7 +41,7 @@ DEVICE = DeviceParam()
 
 def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
              until_cv: float | None, train: dict[str, Any] | None = None, *,
-             device_class: DeviceClass | None = None, runtime: str = DEFAULT_RUNTIME) -> JobSpec:
+             device_class: DeviceClass | None = None, runtime: str | None = None) -> JobSpec:
     """The job the options describe; FarmError (exit 2) for bad values, and for a variant that cannot run on
     that device class (None: not known yet, e.g. `--on host:NAME`) or runtime."""
     if repeats < 1:
@@ -56,7 +55,8 @@ def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | 
     roots = load_settings().data_roots
     model, dataset = check_model(model, roots), check_dataset(dataset, roots)
     parsed = parse_variant(variant, model=model)
-    why_not = parsed.supports(device_class, check_runtime(runtime))
+    runtime = runtime_for(parsed, runtime)
+    why_not = parsed.supports(device_class, runtime)
     if why_not:
         where = f" on a {device_class}" if device_class else ""
         raise FarmError(f"{parsed.name} cannot run{where} with the {runtime} runtime: {why_not}")
@@ -92,6 +92,9 @@ def job_options(fn: Any) -> Any:
         click.option("--repeats", "-r", default=5, show_default=True, type=int,
                      help="Benchmark passes over the test split; one result row each."),
         click.option("--limit", type=int, default=None, help="Benchmark only the first N test samples."),
+        click.option("--runtime", default=None,
+                     help="torch, onnxruntime or openvino (default: the one the variant's int8 scheme belongs to, "
+                          "else torch). Every result row records it."),
         click.option("--until-cv", type=float, default=None,
                      help="Repeat until time/sample's coefficient of variation is at most this (e.g. 0.02)."),
         click.option("--epochs", type=int, default=None, help="Training epochs (retrained/distilled variants)."),

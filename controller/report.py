@@ -12,7 +12,8 @@ from shared.stages import DEFAULT_RUNTIME
 from shared.stats import welch_log_ratio
 
 # A variant's group: one model on one dataset, on one machine (hardware_id: CPU, ISA, GPU, threads) and device,
-# with one runtime. Its baseline: the same but variant "baseline" on the default runtime.
+# with one runtime. Its baseline: the same but variant "baseline" on the default runtime (torch eager fp32), or on
+# its own runtime where the place has no torch baseline.
 VARIANT_GROUP = ("model_id", "dataset_id", "hardware_id", "device", "runtime", "variant")
 PLACE = ("model_id", "dataset_id", "hardware_id", "device")
 HOURLY_GROUP = ("host", "device", "hardware_id", "variant", "local_hour")
@@ -82,13 +83,13 @@ def variant_table(groups: Sequence[dict[str, Any]], carbon: Carbon | None = None
             "params": g["params_max"], "macs": g["macs_max"], "energy_source": g["energy_source"],
             "noisy_repeats": g["noisy"], "noise": g["noise_example"],
         })
-    baselines = {tuple(t[k] for k in PLACE): t for t in table
-                 if t["variant"] == "baseline" and t["runtime"] == DEFAULT_RUNTIME}
+    # The reference is the torch baseline of the place; where it has none, the baseline on the row's own runtime.
+    baselines = {(*(t[k] for k in PLACE), t["runtime"]): t for t in table if t["variant"] == "baseline"}
     notes: list[str] = []
     missing: set[tuple[Any, ...]] = set()
     for t in table:
         place = tuple(t[k] for k in PLACE)
-        base = baselines.get(place)
+        base = baselines.get((*place, DEFAULT_RUNTIME)) or baselines.get((*place, t["runtime"]))
         t["is_baseline"] = base is t
         t.update(_change(t, base))
         if base is None and place not in missing:

@@ -89,6 +89,8 @@ class Settings:
     max_deliveries: int = 3
     # How long a worker that picked up a job waits for an unreachable store before it requeues the job, seconds.
     db_wait_s: float = 120.0
+    # The runtimes a worker offers (FARM_RUNTIMES, comma-separated; None: every one whose packages it has).
+    runtimes: tuple[str, ...] | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -112,5 +114,7 @@ class Settings:
             lease_timeout_s=_float_env("FARM_LEASE_TIMEOUT_S", defaults.lease_timeout_s, minimum=1.0),
             max_deliveries=int(_float_env("FARM_MAX_DELIVERIES", defaults.max_deliveries, minimum=1)),
             db_wait_s=_float_env("FARM_DB_WAIT_S", defaults.db_wait_s),
+            runtimes=tuple(r.strip() for r in env["FARM_RUNTIMES"].split(",") if r.strip())
+            if env.get("FARM_RUNTIMES") else None,
         )
 

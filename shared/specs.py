@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 PruneMethod = Literal["mlp", "all", "unstructured"]
 TrainKind = Literal["retrained", "distilled"]
-QuantScheme = Literal["uint8", "float8", "int8dyn"]
+QuantScheme = Literal["uint8", "float8", "int8dyn", "ort-int8dyn", "ort-int8", "ov-int8"]
 DEFAULT_DATASET = "digits"
 # Training defaults of a base model, where they differ from TrainSpec's (the seed's recipe for ViT-B/16). The
 # built-in model trains in about 4 s on 2 CPU cores with these: a higher lr and batch than the seed's, and a
@@ -83,6 +83,10 @@ class VariantSpec:
 
     def supports(self, device_class: DeviceClass | None, runtime: str) -> str | None:
         """Why this variant cannot run on that device class or runtime (None if it can; None class: unknown)."""
+        from shared.stages import RUNTIME_DEVICES
+
+        if device_class is not None and device_class not in RUNTIME_DEVICES[runtime]:
+            return f"the {runtime} runtime runs on {' and '.join(RUNTIME_DEVICES[runtime])} only"
         for stage, text, _spec in self.stages():
             if device_class is not None and device_class not in stage.devices:
                 return f"{text} runs on {' and '.join(stage.devices)} only"
@@ -122,6 +126,7 @@ class CompareSpec:
 
     versus: VariantSpec
     pairs: int = 5
+    runtime: str | None = None  # versus's runtime (None: the job's): compares runtimes too
 
 
 @dataclass(frozen=True)
@@ -152,8 +157,8 @@ class JobSpec:
             bench=BenchSpec(**data.get("bench", {})),
             seed=data.get("seed", 0),
             runtime=data.get("runtime", DEFAULT_RUNTIME),
-            compare=CompareSpec(_variant_from_dict(compare["versus"]), int(compare.get("pairs", 5)))
-            if compare else None,
+            compare=CompareSpec(_variant_from_dict(compare["versus"]), int(compare.get("pairs", 5)),
+                                compare.get("runtime")) if compare else None,
         )
 
     @classmethod
@@ -244,6 +249,16 @@ def example_variants() -> list[str]:
         "pruned-distilled-int8dyn",
         "prune-all-r0.10-uint8",
     ]
+
+
+def runtime_for(variant: VariantSpec, runtime: str | None) -> str:
+    """The runtime a job runs on: the one given, else the one its quantization scheme belongs to (ov-int8:
+    openvino), else the default."""
+    from shared.stages import runtime_of_schemes
+
+    if runtime is not None:
+        return check_runtime(runtime)
+    return runtime_of_schemes([variant.quant.scheme] if variant.quant else []) or DEFAULT_RUNTIME
 
 
 def check_runtime(runtime: str) -> str:

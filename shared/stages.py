@@ -19,8 +19,11 @@ from shared.errors import FarmError
 
 Slot = Literal["prune", "train", "quant"]
 SLOTS: tuple[Slot, ...] = ("prune", "train", "quant")
-# Runtimes farm knows by name (the worker's registry, worker/runtimes/, must have one module per name).
-RUNTIMES: tuple[str, ...] = ("torch",)
+# Runtimes farm knows by name (the worker's registry, worker/runtimes/, must have one module per name), and the
+# device classes each runs on (ONNX Runtime and OpenVINO run here on the CPU; their GPU providers are not wired).
+RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+RUNTIME_DEVICES: dict[str, tuple[DeviceClass, ...]] = {"torch": ("cpu", "gpu"), "onnxruntime": ("cpu",),
+                                                       "openvino": ("cpu",)}
 DEFAULT_RUNTIME = "torch"
 # Pruning and training build the fp32 model (in torch) that every runtime then loads: one function for all.
 ANY_RUNTIME = "*"
@@ -95,7 +98,26 @@ STAGES: tuple[Stage, ...] = (
           "int8 weights and int8 activations with dynamic per-batch scales (torch fbgemm/oneDNN)",
           lambda g: {"scheme": "int8dyn"}, {"torch": "worker.compression.quantize:dynamic_int8"},
           devices=("cpu",)),
+    Stage("quant", "ort-int8dyn", "ort-int8dyn",
+          "ONNX Runtime dynamic int8: int8 weights per channel, activations quantized per batch (MatMulInteger)",
+          lambda g: {"scheme": "ort-int8dyn"}, {"onnxruntime": "worker.runtimes.onnx_quant:ort_dynamic_int8"},
+          devices=("cpu",)),
+    Stage("quant", "ort-int8", "ort-int8",
+          "ONNX Runtime static int8 (QDQ), activation ranges calibrated on the training split",
+          lambda g: {"scheme": "ort-int8"}, {"onnxruntime": "worker.runtimes.onnx_quant:ort_static_int8"},
+          devices=("cpu",)),
+    Stage("quant", "ov-int8", "ov-int8",
+          "OpenVINO int8 through NNCF post-training quantization, calibrated on the training split",
+          lambda g: {"scheme": "ov-int8"}, {"openvino": "worker.runtimes.onnx_quant:nncf_int8"},
+          devices=("cpu",)),
 )
+
+
+def runtime_of_schemes(schemes: list[str]) -> str | None:
+    """The one runtime that every scheme in `schemes` needs, when they name one (ort-int8dyn: onnxruntime); None
+    when the default runtime serves them or they leave the choice open."""
+    needed = {r for scheme in schemes for r in quant_stage(scheme).apply if r != ANY_RUNTIME}
+    return next(iter(needed)) if len(needed) == 1 and DEFAULT_RUNTIME not in needed else None
 
 
 def stages_in(slot: Slot) -> tuple[Stage, ...]:

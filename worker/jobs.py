@@ -58,24 +58,30 @@ def execute(
     from worker.devices import open_device
     from worker.locks import no_lock
     from worker.runtimes import get_runtime
+    from worker.runtimes.onnx_export import ExportCache, export_key
     from worker.variants import build_compressed, example_inputs
     from worker.workloads.registry import load_dataset
 
     handle = open_device(device)
-    runtime = get_runtime(spec.runtime)
+    get_runtime(spec.runtime, settings.runtimes)  # FarmError before anything is built, when this worker lacks it
     if threads is not None:
         torch.set_num_threads(threads)
     store = ArtifactStore(settings.artifacts)
     roots = settings.data_roots
     with (host_lock or (lambda: no_lock("host")))() as hold:
         loaded = []
-        for one in [spec] if spec.compare is None else [replace(spec, compare=None),
-                                                      replace(spec, variant=spec.compare.versus, compare=None)]:
+        for one in [spec] if spec.compare is None else [
+                replace(spec, compare=None),
+                replace(spec, variant=spec.compare.versus, compare=None, runtime=spec.compare.runtime or spec.runtime)]:
+            runtime = get_runtime(one.runtime)
             compressed = build_compressed(one, store, device=handle.torch_device, on_epoch=on_epoch,
                                           allow_train=allow_train, roots=roots, build_lock=build_lock)
             example = example_inputs(compressed.fmt)
             cost = model_cost(compressed.model, example)
-            runner = runtime.load(compressed.model, one.variant.quant, handle, example)
+            runner = runtime.load(compressed.model, one.variant.quant, handle, example,
+                                  export=ExportCache(store, export_key(compressed.model_id, compressed.artifact_key,
+                                                                       example)),
+                                  calibration=_calibration(one, compressed.fmt, roots))
             loaded.append(Loaded(one, compressed.model_id, cost, runner))
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
         notes = (compressed.fmt.note,) if compressed.fmt.note else ()
@@ -89,6 +95,19 @@ def execute(
         for row in rows:
             row["energy_warnings"].append(hold.lost)
     return rows
+
+
+def _calibration(spec: JobSpec, fmt: Any, roots: Any) -> Callable[[], list[Any]]:
+    """Batches of the training split at the benchmark's batch size, loaded when a scheme asks (calibration)."""
+
+    def batches() -> list[Any]:
+        from worker.workloads.registry import load_dataset
+
+        train = load_dataset(spec.dataset, "train", fmt, seed=spec.seed, roots=roots)
+        bs = spec.bench.batch_size
+        return [train.images[i: i + bs] for i in range(0, len(train), bs)]
+
+    return batches
 
 
 @dataclass(frozen=True)
@@ -131,10 +150,10 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
         facts = meter.describe()
     finally:
         meter.close()
-    version = get_runtime(loaded[0].spec.runtime).version()
     return [row for x, reps, w in zip(loaded, measured, warmed, strict=True)
             for row in result_rows(x.spec, settings, device, x.model_id, x.cost, facts, None, reps, notes, threads,
-                                   runtime_version=version, warmup_batches=w, pair_indices=list(range(pairs)))]
+                                   runtime_version=get_runtime(x.spec.runtime).version(), warmup_batches=w,
+                                   pair_indices=list(range(pairs)))]
 
 
 def build_stage(

@@ -32,7 +32,6 @@ from shared.db.types import utcnow
 from shared.dispatch import dispatch, dispatched_key, lease_key, worker_key
 from shared.redact import redact
 from shared.routing import worker_queues
-from shared.stages import RUNTIMES
 from worker import held_keys
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
     info = {
         "worker": node, "host": ctx.settings.hostname, "machine": socket.gethostname(), "device": str(ctx.device),
         "pid": os.getpid(), "queues": worker_queues(ctx.settings.hostname, ctx.device), "threads": ctx.threads,
-        "cpu_model": _cpu_model(), "runtimes": list(RUNTIMES),
+        "cpu_model": _cpu_model(), "runtimes": _runtimes(ctx.settings.runtimes),
         "jobs": sorted(r.id for r in list(active_requests)), "spool": spool_backlog,
         "started_at": started_at, "beat_at": time.time(),
     }
@@ -219,3 +218,11 @@ def _shutdown(**_: Any) -> None:
     _stop.set()
     if _thread is not None:
         _thread.join(timeout=5)
+
+
+def _runtimes(allowed: tuple[str, ...] | None) -> list[str]:
+    """The runtimes this worker can run (their packages are installed, FARM_RUNTIMES allows them), which `farm
+    submit` checks."""
+    from worker.runtimes import available_runtimes
+
+    return available_runtimes(allowed)

@@ -27,26 +27,33 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--limit", type=int, default=None, help="Benchmark only the first N test samples.")
 @click.option("--on", "target", default="cpu", show_default=True,
               help="Where: cpu, gpu, host:NAME or host:NAME:cpu|gpu (one worker runs both variants).")
+@click.option("--runtime", default=None,
+              help="The runtime of both (default: each variant's own: ort-int8dyn runs on onnxruntime, else torch).")
+@click.option("--runtime-b", default=None, help="B's runtime, to compare runtimes (e.g. baseline vs baseline).")
 @click.option("--here", is_flag=True, help="Run it in this process, like `farm run`, with no broker.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="With --here: cpu or cuda:N.")
 @click.option("--queue-anyway", is_flag=True, help="Queue even when no live worker serves --on.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Give up waiting after this many s.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str, here: bool,
-            device: Device, queue_anyway: bool, timeout: float | None, fmt: str) -> None:
+def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str,
+            runtime: str | None, runtime_b: str | None, here: bool, device: Device, queue_anyway: bool,
+            timeout: float | None, fmt: str) -> None:
     """Compare variant B with variant A on one worker: A and B run in back-to-back pairs whose order alternates
     (A B, B A, ...), so drift over the run (temperature, clocks, the seed's time of day) hits both alike. Prints
     B/A for time and energy per sample with 95 % intervals (paired t on the log ratios of the pairs), the top-1
     difference, and a verdict. The rows are stored as one job, each tagged with its pair."""
-    if a == b:
-        raise click.UsageError("A and B are the same variant")
     settings = load_settings()
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
-    spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls)
-    spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls)
-    spec = replace(spec_a, compare=CompareSpec(spec_b.variant, pairs))
+    spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime)
+    spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls, runtime=runtime_b or runtime)
+    if a == b and spec_a.runtime == spec_b.runtime:
+        raise click.UsageError("A and B are the same variant on the same runtime")
+    spec = replace(spec_a, compare=CompareSpec(spec_b.variant, pairs, spec_b.runtime))
     job_id = _run_here(settings, spec, device) if here else _submit(settings, spec, target, queue_anyway, timeout)
     rows = job_rows(settings, job_id)
+    if spec_a.runtime != spec_b.runtime:  # name each side by variant and runtime (baseline vs baseline)
+        a, b = f"{a} ({spec_a.runtime})", f"{b} ({spec_b.runtime})"
+        rows = [{**r, "variant": f"{r['variant']} ({r['runtime']})"} for r in rows]
     from controller.comparison import summarise
 
     answer = {"job_id": str(job_id), **summarise(rows, a, b)}
@@ -107,7 +114,10 @@ def _submit(settings: Any, spec: Any, target: str, queue_anyway: bool, timeout: 
 
 
 def _name(spec: Any) -> str:
-    return f"{spec.variant.name} vs {spec.compare.versus.name}"
+    a, b = spec.variant.name, spec.compare.versus.name
+    if spec.compare.runtime and spec.compare.runtime != spec.runtime:
+        a, b = f"{a} ({spec.runtime})", f"{b} ({spec.compare.runtime})"
+    return f"{a} vs {b}"
 
 
 def _raise_if_failed(settings: Any, job_id: uuid.UUID) -> None:

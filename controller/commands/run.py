@@ -21,7 +21,8 @@ from shared.specs import parse_variant
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads (default: torch's, every CPU). Every result records it.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
+def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None, runtime: str | None,
+        until_cv: float | None,
         epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
         temperature: float | None, device: Device, only: bool, threads: int | None, fmt: str) -> None:
     """Benchmark a variant here, in this process, with no broker; store and print the results.
@@ -41,7 +42,8 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     settings = load_settings()
     where = device
     train = train_overrides(epochs, lr, batch_size, alpha, temperature)
-    target = job_spec(variant, model, dataset, repeats, limit, until_cv, train, device_class=where.device_class)
+    target = job_spec(variant, model, dataset, repeats, limit, until_cv, train, device_class=where.device_class,
+                      runtime=runtime)
     names = [target.variant.name] if only else target.variant.stage_names()
     open_device(where)  # FarmError now when the device is absent here
     preflight(target, settings)
@@ -54,7 +56,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     for name in names:
         trained = parse_variant(name, model=target.model).train is not None
         spec = job_spec(name, target.model, target.dataset, repeats, limit, until_cv, train if trained else None,
-                        device_class=where.device_class)
+                        device_class=where.device_class, runtime=target.runtime)
         with Session(engine) as session:
             job_id = crud.create_job(session=session, variant=name, spec=spec.to_dict(), queue="local").id
         click.echo(f"job {job_id}: {name} on {where} ({settings.hostname})", err=True)

@@ -44,7 +44,8 @@ SWEEPS: dict[str, tuple[str, ...]] = {
 @click.option("--wait", is_flag=True, help="Wait for the jobs and print their results.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: int | None, until_cv: float | None,
+def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: int | None, runtime: str | None,
+           until_cv: float | None,
            epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
            temperature: float | None, variants: str | None, sweep: str | None, target: str, train_on: str,
            queue_anyway: bool, wait: bool, timeout: float | None, fmt: str) -> None:
@@ -74,7 +75,8 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     else:
         names_train = [(n, train) for n in names]
     specs = [job_spec(name, model, dataset, repeats, limit, until_cv, overrides,
-                      device_class=_fan_out_class(target) if fan_out else queue_device_class(first_queue or ""))
+                      device_class=_fan_out_class(target) if fan_out else queue_device_class(first_queue or ""),
+                      runtime=runtime)
              for name, overrides in names_train]
     if train_on != "auto":
         queue_for_target(train_on)
@@ -92,6 +94,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
             if q not in consumed:
                 raise FarmError(f"no live worker serves {option} {given} (queue {q}); {describe_fleet(workers)}. "
                                 "--queue-anyway queues it for a worker that starts later")
+        _check_runtimes(specs, queues, workers)
     app = make_app(settings)
     plan = [(spec, q) for q in queues for spec in specs]
     sweep_id = uuid.uuid4() if len(plan) > 1 else None
@@ -145,6 +148,18 @@ def _variant_names(variant: str | None, variants: str | None, sweep: str | None)
             raise FarmError("--variants needs at least one variant name")
         return list(dict.fromkeys(names))
     return [str(variant)]
+
+
+def _check_runtimes(specs: list[JobSpec], queues: list[str], workers: list[dict[str, Any]]) -> None:
+    """FarmError when a job's runtime is on no live worker that serves its queue (workers advertise theirs)."""
+    for spec in specs:
+        for q in queues:
+            serving = [w for w in workers if q in w.get("queues", [])]
+            if serving and not any(spec.runtime in w.get("runtimes", ["torch"]) for w in serving):
+                have = sorted({r for w in serving for r in w.get("runtimes", ["torch"])})
+                raise FarmError(f"no live worker on queue {q} has the {spec.runtime} runtime (they have "
+                                f"{', '.join(have)}; pip install 'farm[runtimes]' there). --queue-anyway queues it "
+                                "for a worker that starts later")
 
 
 def _fan_out_class(target: str) -> DeviceClass | None:

@@ -39,8 +39,11 @@ class Runtime(ABC):
             return None
 
     @abstractmethod
-    def load(self, model: nn.Module, quant: QuantSpec | None, device: DeviceHandle, example: torch.Tensor) -> Runner:
-        """Prepare `model` (eval mode, fp32, on the CPU; `example` is one input batch) to run on `device`."""
+    def load(self, model: nn.Module, quant: QuantSpec | None, device: DeviceHandle, example: torch.Tensor, *,
+             export: Any = None, calibration: Callable[[], list[torch.Tensor]] | None = None) -> Runner:
+        """Prepare `model` (eval mode, fp32, on the CPU; `example` is one input batch) to run on `device`.
+        `export` (an onnx_export.ExportCache) caches what a runtime converts the model to; `calibration()` gives
+        batches of the training split for schemes that calibrate. Runtimes that need neither ignore them."""
 
 
 def resolve(target: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -15,7 +17,8 @@ class TorchRuntime(Runtime):
 
     name = "torch"
 
-    def load(self, model: nn.Module, quant: QuantSpec | None, device: DeviceHandle, example: torch.Tensor) -> Runner:
+    def load(self, model: nn.Module, quant: QuantSpec | None, device: DeviceHandle, example: torch.Tensor, *,
+             export: Any = None, calibration: Any = None) -> Runner:
         target = device.torch_device
         model = quantize(model.eval().to(target), quant, device)
 
