@@ -85,7 +85,7 @@ class VariantSpec:
         """Why this variant cannot run on that device class or runtime (None if it can; None class: unknown)."""
         from shared.stages import RUNTIME_DEVICES
 
-        if device_class is not None and device_class not in RUNTIME_DEVICES[runtime]:
+        if device_class is not None and device_class not in RUNTIME_DEVICES.get(runtime, (device_class,)):
             return f"the {runtime} runtime runs on {' and '.join(RUNTIME_DEVICES[runtime])} only"
         for stage, text, _spec in self.stages():
             if device_class is not None and device_class not in stage.devices:

@@ -75,7 +75,11 @@ def test_the_registries_of_each_axis_agree() -> None:
     from worker.runtimes.base import resolve
     from worker.workloads.registry import DATASETS
 
-    assert set(WORKER_RUNTIMES) == set(RUNTIMES)
+    from shared.stages import RUNTIME_DEVICES
+    from worker.installed import NEEDS
+
+    assert set(WORKER_RUNTIMES) == set(RUNTIMES) == set(NEEDS) == set(RUNTIME_DEVICES)
+    assert all(WORKER_RUNTIMES[name].name == name for name in WORKER_RUNTIMES)
     assert set(DATASETS) == set(DATASET_ARGUMENTS)
     assert set(DEVICE_KINDS) == {"cpu", "cuda"}
     assert {"package", "dram", "gpu", "psys", "process-cpu-time"} <= set(DOMAIN_KINDS)

@@ -72,9 +72,7 @@ def test_a_worker_on_a_password_broker_never_logs_the_password(farm_env: dict[st
     try:
         env = {**farm_env, "FARM_BROKER_URL": broker.url}
         worker = start_worker(env, "cpu", name="secret@test-host")
-        deadline = time.monotonic() + 90
-        while "ready" not in worker.log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        worker.wait_ready(90)  # a Celery ping and its heartbeat, which `farm submit` reads
         sub = run_farm(["submit", "--variant", "baseline", "--repeats", "1", "--limit", "16", "--wait",
                         "--timeout", "120"], env)
         assert sub.returncode == 0, sub.stderr

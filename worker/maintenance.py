@@ -223,6 +223,6 @@ def _shutdown(**_: Any) -> None:
 def _runtimes(allowed: tuple[str, ...] | None) -> list[str]:
     """The runtimes this worker can run (their packages are installed, FARM_RUNTIMES allows them), which `farm
     submit` checks."""
-    from worker.runtimes import available_runtimes
+    from worker.installed import available_runtimes  # not worker.runtimes: that imports torch
 
     return available_runtimes(allowed)
