@@ -112,6 +112,8 @@ class BenchSpec:
     until_cv: float | None = None
     max_repeats: int = 20
     idle_s: float | None = None  # None: take Settings.idle_s on the worker
+    # Each repeat passes over the data until its window lasts this long, in s (None: what the meter needs).
+    min_window_s: float | None = None
 
     @property
     def planned_repeats(self) -> int:

@@ -147,3 +147,39 @@ def test_noise_flag_names_an_outlier_repeat_or_a_high_cv() -> None:
     assert cv is not None and cv.startswith("repeats vary: CV")
     assert noise_flag([1.0, 1.01, 0.99, 1.0]) is None
     assert noise_flag([1.0, 9.0]) is None  # two repeats say nothing either way
+
+
+def test_a_repeat_passes_again_until_its_window_is_long_enough_for_the_meter() -> None:
+    """Seen on an H200: a 60 ms pass over the built-in test split is shorter than the NVML counter's step, and
+    energy per sample varied by ±50 % between repeats. A meter's min_window_s makes each repeat pass over the data
+    until the window lasts that long; time and energy count every pass, accuracy the first."""
+    data = load_digits_split("test").head(40)
+
+    def slow_three(batch: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.01)
+        logits = torch.zeros(batch.shape[0], 10)
+        logits[:, 3] = 1.0
+        return logits
+
+    meter = CpuTimeEstimate(10.0)
+    meter.min_window_s = 0.3
+    (rep,) = run_benchmark(slow_three, data, BenchSpec(repeats=1, warmup_batches=1, max_warmup_batches=3,
+                                                       batch_size=8), CPU, meter)
+    assert rep.passes >= 5 and rep.samples == 40 * rep.passes  # 5 batches of 10 ms per pass, 0.3 s window
+    assert rep.energy.duration_s >= 0.3
+    assert rep.top1 == pytest.approx(float((data.labels == 3).float().mean()))
+    assert rep.time_per_sample_s == pytest.approx(rep.energy.duration_s / rep.samples)
+    (quick,) = run_benchmark(slow_three, data, BenchSpec(repeats=1, warmup_batches=1, max_warmup_batches=3,
+                                                         min_window_s=0.0), CPU, meter)
+    assert quick.passes == 1 and quick.samples == 40  # the spec overrides the meter
+
+
+def test_nvml_asks_for_windows_of_a_second_FAKE_nvml() -> None:
+    from scripts.fakes import fake_pynvml
+    from worker.meters.combined import CombinedMeter
+    from worker.meters.nvml import NvmlMeter
+
+    nvml = NvmlMeter([0], nvml=fake_pynvml(has_counter=True))
+    assert nvml.min_window_s == 1.0
+    assert CombinedMeter([nvml, CpuTimeEstimate(10.0)]).min_window_s == 1.0
+    assert CpuTimeEstimate(10.0).min_window_s == 0.0

@@ -68,15 +68,13 @@ def test_nothing_imports_upwards_at_module_level() -> None:
 
 def test_the_registries_of_each_axis_agree() -> None:
     from shared.inputs import DATASET_ARGUMENTS
-    from shared.stages import RUNTIMES, STAGES
+    from shared.stages import RUNTIME_DEVICES, RUNTIMES, STAGES
     from worker.devices import DEVICE_KINDS
+    from worker.installed import NEEDS
     from worker.meters.base import DOMAIN_KINDS
     from worker.runtimes import RUNTIMES as WORKER_RUNTIMES
     from worker.runtimes.base import resolve
     from worker.workloads.registry import DATASETS
-
-    from shared.stages import RUNTIME_DEVICES
-    from worker.installed import NEEDS
 
     assert set(WORKER_RUNTIMES) == set(RUNTIMES) == set(NEEDS) == set(RUNTIME_DEVICES)
     assert all(WORKER_RUNTIMES[name].name == name for name in WORKER_RUNTIMES)

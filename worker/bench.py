@@ -34,6 +34,7 @@ class RepeatMeasurement:
     conditions_start: dict[str, Any] = field(default_factory=dict)
     conditions_end: dict[str, Any] = field(default_factory=dict)
     warmup_batches: int = 0  # batches the warm-up ran before this benchmark's first repeat
+    passes: int = 1  # passes over the data inside the window (accuracy comes from the first)
 
     @property
     def time_per_sample_s(self) -> float:
@@ -61,7 +62,9 @@ def run_benchmark(
     warm: bool = True,
 ) -> list[RepeatMeasurement]:
     """Warm up `runner` (a runtime's, see worker/runtimes) on random input until its time per batch is stable
-    (`warm_up`), then run repeats over `data` inside `meter` windows, synchronising `device` at both edges.
+    (`warm_up`), then run repeats over `data` inside `meter` windows, synchronising `device` at both edges. A
+    repeat passes over the data again inside its window until the window lasts `spec.min_window_s` (default: the
+    meter's `min_window_s`); its time and energy are then per sample over every pass, its accuracy the first's.
 
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
@@ -78,6 +81,7 @@ def run_benchmark(
     warmed = warm_up(runner, torch.randn_like(batches[0]), spec, device, checkpoint) if warm else 0
 
     planned = spec.planned_repeats
+    min_window_s = meter.min_window_s if spec.min_window_s is None else spec.min_window_s
     results: list[RepeatMeasurement] = []
     bar = tqdm(total=planned * len(batches), desc="benchmark", unit="batch", leave=False, disable=None)
     try:
@@ -86,15 +90,20 @@ def run_benchmark(
             before = probe() if probe else {}
             started = utcnow()
             device.synchronize()
+            passes = 0
+            t0 = time.perf_counter()
             with meter.window() as win:
-                for x in batches:
-                    if checkpoint:
-                        checkpoint()
-                    logits = runner(x)
-                    if k:
-                        preds.append(logits.topk(k, dim=-1).indices)
-                    bar.update(1)
-                device.synchronize()
+                while passes == 0 or time.perf_counter() - t0 < min_window_s:
+                    for x in batches:
+                        if checkpoint:
+                            checkpoint()
+                        logits = runner(x)
+                        if k and passes == 0:
+                            preds.append(logits.topk(k, dim=-1).indices)
+                        if passes == 0:
+                            bar.update(1)
+                    passes += 1
+                    device.synchronize()
             top1 = top5 = None
             if data.labels is not None and preds:
                 topk = torch.cat(preds).cpu()
@@ -103,7 +112,8 @@ def run_benchmark(
                 top5 = int(hits.any(dim=1).sum()) / len(data)
             energy = win.measurement
             after = probe() if probe else {}
-            m = RepeatMeasurement(r, started, len(data), top1, top5, energy.duration_s, energy, before, after, warmed)
+            m = RepeatMeasurement(r, started, len(data) * passes, top1, top5, energy.duration_s, energy, before, after,
+                                  warmed, passes)
             results.append(m)
             if on_repeat:
                 on_repeat(m)

@@ -77,6 +77,7 @@ def result_rows(
             params=cost.params,
             macs=cost.macs,
             pair_index=None if pair_indices is None else pair_indices[i],
+            passes=rep.passes,
         )
         rows.append(row.model_dump())
     return rows

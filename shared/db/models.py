@@ -27,6 +27,7 @@ COMMENTS: dict[str, str] = {
     "runtime": "the runtime that ran the model (torch, ...)",
     "noise": "set when the run's repeats vary more than farm accepts: why (CV, outlier repeat)",
     "pair_index": "a comparison's pair (farm compare): rows of one pair ran back to back",
+    "passes": "passes over the test split inside the repeat's window (samples counts them all)",
 }
 
 
@@ -132,6 +133,7 @@ class ResultFields(SQLModel):
     warmup_batches: int | None = None
     noise: str | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["noise"]})
     pair_index: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["pair_index"]})
+    passes: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["passes"]})
 
 
 class ResultCreate(ResultFields):

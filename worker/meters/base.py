@@ -100,6 +100,10 @@ class Meter(ABC):
     name: str = "meter"
     # Seconds spent reading the source (counter reads, polls), for the overhead benchmark.
     overhead_s: float = 0.0
+    # The shortest window whose reading this source resolves well, in seconds: the benchmark repeats its pass over
+    # the data inside one window until it lasts this long (an energy counter that updates every ~100 ms cannot
+    # meter a 60 ms pass).
+    min_window_s: float = 0.0
 
     @abstractmethod
     def _begin(self) -> object:

@@ -17,6 +17,7 @@ class CombinedMeter(Meter):
         if not meters:
             raise ValueError("CombinedMeter needs at least one meter")
         self.meters, self.notes = list(meters), notes
+        self.min_window_s = max(m.min_window_s for m in self.meters)
         self.name = "+".join(m.name for m in self.meters)
 
     def describe(self) -> dict[str, Any]:

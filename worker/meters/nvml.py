@@ -75,6 +75,8 @@ class NvmlMeter(Meter):
         ]
         self.polling = not all(g.has_energy_counter for g in self.gpus)
         self.name = "measured:nvml-polling" if self.polling else "measured:nvml-counter"
+        # The counter advances every ~100 ms (polling samples every 50 ms): 1 s keeps that step to ~10 % of a reading.
+        self.min_window_s = 1.0
         self.overhead_s = 0.0
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -1,4 +1,4 @@
-"""hardware fingerprint and id, runtime, warm-up, noise flag and pair index on results; timestamptz and column
+"""hardware fingerprint and id, runtime, warm-up, noise flag, pair index and passes on results; timestamptz and column
 comments on Postgres; result_view joining jobs and results
 
 Revision ID: 0007
@@ -33,6 +33,7 @@ COMMENTS = {
     "runtime": "the runtime that ran the model (torch, ...)",
     "noise": "set when the run's repeats vary more than farm accepts: why (CV, outlier repeat)",
     "pair_index": "a comparison's pair (farm compare): rows of one pair ran back to back",
+    "passes": "passes over the test split inside the repeat's window (samples counts them all)",
 }
 VIEW = """CREATE VIEW result_view AS
 SELECT r.*, j.sweep_id, j.chain_id, j.state AS job_state, j.submitted_at AS job_submitted_at,
@@ -56,6 +57,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('warmup_batches', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('noise', sa.String(), nullable=True, comment=COMMENTS["noise"]))
         batch_op.add_column(sa.Column('pair_index', sa.Integer(), nullable=True, comment=COMMENTS["pair_index"]))
+        batch_op.add_column(sa.Column('passes', sa.Integer(), nullable=True, comment=COMMENTS["passes"]))
         batch_op.create_index(batch_op.f('ix_result_hardware_id'), ['hardware_id'], unique=False)
     bind = op.get_bind()
     keys = bind.execute(sa.text("SELECT DISTINCT cpu_model, gpu_name, gpu_driver, gpu_power_limit_w, threads "
@@ -97,6 +99,6 @@ def downgrade() -> None:
             op.execute(f"COMMENT ON COLUMN result.{column} IS NULL")
     with op.batch_alter_table('result', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_result_hardware_id'))
-        for column in ('pair_index', 'noise', 'warmup_batches', 'runtime', 'hardware', 'hardware_label',
+        for column in ('passes', 'pair_index', 'noise', 'warmup_batches', 'runtime', 'hardware', 'hardware_label',
                        'hardware_id'):
             batch_op.drop_column(column)
