@@ -64,22 +64,21 @@ def pct(fraction: float | None, digits: int = 2) -> str:
 
 def signed_pct(change: float | None, digits: int = 0) -> str:
     """A relative change as a signed percentage: 1.134 -> "+113 %", -0.29 -> "−29 %" (never a bare 113.4)."""
-    if change is None:
-        return "-"
-    text = f"{100 * abs(change):.{digits}f}"
-    if float(text) == 0:
-        return f"±{text} %"
-    return f"{'+' if change > 0 else MINUS}{text} %"
+    return _signed(change, digits, "%")
 
 
 def signed_pts(diff: float | None, digits: int = 1) -> str:
     """A difference of fractions in percentage points: -0.032 -> "−3.2 pts"."""
-    if diff is None:
+    return _signed(diff, digits, "pts")
+
+
+def _signed(fraction: float | None, digits: int, unit: str) -> str:
+    if fraction is None:
         return "-"
-    text = f"{100 * abs(diff):.{digits}f}"
+    text = f"{100 * abs(fraction):.{digits}f}"
     if float(text) == 0:
-        return f"±{text} pts"
-    return f"{'+' if diff > 0 else MINUS}{text} pts"
+        return f"±{text} {unit}"
+    return f"{'+' if fraction > 0 else MINUS}{text} {unit}"
 
 
 def scaled(value: float | None, scale: float, digits: int, std: float | None = None) -> str:

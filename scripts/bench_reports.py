@@ -14,7 +14,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -25,6 +24,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scripts.bench_farm import timed  # noqa: E402  (a cold `farm` process, timed)
 
 VARIANTS = ("baseline", "quant-uint8", "quant-float8", "quant-int8dyn", "prune-all-r0.10", "prune-all-r0.20",
             "pruned", "pruned-distilled", "pruned-distilled-uint8", "pruned-distilled-int8dyn")
@@ -81,16 +82,6 @@ def seed(url: str, n_rows: int) -> None:
             session.execute(insert(Result), batch)
         session.commit()
     engine.dispose()
-
-
-def timed(args: list[str], env: dict[str, str]) -> float:
-    farm = str(Path(sys.executable).with_name("farm"))
-    t0 = time.perf_counter()
-    proc = subprocess.run([farm, *args], env=env, capture_output=True, text=True, timeout=120)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"farm {' '.join(args)} failed: {proc.stderr}")
-    return elapsed
 
 
 def main() -> None:
