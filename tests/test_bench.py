@@ -183,3 +183,20 @@ def test_nvml_asks_for_windows_of_a_second_FAKE_nvml() -> None:
     assert nvml.min_window_s == 1.0
     assert CombinedMeter([nvml, CpuTimeEstimate(10.0)]).min_window_s == 1.0
     assert CpuTimeEstimate(10.0).min_window_s == 0.0
+
+
+def test_the_garbage_collector_is_off_inside_windows_and_back_on_after() -> None:
+    import gc
+
+    data = load_digits_split("test").head(16)
+    seen: list[bool] = []
+
+    def recorder(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(gc.isenabled())
+        return torch.zeros(batch.shape[0], 10)
+
+    assert gc.isenabled()
+    reps = run_benchmark(recorder, data, BenchSpec(repeats=2, warmup_batches=3, max_warmup_batches=3, batch_size=8,
+                                                   min_window_s=0.0), CPU, CpuTimeEstimate(10.0))
+    assert len(reps) == 2 and gc.isenabled()
+    assert seen[:3] == [True] * 3 and seen[3:] == [False] * 4  # warm-up with it, the 2 x 2 window batches without

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ def run_benchmark(
     (`warm_up`), then run repeats over `data` inside `meter` windows, synchronising `device` at both edges. A
     repeat passes over the data again inside its window until the window lasts `spec.min_window_s` (default: the
     meter's `min_window_s`); its time and energy are then per sample over every pass, its accuracy the first's.
+    Python's cyclic garbage collector is off inside each window (as in timeit), and what exists before the first
+    repeat is frozen out of its sight.
 
     Repeats are `spec.repeats`, or with `spec.until_cv` as many as it takes for the coefficient of variation
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
@@ -84,6 +87,9 @@ def run_benchmark(
     min_window_s = meter.min_window_s if spec.min_window_s is None else spec.min_window_s
     results: list[RepeatMeasurement] = []
     bar = tqdm(total=planned * len(batches), desc="benchmark", unit="batch", leave=False, disable=None)
+    gc_was_on = gc.isenabled()
+    gc.collect()
+    gc.freeze()  # what exists now (model, data) is out of the collector's sight for good
     try:
         for r in range(planned):
             preds: list[torch.Tensor] = []
@@ -91,6 +97,7 @@ def run_benchmark(
             started = utcnow()
             device.synchronize()
             passes = 0
+            gc.disable()  # as timeit does: a collection inside a window is jitter, not the model's cost
             t0 = time.perf_counter()
             with meter.window() as win:
                 while passes == 0 or time.perf_counter() - t0 < min_window_s:
@@ -104,6 +111,8 @@ def run_benchmark(
                             bar.update(1)
                     passes += 1
                     device.synchronize()
+            if gc_was_on:
+                gc.enable()
             top1 = top5 = None
             if data.labels is not None and preds:
                 topk = torch.cat(preds).cpu()
@@ -122,6 +131,8 @@ def run_benchmark(
                     break
     finally:
         bar.close()
+        if gc_was_on:
+            gc.enable()
     return results
 
 
