@@ -110,19 +110,34 @@ def status(limit: int, sweep: str | None, watch: float | None, fmt: str) -> None
         time.sleep(watch)
 
 
-def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
+def _recent_jobs(settings: Any, limit: int, sweep: str | None) -> list[dict[str, Any]]:
+    """The most recent jobs (every column but the spec), newest first: on the database driver alone when it can
+    (shared/db/quick.py: no SQLAlchemy import, half of a cold call), else through the ORM, which also migrates."""
+    if sweep is None:
+        from shared.db.quick import NotQuick, recent_jobs
+        from shared.db.revision import head_revision
+
+        try:
+            return recent_jobs(settings.database_url, head_revision(), limit)
+        except NotQuick:
+            pass
     from sqlmodel import Session
 
-    from controller import render
     from shared.db import crud
+
+    with Session(open_engine(settings)) as session:
+        sweep_id = crud.find_sweep(session=session, prefix=sweep) if sweep else None
+        return [j.model_dump(exclude={"spec"}) for j in crud.list_jobs(session=session, limit=limit,
+                                                                          sweep_id=sweep_id)]
+
+
+def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
+    from controller import render
     from shared.dispatch import DEAD_LETTERS, redis_client
 
     settings = load_settings()
     now = datetime.now(UTC)
-    with Session(open_engine(settings)) as session:
-        sweep_id = crud.find_sweep(session=session, prefix=sweep) if sweep else None
-        jobs = [{**j.model_dump(exclude={"spec"}), **_timing(j, now)}
-                for j in crud.list_jobs(session=session, limit=limit, sweep_id=sweep_id)]
+    jobs = [{**j, **_timing(j, now)} for j in _recent_jobs(settings, limit, sweep)]
     workers: list[dict[str, Any]] = []
     broker_error, dead = None, None
     try:
@@ -163,12 +178,12 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
 _FRACTION = re.compile(r"(\d+)/(\d+)")
 
 
-def _timing(job: Any, now: datetime) -> dict[str, float | None]:
+def _timing(job: dict[str, Any], now: datetime) -> dict[str, float | None]:
     """A running job's elapsed seconds, and its ETA in seconds from the last "k/n" in its progress."""
-    if job.state != "running" or job.started_at is None:
+    if job["state"] != "running" or job["started_at"] is None:
         return {"elapsed_s": None, "eta_s": None}
-    elapsed = (now - job.started_at).total_seconds()
-    found = _FRACTION.findall(job.progress or "")
+    elapsed = (now - job["started_at"]).total_seconds()
+    found = _FRACTION.findall(job["progress"] or "")
     eta = None
     if found:
         done, total = (int(x) for x in found[-1])

@@ -58,8 +58,6 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     hosts (--on all) make one sweep, whose id `results`, `report` and `status` take with --sweep; each host
     of a sweep also gets a baseline, unless it has baseline results for that model and data already.
     """
-    from sqlmodel import Session
-
     from shared.dispatch import redis_client
     from worker.app import make_app
 
@@ -82,7 +80,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     if train_on != "auto":
         queue_for_target(train_on)
     check_broker(settings)
-    engine = open_engine(settings)  # a bad store is reported before anything about workers
+    quick = _quick_store(settings)  # a bad store is reported before anything about workers
     client = redis_client(settings.broker_url, settings.broker_timeout_s)
     workers = live_workers(client)
     consumed = {q for w in workers for q in w.get("queues", [])}
@@ -100,20 +98,19 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     plan = [(spec, q) for q in queues for spec in specs]
     sweep_id = uuid.uuid4() if len(plan) > 1 else None
     if sweep_id is not None:
-        with Session(engine) as session:
-            plan = _with_baselines(session, plan, specs[0], model, dataset, repeats, limit, until_cv)
-    from sqlalchemy.orm import configure_mappers
+        from sqlmodel import Session
 
+        with Session(open_engine(settings)) as session:
+            plan = _with_baselines(session, plan, specs[0], model, dataset, repeats, limit, until_cv)
     from shared.dispatch import ready_producer
 
-    # Set up now what the first job would otherwise pay for after its submitted_at: the ORM's mappers, the broker
-    # connection, and a full garbage collection over everything the imports made (gc.freeze: 20-50 ms of a cold
-    # process's first job here came from a collection that happened to fall inside its INSERT).
-    configure_mappers()
+    # Set up now what the first job would otherwise pay for after its submitted_at: the broker connection, and a
+    # full garbage collection over everything the imports made (gc.freeze: 20-50 ms of a cold process's first
+    # job here came from a collection that happened to fall inside its INSERT).
     gc.freeze()
     try:
         with ready_producer(app) as producer:
-            submitted = [_enqueue(settings, engine, app, client, spec, q, train_queue, sweep_id, producer)
+            submitted = [_enqueue(settings, quick, app, client, spec, q, train_queue, sweep_id, producer)
                          for spec, q in plan]
     except FarmError:
         raise
@@ -217,25 +214,53 @@ def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: Job
     return out
 
 
-def _enqueue(settings: Settings, engine: Any, app: Any, client: Any, spec: JobSpec, queue: str, train_queue: str,
-             sweep_id: uuid.UUID | None, producer: Any = None) -> dict[str, Any]:
-    """Store the job (a chain's two stages for a pruned variant) and send its first message; what was queued."""
+def _quick_store(settings: Settings) -> bool:
+    """Whether the store takes new jobs on the database driver alone (shared/db/quick.py: it exists at the newest
+    migration); else the ORM creates or migrates it now. FarmError when it cannot be reached."""
+    from shared.db.quick import NotQuick, check
+    from shared.db.revision import head_revision
+
+    try:
+        check(settings.database_url, head_revision())
+        return True
+    except NotQuick:
+        open_engine(settings)
+        return False
+
+
+def _store_jobs(settings: Settings, quick: bool, jobs: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """Store new queued jobs in one transaction, on the driver alone when `quick`, else through the ORM."""
+    if quick:
+        from shared.db.quick import NotQuick, insert_jobs
+        from shared.db.revision import head_revision
+
+        try:
+            return insert_jobs(settings.database_url, head_revision(), jobs)
+        except NotQuick:
+            pass  # migrated meanwhile by a newer farm: the ORM path below
+        except Exception as exc:
+            raise FarmError(f"could not store the job in {redact(settings.database_url)}: {redact(exc)}") from None
     from sqlmodel import Session
 
     from shared.db import crud
+
+    with Session(open_engine(settings)) as session:
+        return [crud.create_job(session=session, **job).id for job in jobs]
+
+
+def _enqueue(settings: Settings, quick: bool, app: Any, client: Any, spec: JobSpec, queue: str, train_queue: str,
+             sweep_id: uuid.UUID | None, producer: Any = None) -> dict[str, Any]:
+    """Store the job (a chain's two stages for a pruned variant) and send its first message; what was queued."""
     from shared.dispatch import dispatch
 
     payload = spec.to_dict()
     chained = spec.variant.prune is not None
     chain_id = uuid.uuid4() if chained else None
     compress_id = None
-    with Session(engine) as session:
-        if chained:
-            compress_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload,
-                                          queue=train_queue, stage="compress", chain_id=chain_id,
-                                          sweep_id=sweep_id).id
-        job_id = crud.create_job(session=session, variant=spec.variant.name, spec=payload, queue=queue,
-                                 chain_id=chain_id, sweep_id=sweep_id).id
+    job = {"variant": spec.variant.name, "spec": payload, "chain_id": chain_id, "sweep_id": sweep_id}
+    stages = ([{**job, "queue": train_queue, "stage": "compress"}] if chained else []) + [{**job, "queue": queue}]
+    stored = _store_jobs(settings, quick, stages)
+    compress_id, job_id = (stored[0], stored[1]) if chained else (None, stored[0])
     try:  # a chain's benchmark stage is sent by the worker that finishes its compress stage
         if compress_id is not None:
             dispatch(app, client, job_id=compress_id, stage="compress", queue=train_queue, spec=payload,
@@ -243,7 +268,11 @@ def _enqueue(settings: Settings, engine: Any, app: Any, client: Any, spec: JobSp
         else:
             dispatch(app, client, job_id=job_id, stage="benchmark", queue=queue, spec=payload, producer=producer)
     except Exception as exc:
-        with Session(engine) as session:
+        from sqlmodel import Session
+
+        from shared.db import crud
+
+        with Session(open_engine(settings)) as session:
             for jid in ([compress_id] if compress_id else []) + [job_id]:
                 crud.delete_job(session=session, job_id=jid)
         raise FarmError(f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}") from None

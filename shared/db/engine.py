@@ -10,16 +10,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
+from shared.db.revision import MIGRATIONS, head_revision
 from shared.errors import FarmError
 from shared.redact import redact
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def head_revision() -> str:
-    """The newest migration's revision id, from the file names (`NNNN_what.py`, revision NNNN), without
-    importing Alembic: the CLI checks it on every call, and Alembic costs a third of a second to import."""
-    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def make_engine(database_url: str) -> Engine:
