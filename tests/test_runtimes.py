@@ -131,3 +131,5 @@ def test_submit_refuses_a_runtime_no_live_worker_has(farm_env: dict[str, str], s
     assert len(lines) == 1 and "has the openvino runtime" in lines[0] and "they have torch" in lines[0]
     ok = run_farm(["submit", "--variant", "baseline", "--runtime", "torch", "--format", "json"], farm_env)
     assert ok.returncode == 0, ok.stderr
+    status = json.loads(run_farm(["status", "--format", "json"], farm_env).stdout)
+    assert [w["runtimes"] for w in status["workers"]] == ["torch"]

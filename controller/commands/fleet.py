@@ -145,7 +145,8 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
         client = redis_client(settings.broker_url, settings.broker_timeout_s)
         for w in live_workers(client):
             workers.append({"worker": w["worker"], "host": w.get("host"), "device": w.get("device"),
-                            "threads": w.get("threads"), "queues": ",".join(w.get("queues", [])),
+                            "threads": w.get("threads"), "runtimes": ",".join(w.get("runtimes", [])),
+                            "queues": ",".join(w.get("queues", [])),
                             "running": len(w.get("jobs", [])), "jobs": ",".join(j[:8] for j in w.get("jobs", [])),
                             "spool": w.get("spool", 0), "beat_s_ago": round(time.time() - w.get("beat_at", 0), 1)})
         dead = int(client.llen(DEAD_LETTERS)) if client is not None else None
@@ -163,9 +164,10 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
     if broker_error:
         click.echo(f"workers: unknown ({broker_error})")
     elif workers:
-        click.echo(render.to_table(workers, ("worker", "host", "device", "threads", "queues", "jobs", "spool",
-                                             "beat_s_ago"), ("worker", "host", "device", "threads", "queues", "jobs",
-                                                             "spool", "last beat (s ago)")))
+        click.echo(render.to_table(workers, ("worker", "host", "device", "threads", "runtimes", "queues", "jobs",
+                                             "spool", "beat_s_ago"),
+                                   ("worker", "host", "device", "threads", "runtimes", "queues", "jobs", "spool",
+                                    "last beat (s ago)")))
         backlog = sum(w["spool"] or 0 for w in workers)
         if backlog:
             click.echo(f"spool: {backlog} finished job(s) wait on worker disks for the store to return")
