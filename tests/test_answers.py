@@ -7,6 +7,7 @@ import base64
 import json
 import math
 import re
+import shutil
 import statistics
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -209,3 +210,22 @@ def test_compare_runs_both_variants_interleaved_on_one_worker(pg_env: dict[str, 
         sorted((r for r in stored if r["variant"] == "quant-int8dyn"), key=lambda r: r["pair_index"]),
         strict=True)]
     assert answer["energy"]["ratio"] == pytest.approx(math.exp(statistics.fmean(logs)))
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_html_page_renders_in_headless_chromium(known_saving, tmp_path: Path) -> None:  # noqa: ANN001
+    """The page loads in a real browser with no network, and the browser decodes every embedded figure."""
+    import subprocess
+
+    env, _ = known_saving
+    page = tmp_path / "report.html"
+    assert run_farm(["report", "--html", str(page)], env).returncode == 0
+    probe = tmp_path / "probe.html"  # the page, plus a line that reports what the browser made of its images
+    probe.write_text(page.read_text().replace("</body>", "<script>document.body.setAttribute('data-images', "
+                     "[...document.images].map(i => i.complete && i.naturalWidth > 0).join());</script></body>"))
+    out = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=60)
+    assert 'data-images="true,true,true"' in out.stdout, out.stderr[-2000:]
+    assert out.stdout.count("<table>") == 2 and "pruned-distilled-uint8" in out.stdout
