@@ -196,3 +196,49 @@ def test_a_misspelled_or_missing_result_column_fails_validation() -> None:
         ResultCreate(**missing)
     with pytest.raises(ValidationError, match="local_hour"):
         ResultCreate(**_row("h", now, 24))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_rows_stored_before_migration_0007_keep_their_data_and_get_a_hardware_id(store: str, tmp_path: Path,
+                                                                                 fresh_pg_url: str) -> None:
+    """A store at 0006 with two machines' rows: upgrading keeps every row and value, gives each machine its own
+    hardware_id and label, and on Postgres turns the naive UTC times into the same instants as timestamptz."""
+    from alembic import command
+    from alembic.config import Config
+
+    from shared.db.revision import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}" if store == "sqlite" else fresh_pg_url
+    engine = make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+    job = uuid.uuid4()
+    started = datetime(2026, 11, 2, 9, 30)  # naive UTC, as 0006 stored it
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO job (id, variant, spec, queue, state, submitted_at, stage, deliveries) "
+                          "VALUES (:id, 'baseline', '{}', 'cpu', 'done', :t, 'benchmark', 1)"),
+                     {"id": job if store == "postgres" else job.hex, "t": started})
+        for i, (cpu, gpu, limit) in enumerate([("AMD EPYC", None, None), ("Intel Xeon", "NVIDIA H100", 350.0),
+                                               ("Intel Xeon", "NVIDIA H100", 350.0)]):
+            conn.execute(text(
+                "INSERT INTO result (job_id, repeat_index, variant, model_id, dataset_id, host, cpu_model, gpu_name, "
+                "device, started_at, local_hour, timezone, samples, top1, time_per_sample_s, "
+                "total_energy_per_sample_j, energy_source, params, macs, software, gpu_power_limit_w, threads) "
+                "VALUES (:job, :i, 'baseline', 'm', 'digits', 'h', :cpu, :gpu, 'cpu', :t, 9, 'UTC', 10, 0.9, 0.001, "
+                "0.01, 'measured:rapl', 1, 1, '{}', :limit, 2)"),
+                {"job": job if store == "postgres" else job.hex, "i": i, "cpu": cpu, "gpu": gpu, "t": started,
+                 "limit": limit})
+    upgrade_schema(engine)
+    with Session(engine) as s:
+        rows = crud.query_results(session=s, filters=crud.ResultFilter(job_id=job))
+    engine.dispose()
+    assert len(rows) == 3 and all(r.total_energy_per_sample_j == 0.01 and r.top1 == 0.9 for r in rows)
+    assert all(r.started_at == started.replace(tzinfo=UTC) for r in rows)
+    assert all(r.runtime == "torch" and r.hardware_id and len(r.hardware_id) == 12 for r in rows)
+    assert rows[1].hardware_id == rows[2].hardware_id != rows[0].hardware_id
+    assert rows[1].hardware_label == "NVIDIA H100 · Intel Xeon (no ISA recorded)"
+    assert rows[0].hardware == {"cpu_model": "AMD EPYC", "gpu_name": None, "gpu_driver": None,
+                                "gpu_power_limit_w": None, "threads": 2, "legacy": True}
