@@ -21,9 +21,10 @@ def open_engine(settings: Settings) -> Any:
     return get_engine(settings.database_url)
 
 
-def check_broker(settings: Settings) -> None:
-    """FarmError naming the URL when the broker does not answer within the timeout. A Redis broker gets one
-    PING (no kombu connection to set up); any other broker a kombu connection."""
+def check_broker(settings: Settings) -> Any | None:
+    """The broker's Redis client, once it has answered a PING (no kombu connection to set up); None for another
+    broker, which gets a kombu connection instead. FarmError naming the URL when the broker does not answer
+    within the timeout. Callers use the client it returns rather than opening a second one."""
     from shared.dispatch import redis_client
 
     timeout = settings.broker_timeout_s
@@ -31,13 +32,14 @@ def check_broker(settings: Settings) -> None:
         client = redis_client(settings.broker_url, timeout)
         if client is not None:
             client.ping()
-            return
+            return client
         from kombu import Connection
 
         with Connection(settings.broker_url, connect_timeout=timeout, transport_options={
             "socket_connect_timeout": timeout, "socket_timeout": timeout,
         }) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+        return None
     except Exception as exc:  # kombu raises transport-specific types
         raise FarmError(f"cannot reach broker {redact(settings.broker_url)}: {redact(exc)}") from None
 

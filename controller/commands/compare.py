@@ -88,13 +88,12 @@ def _submit(settings: Any, spec: Any, target: str, queue_anyway: bool, timeout: 
 
     from controller.commands.control import wait_for
     from shared.db import crud
-    from shared.dispatch import dispatch, redis_client
+    from shared.dispatch import dispatch
     from worker.app import make_app
 
     queue = queue_for_target(target)
-    check_broker(settings)
+    client = check_broker(settings)
     engine = open_engine(settings)
-    client = redis_client(settings.broker_url, settings.broker_timeout_s)
     workers = live_workers(client)
     if not queue_anyway and queue not in {q for w in workers for q in w.get("queues", [])}:
         raise FarmError(f"no live worker serves --on {target} (queue {queue}); {describe_fleet(workers)}. "

@@ -128,14 +128,13 @@ def logs(job: str, follow: bool, fmt: str) -> None:
     from controller.services import check_broker
     from shared.db import crud
     from shared.db.models import FINISHED_STATES
-    from shared.dispatch import job_log_key, redis_client
+    from shared.dispatch import job_log_key
 
     settings = load_settings()
     with Session(open_engine(settings)) as session:
         found = crud.find_job(session=session, prefix=job)
         job_id, state = found.id, found.state
-    check_broker(settings)
-    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    client = check_broker(settings)
     if client is None:
         raise FarmError("job logs live on a Redis broker; FARM_BROKER_URL is not Redis")
     shown = 0

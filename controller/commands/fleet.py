@@ -36,7 +36,6 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     Workers that share a FARM_HOSTNAME take turns to train and measure; workers on one machine split its
     CPUs between them (see --threads).
     """
-    from shared.dispatch import redis_client
     from shared.routing import worker_queues
     from worker.app import make_app
     from worker.devices import open_device
@@ -44,9 +43,8 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     settings = load_settings()
     where = device
     open_device(where)
-    check_broker(settings)
+    client = check_broker(settings)
     open_engine(settings)  # fail fast on a bad store, and migrate it
-    client = redis_client(settings.broker_url, settings.broker_timeout_s)
     warning = _broker_persistence_warning(client)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -133,7 +131,7 @@ def _recent_jobs(settings: Any, limit: int, sweep: str | None) -> list[dict[str,
 
 def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
     from controller import render
-    from shared.dispatch import DEAD_LETTERS, redis_client
+    from shared.dispatch import DEAD_LETTERS
 
     settings = load_settings()
     now = datetime.now(UTC)
@@ -141,8 +139,7 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
     workers: list[dict[str, Any]] = []
     broker_error, dead = None, None
     try:
-        check_broker(settings)
-        client = redis_client(settings.broker_url, settings.broker_timeout_s)
+        client = check_broker(settings)
         for w in live_workers(client):
             workers.append({"worker": w["worker"], "host": w.get("host"), "device": w.get("device"),
                             "threads": w.get("threads"), "runtimes": ",".join(w.get("runtimes", [])),
@@ -210,11 +207,10 @@ def dead(limit: int, fmt: str) -> None:
     from datetime import UTC, datetime
 
     from controller import render
-    from shared.dispatch import dead_letters, redis_client
+    from shared.dispatch import dead_letters
 
     settings = load_settings()
-    check_broker(settings)
-    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    client = check_broker(settings)
     if client is None:
         raise FarmError("dead letters live on a Redis broker; FARM_BROKER_URL is not Redis")
     entries = dead_letters(client, limit)

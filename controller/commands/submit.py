@@ -58,7 +58,6 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     hosts (--on all) make one sweep, whose id `results`, `report` and `status` take with --sweep; each host
     of a sweep also gets a baseline, unless it has baseline results for that model and data already.
     """
-    from shared.dispatch import redis_client
     from worker.app import make_app
 
     names = _variant_names(variant, variants, sweep)
@@ -79,9 +78,8 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
              for name, overrides in names_train]
     if train_on != "auto":
         queue_for_target(train_on)
-    check_broker(settings)
+    client = check_broker(settings)
     quick = _quick_store(settings)  # a bad store is reported before anything about workers
-    client = redis_client(settings.broker_url, settings.broker_timeout_s)
     workers = live_workers(client)
     consumed = {q for w in workers for q in w.get("queues", [])}
     queues = _fan_out_queues(target, workers) if fan_out else [first_queue or ""]
@@ -293,12 +291,11 @@ def retry(job: str) -> None:
     from sqlmodel import Session
 
     from shared.db import crud
-    from shared.dispatch import cancel_key, deliveries_key, dispatch, forget_dead_letters, lease_key, redis_client
+    from shared.dispatch import cancel_key, deliveries_key, dispatch, forget_dead_letters, lease_key
     from worker.app import make_app
 
     settings = load_settings()
-    check_broker(settings)
-    client = redis_client(settings.broker_url, settings.broker_timeout_s)
+    client = check_broker(settings)
     with Session(open_engine(settings)) as session:
         found = crud.find_job(session=session, prefix=job)
         if found.state not in RETRYABLE:
