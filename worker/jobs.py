@@ -63,17 +63,18 @@ def execute(
     from worker.workloads.registry import load_dataset
 
     handle = open_device(device)
-    get_runtime(spec.runtime, settings.runtimes)  # FarmError before anything is built, when this worker lacks it
+    ones = [spec] if spec.compare is None else [
+        replace(spec, compare=None),
+        replace(spec, variant=spec.compare.versus, compare=None, runtime=spec.compare.runtime or spec.runtime)]
+    # FarmError before anything is built, when this worker lacks (or FARM_RUNTIMES switches off) a runtime
+    runtimes = [get_runtime(one.runtime, settings.runtimes) for one in ones]
     if threads is not None:
         torch.set_num_threads(threads)
     store = ArtifactStore(settings.artifacts)
     roots = settings.data_roots
     with (host_lock or (lambda: no_lock("host")))() as hold:
         loaded = []
-        for one in [spec] if spec.compare is None else [
-                replace(spec, compare=None),
-                replace(spec, variant=spec.compare.versus, compare=None, runtime=spec.compare.runtime or spec.runtime)]:
-            runtime = get_runtime(one.runtime)
+        for one, runtime in zip(ones, runtimes, strict=True):
             compressed = build_compressed(one, store, device=handle.torch_device, on_epoch=on_epoch,
                                           allow_train=allow_train, roots=roots, build_lock=build_lock)
             example = example_inputs(compressed.fmt)
@@ -82,12 +83,12 @@ def execute(
                                   export=ExportCache(store, export_key(compressed.model_id, compressed.artifact_key,
                                                                        example)),
                                   calibration=_calibration(one, compressed.fmt, roots))
-            loaded.append(Loaded(one, compressed.model_id, cost, runner))
+            loaded.append(Loaded(one, compressed.model_id, cost, runner, runtime.version()))
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
         notes = (compressed.fmt.note,) if compressed.fmt.note else ()
         if spec.compare is None:
-            rows = _measure(spec, settings, handle, loaded[0].model_id, loaded[0].cost, loaded[0].runner, data,
-                            notes, log_line, on_progress, checkpoint, torch.get_num_threads())
+            rows = _measure(loaded[0], settings, handle, data, notes, log_line, on_progress, checkpoint,
+                            torch.get_num_threads())
         else:
             rows = _compare(spec.compare.pairs, loaded, settings, handle, data, notes, log_line, on_progress,
                             checkpoint, torch.get_num_threads())
@@ -112,12 +113,13 @@ def _calibration(spec: JobSpec, fmt: Any, roots: Any) -> Callable[[], list[Any]]
 
 @dataclass(frozen=True)
 class Loaded:
-    """A variant ready to benchmark: its spec, model id, cost and runner."""
+    """A variant ready to benchmark: its spec, model id, cost, runner, and its runtime's version."""
 
     spec: JobSpec
     model_id: str
     cost: ModelCost
     runner: Runner
+    runtime_version: str | None
 
 
 def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: DeviceHandle, data: ImageSet,
@@ -125,14 +127,11 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
              checkpoint: Callable[[], None] | None, threads: int) -> list[dict[str, Any]]:
     """`farm compare`: both variants warmed up, then `pairs` pairs of one repeat each, A B then B A alternately,
     inside one meter; each row records its pair."""
-    from dataclasses import replace as swap
-
     from worker.bench import RepeatMeasurement, run_benchmark
     from worker.meters.select import build_meter
     from worker.rows import result_rows
-    from worker.runtimes import get_runtime
 
-    one = swap(loaded[0].spec.bench, repeats=1, until_cv=None)
+    one = replace(loaded[0].spec.bench, repeats=1, until_cv=None)
     meter = build_meter(device, settings)
     measured: list[list[RepeatMeasurement]] = [[], []]
     try:
@@ -144,7 +143,7 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
             for i in ((0, 1) if p % 2 == 0 else (1, 0)):
                 (rep,) = run_benchmark(loaded[i].runner, data, one, device, meter, probe=device.temperatures_c,
                                        checkpoint=checkpoint, warm=False)
-                measured[i].append(swap(rep, repeat_index=p, warmup_batches=warmed[i]))
+                measured[i].append(replace(rep, repeat_index=p, warmup_batches=warmed[i]))
             if on_progress:
                 on_progress(f"compare pair {p + 1}/{pairs}")
         facts = meter.describe()
@@ -152,7 +151,7 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
         meter.close()
     return [row for x, reps, w in zip(loaded, measured, warmed, strict=True)
             for row in result_rows(x.spec, settings, device, x.model_id, x.cost, facts, None, reps, notes, threads,
-                                   runtime_version=get_runtime(x.spec.runtime).version(), warmup_batches=w,
+                                   runtime_version=x.runtime_version, warmup_batches=w,
                                    pair_indices=list(range(pairs)))]
 
 
@@ -188,15 +187,15 @@ def build_stage(
                                 roots=settings.data_roots, build_lock=build_lock)
 
 
-def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: str, cost: ModelCost,
-             runner: Runner, data: ImageSet, notes: tuple[str, ...], log_line: Callable[[str], None],
-             on_progress: Callable[[str], None] | None, checkpoint: Callable[[], None] | None,
-             threads: int) -> list[dict[str, Any]]:
+def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: ImageSet, notes: tuple[str, ...],
+             log_line: Callable[[str], None], on_progress: Callable[[str], None] | None,
+             checkpoint: Callable[[], None] | None, threads: int) -> list[dict[str, Any]]:
     """Idle baseline, then the benchmark, with the meters this machine has for the device."""
     from worker.bench import RepeatMeasurement, measure_idle, run_benchmark
     from worker.meters.select import build_meter
     from worker.rows import result_rows
 
+    spec = loaded.spec
     meter = build_meter(device, settings)
     try:
         idle_s = settings.idle_s if spec.bench.idle_s is None else spec.bench.idle_s
@@ -210,15 +209,13 @@ def _measure(spec: JobSpec, settings: Settings, device: DeviceHandle, model_id: 
             if on_progress:
                 on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
 
-        repeats = run_benchmark(runner, data, spec.bench, device, meter, probe=device.temperatures_c,
+        repeats = run_benchmark(loaded.runner, data, spec.bench, device, meter, probe=device.temperatures_c,
                                 on_repeat=repeat_done, checkpoint=checkpoint)
         facts = meter.describe()
     finally:
         meter.close()
-    from worker.runtimes import get_runtime
-
-    return result_rows(spec, settings, device, model_id, cost, facts, idle, repeats, notes, threads,
-                       runtime_version=get_runtime(spec.runtime).version(),
+    return result_rows(spec, settings, device, loaded.model_id, loaded.cost, facts, idle, repeats, notes, threads,
+                       runtime_version=loaded.runtime_version,
                        warmup_batches=repeats[0].warmup_batches if repeats else None)
 
 

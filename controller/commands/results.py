@@ -57,8 +57,7 @@ def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
     f = result_filter(**filters)
     with Session(open_engine(load_settings())) as session:
         groups = crud.aggregate_results(session=session, filters=f, by=rep.VARIANT_GROUP, with_baselines=True)
-        asked = {v.strip() for v in (f.variant or "").split(",") if v.strip()}
-        if not groups or (asked and not any(g["variant"] in asked for g in groups)):
+        if not groups or (f.variants and not any(g["variant"] in f.variants for g in groups)):
             raise FarmError("no results match these filters")
         hourly_groups = crud.aggregate_results(session=session, filters=f, by=rep.HOURLY_GROUP) if hourly else []
         by_hour = (crud.aggregate_results(session=session, filters=f, by=(*rep.VARIANT_GROUP, "local_hour"),

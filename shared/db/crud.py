@@ -230,12 +230,17 @@ class ResultFilter:
     runtime: str | None = None
     job_ids: tuple[uuid.UUID, ...] = ()
 
+    @property
+    def variants(self) -> list[str]:
+        """The variants `variant` names (one, or several as "a,b"); empty when it names none."""
+        return [v.strip() for v in (self.variant or "").split(",") if v.strip()]
+
 
 def _where(stmt: Any, f: ResultFilter, *, with_baselines: bool = False) -> Any:
     """`stmt` narrowed by the filters. With `with_baselines`, a variant filter also lets the baselines through, so
     that every variant shown keeps something to compare with."""
     if f.variant:
-        variants = [v.strip() for v in f.variant.split(",") if v.strip()]
+        variants = f.variants
         if with_baselines:
             variants.append("baseline")
         stmt = stmt.where(col(Result.variant).in_(variants))
