@@ -69,3 +69,30 @@ def test_a_lock_taken_by_another_holder_is_reported_lost(redis_url: str) -> None
         time.sleep(0.8)
         assert hold.lost is not None and "taken by another holder" in hold.lost
     assert client.get("farm:lock:host:c") == b"someone-else"  # release left the other holder's lock alone
+
+
+def test_a_lease_recreated_after_a_stall_is_given_up_when_the_store_names_another_delivery(tmp_path) -> None:  # noqa: ANN001
+    """Seen in the fault table: a worker frozen for longer than its young Redis had been up found its lease key
+    gone (another delivery had finished the job and released it), took it for a Redis restart, recreated the key
+    and measured for nothing. The store decides: not ours, so the lease is lost and the key given back."""
+    import time
+
+    from scripts.faultkit import LocalRedis
+    from worker.lease import Lease
+
+    broker = LocalRedis(tmp_path / "redis", aof=False)
+    try:
+        import redis
+
+        client = redis.Redis.from_url(broker.url)
+        time.sleep(1.2)  # Redis up about a second: a "stall" of 5 s is longer than its uptime
+        stale = Lease(client, "job-1", "t-stale", "w1@h", ttl_s=30.0, still_ours=lambda: False)
+        stale._renewed_at -= 5.0
+        assert stale.renew_once() is False and stale.lost and "taken by another delivery" in stale.lost
+        assert client.get(stale.key) is None  # the recreated key was given back
+        ours = Lease(client, "job-2", "t-ours", "w1@h", ttl_s=30.0, still_ours=lambda: True)
+        ours._renewed_at -= 5.0
+        assert ours.renew_once() is True and ours.lost is None
+        assert client.get(ours.key) == ours.value.encode()  # a real restart, and the store agrees: kept
+    finally:
+        broker.close()

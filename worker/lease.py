@@ -69,7 +69,14 @@ class Lease:
         """One renewal; False (and `lost` set) when the job may be another delivery's now."""
         status = held_keys.renew(self.client, self.key, self.value, self.ttl_s, since_s=self.since_renewed_s)
         if status == held_keys.RECREATED:
-            log.warning("lease on job %s was lost with a Redis restart; recreated", self.job_id)
+            # Redis's uptime only says that a restart *may* explain the missing key: a holder that stalled longer
+            # than a young Redis has been up looks the same, and its job may be done by another delivery by now.
+            # The store decides, as for a key that expired.
+            if self.still_ours() is False:
+                held_keys.release(self.client, self.key, self.value)
+                status = held_keys.LOST
+            else:
+                log.warning("lease on job %s was lost with a Redis restart; recreated", self.job_id)
         if status == held_keys.MISSING:
             ours = self.still_ours()
             if ours is None:
