@@ -193,6 +193,12 @@ def chain_stage(*, session: Session, chain_id: uuid.UUID, stage: str) -> Job | N
     return session.exec(select(Job).where(Job.chain_id == chain_id, Job.stage == stage)).first()
 
 
+def chain_stages(*, session: Session, chain_id: uuid.UUID, stage: str) -> list[Job]:
+    """Every job of a chain at `stage` (`--on all` chains have one benchmark stage per host), oldest first."""
+    stmt = select(Job).where(Job.chain_id == chain_id, Job.stage == stage).order_by(col(Job.submitted_at))
+    return list(session.exec(stmt).all())
+
+
 def list_epochs(*, session: Session, job_id: uuid.UUID | None = None, artifact_key: str | None = None
                 ) -> list[TrainingEpoch]:
     stmt = select(TrainingEpoch).order_by(col(TrainingEpoch.id))
