@@ -55,8 +55,9 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     A pruned variant becomes a chain: one compress job (prune, retrain or distill) on the training queue,
     then a benchmark job on each target queue (one per host with --on all), sent when the compress job is done.
     The compressed model is stored under FARM_ARTIFACTS by recipe, so benchmarking it on many machines trains
-    it once. Several variants (--variants, --sweep) or hosts (--on all) make one sweep, whose id `results`, `report` and `status` take with --sweep; each host
-    of a sweep also gets a baseline, unless it has baseline results for that model and data already.
+    it once. Several variants (--variants, --sweep) or hosts (--on all) make one sweep, whose id `results`,
+    `report` and `status` take with --sweep; each host of a sweep also gets a baseline, unless it has baseline
+    results for that model and data already.
     """
     from worker.app import make_app
 

@@ -120,12 +120,15 @@ def reset_for_retry(*, session: Session, job: Job) -> None:
 
 def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list[tuple[Job, str]]:
     """Cancel `job` and every unfinished stage of its chain, in one transaction; returns (job, state before).
+    One host's benchmark stage of an `--on all` chain is cancelled alone while another host's is unfinished.
 
     A cancelled job loses its lease token, so an outcome its worker still writes is fenced out.
     """
     jobs = [job]
     if job.chain_id is not None:
-        jobs = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
+        chain = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
+        others = [j for j in chain if j.stage == "benchmark" and j.id != job.id and j.state not in FINISHED_STATES]
+        jobs = [job] if job.stage == "benchmark" and others else chain
     changed = []
     now = utcnow()
     for j in jobs:

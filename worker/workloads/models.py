@@ -162,15 +162,17 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or any(f.strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
 
 
-def hub_snapshot(model_id: str) -> Path:
+def hub_snapshot(model_id: str, patterns: list[str] | None = None) -> Path:
     """The folder of hub id `model_id` in the Hugging Face hub cache, downloaded there first unless offline.
 
     Never a folder of the worker's current directory that happens to share the id's name (transformers'
-    from_pretrained would take `./org/name` first)."""
+    from_pretrained would take `./org/name` first). `patterns`: the files wanted (default: configs and weights).
+    """
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(model_id, allow_patterns=HUB_FILES, local_files_only=hub_offline()))
+        return Path(snapshot_download(model_id, allow_patterns=patterns or HUB_FILES,
+                                      local_files_only=hub_offline()))
     except Exception as exc:  # not cached while offline, unknown repo, no network: one line, the job fails
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise FarmError(f"cannot load model {model_id!r} from the Hugging Face hub or its cache: {first}") from None
