@@ -1,0 +1,154 @@
+"""The predictor: per-configuration rates fitted by non-negative least squares on each cell's work (a roofline
+in spirit), then a low-rank model of the configuration x variant matrix of log residuals that borrows strength
+across hardware. Time and energy are two separate targets with the same shape.
+
+    log y[c, v] = log(rates_c . work_v) + a_c + b_v + u_c w_v
+
+rates_c >= 0 are fitted on configuration c's own cells when it has at least MIN_OWN of them; a configuration
+with fewer (a new machine with a few anchor measurements) borrows the rates of the configuration with the same
+runtime that has the most cells, scaled by the mean log ratio of its anchors (a_c). b_v, u_c and w_v are
+fitted by alternating ridge least squares on the residuals of every measured cell."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from controller.predict.features import Cell, Config, Work, base_macs, work
+from controller.predict.linalg import nnls
+from shared.errors import FarmError
+
+TARGETS = ("time", "energy")
+MIN_OWN = 4  # cells a configuration needs to get rates of its own
+RIDGE = 1e-3  # on unit-norm work columns: keeps rates of kinds a configuration barely exercises near 0
+LOWRANK_RIDGE = 1.0  # shrinks variant and interaction effects seen in one cell toward 0
+ALS_SWEEPS = 25
+
+
+def _value(cell: Cell, target: str) -> float:
+    return cell.time_s if target == "time" else cell.energy_j
+
+
+@dataclass
+class Predictor:
+    """Fitted on `cells`; `point` predicts any (model, variant) on any configuration that has cells."""
+
+    cells: Sequence[Cell]
+    rank: int = 1
+    _rates: dict[tuple[str, Config], list[float]] = field(default_factory=dict, repr=False)
+    _donor: dict[Config, Config] = field(default_factory=dict, repr=False)
+    _offset: dict[tuple[str, Config], float] = field(default_factory=dict, repr=False)
+    _b: dict[tuple[str, tuple[str, str]], float] = field(default_factory=dict, repr=False)
+    _u: dict[tuple[str, Config], float] = field(default_factory=dict, repr=False)
+    _w: dict[tuple[str, tuple[str, str]], float] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[object, ...], list[float]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.cells:
+            raise FarmError("no measured cells to fit on: `farm run` or `farm submit` some variants first")
+        self._base = {m: base_macs(self.cells, m) for m in {c.model_id for c in self.cells}}
+        by_config: dict[Config, list[Cell]] = {}
+        for c in self.cells:
+            by_config.setdefault(c.config, []).append(c)
+        self.configs = by_config
+        own = {k for k, cs in by_config.items() if len(cs) >= MIN_OWN}
+        for k in by_config:
+            if k not in own:
+                donors = [d for d in own if (d.runtime, d.device) == (k.runtime, k.device)] or list(own)
+                if not donors:
+                    raise FarmError(f"no configuration has {MIN_OWN} measured cells to fit rates on")
+                self._donor[k] = max(donors, key=lambda d: (len(by_config[d]), d.key()))
+        for target in TARGETS:
+            for k in own:
+                self._rates[target, k] = self._fit_rates(target, by_config[k])
+            for k, d in self._donor.items():
+                logs = [math.log(_value(c, target)) - math.log(self._physics(target, d, c)) for c in by_config[k]]
+                self._offset[target, k] = sum(logs) / len(logs)
+            self._fit_lowrank(target)
+
+    def work_of(self, cell_or_model: Cell | str, variant: str | None = None, config: Config | None = None,
+                cost: tuple[int, int] | None = None) -> Work:
+        if isinstance(cell_or_model, Cell):
+            c = cell_or_model
+            return work(c.variant, model_id=c.model_id, params=c.params, macs=c.macs, base_macs=self._base[c.model_id],
+                        batch_size=c.config.batch_size)
+        assert variant is not None and config is not None and cost is not None
+        return work(variant, model_id=cell_or_model, params=cost[0], macs=cost[1],
+                    base_macs=self._base[cell_or_model], batch_size=config.batch_size)
+
+    def _fit_rates(self, target: str, cells: Sequence[Cell]) -> list[float]:
+        key = (target, tuple(sorted((c.model_id, c.variant, c.config.key(), _value(c, target)) for c in cells)))
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        # Rows divided by the measured value: least squares on relative error, so small variants count as much.
+        a = [[x / _value(c, target) for x in self.work_of(c).vector()] for c in cells]
+        rates = nnls(a, [1.0] * len(cells), ridge=RIDGE)
+        if self._cache is not None:
+            self._cache[key] = rates
+        return rates
+
+    def _physics(self, target: str, config: Config, cell: Cell | Work) -> float:
+        w = cell if isinstance(cell, Work) else self.work_of(cell)
+        rates = self._rates[target, config]
+        y = sum(r * x for r, x in zip(rates, w.vector(), strict=True))
+        return max(y, 1e-30)
+
+    def _base_log(self, target: str, config: Config, w: Work) -> float:
+        if config in self._donor:
+            return math.log(self._physics(target, self._donor[config], w)) + self._offset[target, config]
+        return math.log(self._physics(target, config, w))
+
+    def _fit_lowrank(self, target: str) -> None:
+        resid = {(c.config, (c.model_id, c.variant)): math.log(_value(c, target))
+                 - self._base_log(target, c.config, self.work_of(c)) for c in self.cells}
+        rows = {k for k, _ in resid}
+        cols = {v for _, v in resid}
+        b = dict.fromkeys(cols, 0.0)
+        u = dict.fromkeys(rows, 0.1)
+        w = dict.fromkeys(cols, 0.0)
+        for _ in range(ALS_SWEEPS):
+            for v in cols:
+                obs = [(k, e) for (k, vv), e in resid.items() if vv == v]
+                b[v] = sum(e - u[k] * w[v] for k, e in obs) / (len(obs) + LOWRANK_RIDGE)
+                if self.rank:
+                    w[v] = sum(u[k] * (e - b[v]) for k, e in obs) / (sum(u[k] ** 2 for k, _ in obs) + LOWRANK_RIDGE)
+            if self.rank:
+                for k in rows:
+                    obs = [(v, e) for (kk, v), e in resid.items() if kk == k]
+                    u[k] = sum(w[v] * (e - b[v]) for v, e in obs) / (sum(w[v] ** 2 for v, _ in obs) + LOWRANK_RIDGE)
+        for v in cols:
+            self._b[target, v] = b[v]
+            self._w[target, v] = w[v]
+        for k in rows:
+            self._u[target, k] = u[k]
+
+    def point(self, model_id: str, variant: str, config: Config, cost: tuple[int, int]) -> dict[str, float]:
+        """Predicted time (s) and energy (J) per sample of `variant` (params, MACs = `cost`) on `config`."""
+        if config not in self.configs:
+            raise FarmError(f"nothing measured on {config.key()}: measure one anchor variant there first")
+        w = self.work_of(model_id, variant, config, cost)
+        out = {}
+        for target in TARGETS:
+            v = (model_id, variant)
+            log = self._base_log(target, config, w) + self._b.get((target, v), 0.0) \
+                + self._u.get((target, config), 0.0) * self._w.get((target, v), 0.0)
+            out[target] = math.exp(log)
+        return out
+
+    def basis(self, model_id: str, variant: str, config: Config) -> str:
+        """What the prediction leans on: 'cell' (the variant is measured elsewhere), 'variant' (never measured:
+        its work alone), each with '+anchor' when the configuration borrows a donor's rates."""
+        seen = any((c.model_id, c.variant) == (model_id, variant) and c.config != config for c in self.cells)
+        return ("cell" if seen else "variant") + ("+anchor" if config in self._donor else "")
+
+    def without(self, drop: Sequence[Cell]) -> Predictor:
+        """The predictor refitted without `drop` (sharing the rate cache: refits only what changed)."""
+        gone = set(map(id, drop))
+        p = Predictor([c for c in self.cells if id(c) not in gone], rank=self.rank, _cache=self._cache)
+        return p
+
+
+def fit(cells: Sequence[Cell], rank: int = 1) -> Predictor:
+    """A predictor with a rate cache, for the many refits of leave-one-out."""
+    return Predictor(list(cells), rank=rank, _cache={})
