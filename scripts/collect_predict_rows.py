@@ -5,7 +5,10 @@
     python scripts/collect_predict_rows.py --db /tmp/predict_rows.db --export-only
 
 Each (variant, runtime) runs `farm run --only --repeats 3` in-process, one process per thread count (a thread
-count is its own hardware fingerprint). Timings taken on a shared machine are contended: the export says so.
+count is its own hardware fingerprint), `--rounds` times over the grid (a cell's value is the median of all its
+repeats). OMP_WAIT_POLICY=PASSIVE: on a machine shared with other work, OpenMP threads that spin while waiting
+made 2-thread runs 50-200x slower than 1-thread ones (measured here); passive waiting is what a shared machine
+should run with. Timings taken on a shared machine are contended: the export says so.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ def export(db: str, out: Path) -> int:
     isa = next((json.loads(h)["isa"] for (h,) in con.execute("SELECT hardware FROM result LIMIT 1")), [])
     out.write_text(json.dumps({
         "note": "Real rows of the built-in ViT on the digits test split, measured with `farm run --only --repeats 3` "
-                "(FARM_IDLE_S=0) by scripts/collect_predict_rows.py on a shared 2-CPU VM while other agents' work "
-                "ran: timings are contended, energy is estimated from CPU time (no RAPL).",
+                "(FARM_IDLE_S=0, OMP_WAIT_POLICY=PASSIVE) by scripts/collect_predict_rows.py on a shared 2-CPU VM "
+                "while other agents' work ran: timings are contended, energy is estimated from CPU time (no RAPL).",
         "isa": isa, "rows": rows}, indent=0) + "\n")
     return len(rows)
 
@@ -77,6 +80,7 @@ def main() -> None:
     p.add_argument("--db", required=True, help="SQLite file to measure into (kept between runs)")
     p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (each a hardware fingerprint)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2, help="passes over the grid per thread count")
     p.add_argument("--export-only", action="store_true")
     p.add_argument("--out", type=Path, default=FIXTURE)
     p.add_argument("--_measure", type=int, default=None, help=argparse.SUPPRESS)
@@ -86,10 +90,11 @@ def main() -> None:
         return
     if not a.export_only:
         env = {**os.environ, "FARM_DATABASE_URL": f"sqlite:///{Path(a.db).resolve()}", "FARM_IDLE_S": "0",
-               "PYTHONPATH": str(ROOT)}
-        for t in (int(x) for x in a.threads.split(",")):
-            subprocess.run([sys.executable, __file__, "--db", a.db, "--repeats", str(a.repeats), "--_measure", str(t)],
-                           env=env, check=False)
+               "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+        for _ in range(a.rounds):
+            for t in (int(x) for x in a.threads.split(",")):
+                subprocess.run([sys.executable, __file__, "--db", a.db, "--repeats", str(a.repeats),
+                                "--_measure", str(t)], env=env, check=False)
     print(f"{export(a.db, a.out)} rows -> {a.out}")
 
 

@@ -140,3 +140,43 @@ def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
 
 def _config(row: dict[str, Any]) -> Config:
     return Config(row["hardware_id"], row["device"], row["runtime"], row["batch_size"])
+
+
+def predicted_alternatives(f: Fitted, answers: Sequence[dict[str, Any]], max_drop: float | None,
+                           min_top1: float | None) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+    """For each recommend answer's place: variants NOT measured there whose predicted energy per sample is
+    below the measured choice's (or the baseline's), with top-1 measured elsewhere meeting the criterion.
+    Each is marked `predicted` with its interval; none is ever merged into the measured answer."""
+    cells = f.predictor.cells
+    top1: dict[tuple[str, str], list[float]] = {}
+    for c in cells:
+        if c.top1 is not None:
+            top1.setdefault((c.model_id, c.variant), []).append(c.top1)
+    out: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for a in answers:
+        place = (a["model_id"], a["dataset_id"], a["hardware_id"], a["device"])
+        ref = a["choice"] or a["baseline"]
+        base = a["baseline"]
+        if ref is None:
+            continue
+        try:
+            rows = predict_rows(f, Query(hardware=a["hardware_id"], model_id=a["model_id"]))
+        except FarmError:
+            continue
+        found = []
+        for r in rows:
+            if r["status"] != "predicted" or r["device"] != a["device"] or r["hardware_id"] != a["hardware_id"]:
+                continue
+            acc = top1.get((r["model_id"], r["variant"]))
+            if not acc:
+                continue
+            acc_value = sorted(acc)[len(acc) // 2]
+            if min_top1 is not None:
+                ok = acc_value >= min_top1
+            else:
+                ok = base is not None and base["top1"] is not None and acc_value >= base["top1"] - (max_drop or 0.0)
+            if ok and r["predicted_energy_per_sample_j"] < ref["total_energy_per_sample_j"]:
+                found.append({**r, "top1_elsewhere": acc_value})
+        found.sort(key=lambda r: r["predicted_energy_per_sample_j"])
+        out[place] = found
+    return out
