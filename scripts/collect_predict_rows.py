@@ -38,7 +38,8 @@ GRID: tuple[tuple[str, str | None], ...] = (
     ("quant-ov-int8", None),
 )
 COLUMNS = ("variant", "runtime", "hardware_id", "hardware_label", "threads", "repeat_index", "params", "macs",
-           "samples", "time_per_sample_s", "total_energy_per_sample_j", "energy_source", "model_id", "dataset_id")
+           "samples", "top1", "time_per_sample_s", "total_energy_per_sample_j", "energy_source", "model_id",
+           "dataset_id", "host", "device", "started_at")
 
 
 def measure(threads: int, repeats: int) -> None:
@@ -66,12 +67,14 @@ def export(db: str, out: Path) -> int:
     rows = [dict(zip(cols, r, strict=True)) for r in con.execute(f"SELECT {', '.join(cols)} FROM result ORDER BY id")]
     for row in rows:
         row.setdefault("batch_size", 8)
+        row["started_at"] = str(row["started_at"]).replace(" ", "T").split("+")[0] + "+00:00"  # SQLite keeps UTC
     isa = next((json.loads(h)["isa"] for (h,) in con.execute("SELECT hardware FROM result LIMIT 1")), [])
-    out.write_text(json.dumps({
+    head = json.dumps({
         "note": "Real rows of the built-in ViT on the digits test split, measured with `farm run --only --repeats 3` "
                 "(FARM_IDLE_S=0, OMP_WAIT_POLICY=PASSIVE) by scripts/collect_predict_rows.py on a shared 2-CPU VM "
                 "while other agents' work ran: timings are contended, energy is estimated from CPU time (no RAPL).",
-        "isa": isa, "rows": rows}, indent=0) + "\n")
+        "isa": isa}, indent=1)
+    out.write_text(head[:-2] + ',\n "rows": [\n' + ",\n".join(json.dumps(r) for r in rows) + "\n]}\n")
     return len(rows)
 
 

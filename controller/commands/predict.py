@@ -32,11 +32,11 @@ def _query_options(f: Any) -> Any:
     return f
 
 
-def _fitted(model: str, batch_size: int | None, level: float) -> Any:
+def _fitted(model: str, batch_size: int | None, level: float, query: Any = None) -> Any:
     from sqlmodel import Session
 
     from controller.predict.features import load_cells
-    from controller.predict.grid import fit_and_calibrate
+    from controller.predict.grid import check_query, fit_and_calibrate
     from controller.services import load_settings, open_engine
 
     with Session(open_engine(load_settings())) as session:
@@ -44,6 +44,8 @@ def _fitted(model: str, batch_size: int | None, level: float) -> Any:
     if not cells:
         raise FarmError(f"no stored results of {model}" + (f" at batch size {batch_size}" if batch_size else "")
                         + ": `farm run` or `farm submit` some variants first")
+    if query is not None:
+        check_query(cells, query)
     return fit_and_calibrate(cells, level)
 
 
@@ -82,11 +84,12 @@ def predict(variant: str | None, hardware: str | None, runtime: str | None, batc
 
     if not (variant or everything or validate):
         raise click.UsageError("give --variant, --all or --validate")
-    fitted = _fitted(model, batch_size, level)
+    query = None if validate else _query(variant, hardware, runtime, batch_size, model)
+    fitted = _fitted(model, batch_size, level, query)
     if validate:
         _print_validation(fitted, level, fmt)
         return
-    rows = predict_rows(fitted, _query(variant, hardware, runtime, batch_size, model))
+    rows = predict_rows(fitted, query)
     if not rows:
         raise FarmError("no cell matches: the variant cannot run on the runtimes asked for")
     if fmt == "json":
@@ -126,8 +129,14 @@ def _print_validation(fitted: Any, level: float, fmt: str) -> None:
     cells = fitted.predictor.cells
     configs = sorted({(c.config.key(), c.hardware_label) for c in cells})
     if fmt == "json":
-        click.echo(render.to_json({"summary": rows, "cells": len(cells), "configurations": [
-            {"configuration": k, "hardware_label": lab} for k, lab in configs]}))
+        import json
+
+        def finite(v: Any) -> Any:
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        click.echo(json.dumps({"summary": [{k: finite(v) for k, v in r.items()} for r in rows], "cells": len(cells),
+                               "configurations": [{"configuration": k, "hardware_label": lab} for k, lab in configs]},
+                              indent=2))
         return
     if fmt == "csv":
         click.echo(render.to_csv(rows, list(rows[0])), nl=False)
@@ -152,21 +161,23 @@ def _print_validation(fitted: Any, level: float, fmt: str) -> None:
               help="Queue the proposed measurements (`farm submit --on host:HOST:cpu|gpu`): the worker there must "
                    "run with the threads that hardware_id was measured with.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="With --submit.")
+@click.option("--queue-anyway", is_flag=True, help="With --submit: queue even when no live worker serves that host.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_size: int | None, model: str,
-         level: float, budget: int, do_submit: bool, repeats: int, fmt: str) -> None:
+         level: float, budget: int, do_submit: bool, repeats: int, queue_anyway: bool, fmt: str) -> None:
     """The N (variant, hardware) measurements that would most shrink the uncertainty of the predictions asked
     about (--variant/--hardware/--runtime; default: every unmeasured cell of the grid), chosen greedily by the
     drop in the summed posterior variance of those predictions (docs/prediction.md)."""
     from controller import render
     from controller.predict.grid import plan_rows
 
-    fitted = _fitted(model, batch_size, level)
-    rows = plan_rows(fitted, _query(variant, hardware, runtime, batch_size, model), budget)
+    query = _query(variant, hardware, runtime, batch_size, model)
+    fitted = _fitted(model, batch_size, level, query)
+    rows = plan_rows(fitted, query, budget)
     if not rows:
         raise FarmError("nothing to plan: every cell asked about is measured, or no measurement would help")
     if do_submit:
-        _submit(rows, repeats, model)
+        _submit(rows, repeats, model, queue_anyway)
     if fmt == "json":
         click.echo(render.to_json(rows))
     elif fmt == "csv":
@@ -180,7 +191,7 @@ def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_s
                                                                   "targets' variance left", "measure with"]))
 
 
-def _submit(rows: list[dict[str, Any]], repeats: int, model: str) -> None:
+def _submit(rows: list[dict[str, Any]], repeats: int, model: str, queue_anyway: bool) -> None:
     """Queue each pick through `farm submit` itself (its checks, routing and chains); it prints the job ids."""
     from controller.commands.submit import submit
 
@@ -188,7 +199,8 @@ def _submit(rows: list[dict[str, Any]], repeats: int, model: str) -> None:
         if not r["host"]:
             raise FarmError(f"no host is known for hardware {r['hardware_id']}: submit {r['variant']} yourself")
         where = f"host:{r['host']}:{'gpu' if r['device'].startswith('cuda') else 'cpu'}"
-        args = ["-v", r["variant"], "-m", model, "--runtime", r["runtime"], "--on", where, "--repeats", str(repeats)]
+        args = ["-v", r["variant"], "-m", model, "--runtime", r["runtime"], "--on", where, "--repeats", str(repeats),
+                *(["--queue-anyway"] if queue_anyway else [])]
         with submit.make_context("submit", args) as ctx:
             submit.invoke(ctx)
         r["submitted"] = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from controller.predict.linalg import median
@@ -77,6 +78,7 @@ class Work:
         return [getattr(self, k) for k in WORK_KINDS]
 
 
+@cache
 def work(variant: str, *, model_id: str, params: int, macs: int, base_macs: int, batch_size: int) -> Work:
     """The work of one sample of `variant` (params and MACs as stored; base_macs: the model's unpruned MACs)."""
     spec = parse_variant(variant, model=model_id)

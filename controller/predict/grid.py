@@ -64,6 +64,14 @@ def grid_configs(cells: Sequence[Cell], q: Query) -> list[Config]:
     return configs
 
 
+def check_query(cells: Sequence[Cell], q: Query) -> None:
+    """FarmError, before any fitting, for a query that names no stored configuration or a variant whose params
+    and MACs nothing stored tells."""
+    grid_configs(cells, q)
+    for variant in q.variants or ():
+        cost_of(cells, q.model_id or cells[0].model_id, variant)
+
+
 def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
     """One row per (model, variant, configuration) the query names, measured cells marked so."""
     p, cal = f.predictor, f.calibration

@@ -24,6 +24,8 @@ MIN_OWN = 4  # cells a configuration needs to get rates of its own
 RIDGE = 1e-3  # on unit-norm work columns: keeps rates of kinds a configuration barely exercises near 0
 LOWRANK_RIDGE = 1.0  # shrinks variant and interaction effects seen in one cell toward 0
 ALS_SWEEPS = 25
+HUBER_K = 0.15  # log-scale residual beyond which a cell's weight falls as 1/|residual| (about 16 %)
+HUBER_ROUNDS = 3
 
 
 def _value(cell: Cell, target: str) -> float:
@@ -78,12 +80,19 @@ class Predictor:
                     base_macs=self._base[cell_or_model], batch_size=config.batch_size)
 
     def _fit_rates(self, target: str, cells: Sequence[Cell]) -> list[float]:
+        """Rates >= 0 per work kind, by least squares on relative error (rows divided by the measured value, so
+        small variants count as much as large ones), made robust by Huber reweighting: a cell that a contended
+        machine measured far off its neighbours pulls the rates less."""
         key = (target, tuple(sorted((c.model_id, c.variant, c.config.key(), _value(c, target)) for c in cells)))
         if self._cache is not None and key in self._cache:
             return self._cache[key]
-        # Rows divided by the measured value: least squares on relative error, so small variants count as much.
-        a = [[x / _value(c, target) for x in self.work_of(c).vector()] for c in cells]
-        rates = nnls(a, [1.0] * len(cells), ridge=RIDGE)
+        base = [[x / _value(c, target) for x in self.work_of(c).vector()] for c in cells]
+        weights = [1.0] * len(cells)
+        for _ in range(HUBER_ROUNDS + 1):
+            a = [[w ** 0.5 * x for x in row] for w, row in zip(weights, base, strict=True)]
+            rates = nnls(a, [w ** 0.5 for w in weights], ridge=RIDGE)
+            fitted = [max(sum(r * x for r, x in zip(rates, row, strict=True)), 1e-12) for row in base]
+            weights = [min(1.0, HUBER_K / max(abs(math.log(f)), 1e-12)) for f in fitted]
         if self._cache is not None:
             self._cache[key] = rates
         return rates
@@ -100,28 +109,33 @@ class Predictor:
         return math.log(self._physics(target, config, w))
 
     def _fit_lowrank(self, target: str) -> None:
-        resid = {(c.config, (c.model_id, c.variant)): math.log(_value(c, target))
-                 - self._base_log(target, c.config, self.work_of(c)) for c in self.cells}
-        rows = {k for k, _ in resid}
-        cols = {v for _, v in resid}
-        b = dict.fromkeys(cols, 0.0)
-        u = dict.fromkeys(rows, 0.1)
-        w = dict.fromkeys(cols, 0.0)
+        resid = [(c.config, (c.model_id, c.variant), math.log(_value(c, target))
+                  - self._base_log(target, c.config, self.work_of(c))) for c in self.cells]
+        rows = list(dict.fromkeys(k for k, _, _ in resid))
+        cols = list(dict.fromkeys(v for _, v, _ in resid))
+        ri = {k: i for i, k in enumerate(rows)}
+        ci = {v: i for i, v in enumerate(cols)}
+        by_col: list[list[tuple[int, float]]] = [[] for _ in cols]
+        by_row: list[list[tuple[int, float]]] = [[] for _ in rows]
+        for k, v, e in resid:
+            by_col[ci[v]].append((ri[k], e))
+            by_row[ri[k]].append((ci[v], e))
+        b = [0.0] * len(cols)
+        u = [0.1] * len(rows)
+        w = [0.0] * len(cols)
         for _ in range(ALS_SWEEPS):
-            for v in cols:
-                obs = [(k, e) for (k, vv), e in resid.items() if vv == v]
-                b[v] = sum(e - u[k] * w[v] for k, e in obs) / (len(obs) + LOWRANK_RIDGE)
+            for j, obs in enumerate(by_col):
+                b[j] = sum(e - u[i] * w[j] for i, e in obs) / (len(obs) + LOWRANK_RIDGE)
                 if self.rank:
-                    w[v] = sum(u[k] * (e - b[v]) for k, e in obs) / (sum(u[k] ** 2 for k, _ in obs) + LOWRANK_RIDGE)
+                    w[j] = sum(u[i] * (e - b[j]) for i, e in obs) / (sum(u[i] ** 2 for i, _ in obs) + LOWRANK_RIDGE)
             if self.rank:
-                for k in rows:
-                    obs = [(v, e) for (kk, v), e in resid.items() if kk == k]
-                    u[k] = sum(w[v] * (e - b[v]) for v, e in obs) / (sum(w[v] ** 2 for v, _ in obs) + LOWRANK_RIDGE)
-        for v in cols:
-            self._b[target, v] = b[v]
-            self._w[target, v] = w[v]
-        for k in rows:
-            self._u[target, k] = u[k]
+                for i, obs in enumerate(by_row):
+                    u[i] = sum(w[j] * (e - b[j]) for j, e in obs) / (sum(w[j] ** 2 for j, _ in obs) + LOWRANK_RIDGE)
+        for v, j in ci.items():
+            self._b[target, v] = b[j]
+            self._w[target, v] = w[j]
+        for k, i in ri.items():
+            self._u[target, k] = u[i]
 
     def point(self, model_id: str, variant: str, config: Config, cost: tuple[int, int]) -> dict[str, float]:
         """Predicted time (s) and energy (J) per sample of `variant` (params, MACs = `cost`) on `config`."""
