@@ -21,7 +21,7 @@ from pathlib import Path
 from controller.predict.conformal import leave_one_cell_out, leave_one_variant_out
 from controller.predict.features import Cell, cells_from_rows
 from controller.predict.model import fit
-from controller.predict.plan import plan, priors_from
+from controller.predict.plan import misfit_noise, plan, priors_from
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "predict_rows.json"
 
@@ -57,9 +57,20 @@ def main() -> None:
     start = [c for c in cells if c.config.hardware_id != new] + anchors
     p0 = fit(start)
     noise = sorted(c.noise_log_var / max(c.repeats, 1) for c in start)
-    priors = priors_from([h.log_error("time") for h in leave_one_cell_out(p0)],
+    held = leave_one_cell_out(p0)
+    errors: dict[str, list[float]] = {}
+    for h in held:
+        errors.setdefault(h.cell.variant, []).append(h.log_error("time"))
+    priors = priors_from([h.log_error("time") for h in held],
                          [h.log_error("time") for h in leave_one_variant_out(p0)], noise[len(noise) // 2])
     key = {(c.config.key(), c.variant): c for c in pool}
+    configs = {c.config.key(): c.config for c in cells}
+    costs = {c.variant: (c.params, c.macs) for c in cells}
+
+    def features(cell: tuple[str, str]) -> dict[object, float]:
+        shares = p0.shares(cells[0].model_id, cell[1], configs[cell[0]], costs[cell[1]])
+        return {**{("c", cell[0], k): v for k, v in shares.items()}, ("v", cell[1]): 1.0}
+
     print(f"new machine {new}: {len(anchors)} anchor cells (baselines), {len(pool)} cells to pick from; "
           f"other machine: {len(start) - len(anchors)} cells; priors {priors}")
     print(f"{'N':>3} {'target':>7} | {'plan grid':>9} {'plan rest':>9} | {'random grid':>11} "
@@ -67,8 +78,8 @@ def main() -> None:
     wins = 0
     rounds = 0
     for n in (int(x) for x in a.budgets.split(",")):
-        picks = plan([(c.config.key(), c.variant) for c in start],
-                     list(key), list(key), n, priors)
+        picks = plan([(c.config.key(), c.variant) for c in start], list(key), list(key), n, priors, features,
+                     misfit_noise(errors, priors.noise_var))
         chosen = [key[p.config, p.variant] for p in picks]
         for target in ("time", "energy"):
             pg, pr = score(start + chosen, [c for c in pool if c not in chosen], target)

@@ -131,7 +131,14 @@ def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
     priors = priors_from([h.log_error("time") for h in f.held_cells],
                          [h.log_error("time") for h in f.held_variants],
                          noise[len(noise) // 2] if noise else math.nan)
-    picks = plan(measured, candidates, targets, budget, priors)
+    costs = {(r["variant"]): (r["params"], r["macs"]) for r in grid}
+
+    def features(cell: tuple[Any, Any]) -> dict[Any, float]:
+        key, variant = cell
+        shares = p.shares(q.model_id or p.cells[0].model_id, variant, configs[key], costs[variant])
+        return {**{("c", key, k): v for k, v in shares.items()}, ("v", variant): 1.0}
+
+    picks = plan(measured, candidates, targets, budget, priors, features)
     hosts: dict[Config, str | None] = {}
     for c in p.cells:
         hosts.setdefault(c.config, c.host)

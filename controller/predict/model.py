@@ -1,13 +1,15 @@
-"""The predictor: per-configuration rates fitted by non-negative least squares on each cell's work (a roofline
-in spirit), then a low-rank model of the configuration x variant matrix of log residuals that borrows strength
-across hardware. Time and energy are two separate targets with the same shape.
+"""The predictor: per-configuration rates on each cell's work (a roofline in spirit), then a low-rank model of
+the configuration x variant matrix of log residuals that borrows strength across hardware. Time and energy are
+two separate targets with the same shape.
 
-    log y[c, v] = log(rates_c . work_v) + a_c + b_v + u_c w_v
+    log y[c, v] = log(rates_c . work_v) + b_v + u_c w_v
 
-rates_c >= 0 are fitted on configuration c's own cells when it has at least MIN_OWN of them; a configuration
-with fewer (a new machine with a few anchor measurements) borrows the rates of the configuration with the same
-runtime that has the most cells, scaled by the mean log ratio of its anchors (a_c). b_v, u_c and w_v are
-fitted by alternating ridge least squares on the residuals of every measured cell."""
+The configuration with the most cells of each runtime (and at least MIN_OWN) leads: its rates >= 0 are fitted
+by non-negative least squares on its own cells. Every other configuration (another machine, or thread count)
+borrows the leader's rates, scaled by the mean log ratio of its own cells to the leader's predictions and then
+shrunk kind by kind toward them (ridge SHRINK): one anchor measurement gives a plain rescaling, many let the
+rates follow the machine. b_v, u_c and w_v are fitted by alternating ridge least squares on the log residuals
+of every measured cell."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from controller.predict.features import Cell, Config, Work, base_macs, work
-from controller.predict.linalg import nnls
+from controller.predict.features import WORK_KINDS, Cell, Config, Work, base_macs, work
+from controller.predict.linalg import nnls, solve
 from shared.errors import FarmError
 
 TARGETS = ("time", "energy")
@@ -26,6 +28,7 @@ LOWRANK_RIDGE = 1.0  # shrinks variant and interaction effects seen in one cell 
 ALS_SWEEPS = 25
 HUBER_K = 0.15  # log-scale residual beyond which a cell's weight falls as 1/|residual| (about 16 %)
 HUBER_ROUNDS = 3
+SHRINK = 0.5  # ridge on a borrowing configuration's per-kind deviations: noise variance / prior variance
 
 
 def _value(cell: Cell, target: str) -> float:
@@ -40,7 +43,6 @@ class Predictor:
     rank: int = 1
     _rates: dict[tuple[str, Config], list[float]] = field(default_factory=dict, repr=False)
     _donor: dict[Config, Config] = field(default_factory=dict, repr=False)
-    _offset: dict[tuple[str, Config], float] = field(default_factory=dict, repr=False)
     _b: dict[tuple[str, tuple[str, str]], float] = field(default_factory=dict, repr=False)
     _u: dict[tuple[str, Config], float] = field(default_factory=dict, repr=False)
     _w: dict[tuple[str, tuple[str, str]], float] = field(default_factory=dict, repr=False)
@@ -54,19 +56,25 @@ class Predictor:
         for c in self.cells:
             by_config.setdefault(c.config, []).append(c)
         self.configs = by_config
-        own = {k for k, cs in by_config.items() if len(cs) >= MIN_OWN}
+        # The configuration with the most cells of each runtime and device leads: its rates are its own. Every
+        # other borrows the leader's, scaled by its own cells and shrunk toward them kind by kind.
+        leaders: dict[tuple[str, str], Config] = {}
+        for k, cs in by_config.items():
+            grp = (k.runtime, k.device)
+            if grp not in leaders or (len(cs), k.key()) > (len(by_config[leaders[grp]]), leaders[grp].key()):
+                leaders[grp] = k
+        own = {k for k in leaders.values() if len(by_config[k]) >= MIN_OWN}
+        if not own:
+            raise FarmError(f"no configuration has {MIN_OWN} measured cells to fit rates on")
         for k in by_config:
             if k not in own:
                 donors = [d for d in own if (d.runtime, d.device) == (k.runtime, k.device)] or list(own)
-                if not donors:
-                    raise FarmError(f"no configuration has {MIN_OWN} measured cells to fit rates on")
                 self._donor[k] = max(donors, key=lambda d: (len(by_config[d]), d.key()))
         for target in TARGETS:
             for k in own:
                 self._rates[target, k] = self._fit_rates(target, by_config[k])
             for k, d in self._donor.items():
-                logs = [math.log(_value(c, target)) - math.log(self._physics(target, d, c)) for c in by_config[k]]
-                self._offset[target, k] = sum(logs) / len(logs)
+                self._rates[target, k] = self._borrow_rates(target, d, by_config[k])
             self._fit_lowrank(target)
 
     def work_of(self, cell_or_model: Cell | str, variant: str | None = None, config: Config | None = None,
@@ -103,10 +111,42 @@ class Predictor:
         y = sum(r * x for r, x in zip(rates, w.vector(), strict=True))
         return max(y, 1e-30)
 
+    def shares(self, model_id: str, variant: str, config: Config, cost: tuple[int, int],
+               target: str = "time") -> dict[str, float]:
+        """Each work kind's share of the variant's predicted cost on `config` (own or borrowed rates); sums to 1."""
+        w = self.work_of(model_id, variant, config, cost)
+        rates = self._rates[target, config]
+        parts = {k: r * x for k, r, x in zip(WORK_KINDS, rates, w.vector(), strict=True)}
+        total = sum(parts.values()) or 1.0
+        return {k: v / total for k, v in parts.items() if v > 0}
+
     def _base_log(self, target: str, config: Config, w: Work) -> float:
-        if config in self._donor:
-            return math.log(self._physics(target, self._donor[config], w)) + self._offset[target, config]
         return math.log(self._physics(target, config, w))
+
+    def _borrow_rates(self, target: str, donor: Config, cells: Sequence[Cell]) -> list[float]:
+        """The donor's rates times exp(a) (the mean log ratio of `cells` to the donor's predictions) times
+        (1 + d_k) per kind, d fitted by ridge regression of the cells' relative residuals on each kind's share of
+        their predicted cost: with few cells d stays near 0 (a plain rescaling), with many it follows them."""
+        drates = self._rates[target, donor]
+        key = (target, "borrow", tuple(drates),
+               tuple(sorted((c.model_id, c.variant, c.config.key(), _value(c, target)) for c in cells)))
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        works = [self.work_of(c).vector() for c in cells]
+        preds = [max(sum(r * x for r, x in zip(drates, w, strict=True)), 1e-30) for w in works]
+        scale = math.exp(sum(math.log(_value(c, target) / f) for c, f in zip(cells, preds, strict=True)) / len(cells))
+        kinds = [k for k, r in enumerate(drates) if r > 0]
+        shares = [[drates[k] * w[k] / f for k in kinds] for w, f in zip(works, preds, strict=True)]
+        resid = [_value(c, target) / (scale * f) - 1 for c, f in zip(cells, preds, strict=True)]
+        gram = [[sum(s[i] * s[j] for s in shares) + (SHRINK if i == j else 0.0) for j in range(len(kinds))]
+                for i in range(len(kinds))]
+        d = solve(gram, [sum(s[i] * e for s, e in zip(shares, resid, strict=True)) for i in range(len(kinds))])
+        rates = [0.0] * len(drates)
+        for i, k in enumerate(kinds):
+            rates[k] = scale * drates[k] * max(1 + d[i], 0.1)
+        if self._cache is not None:
+            self._cache[key] = rates
+        return rates
 
     def _fit_lowrank(self, target: str) -> None:
         resid = [(c.config, (c.model_id, c.variant), math.log(_value(c, target))
@@ -154,7 +194,7 @@ class Predictor:
         """What the prediction leans on: 'cell' (the variant is measured elsewhere), 'variant' (never measured:
         its work alone), each with '+anchor' when the configuration borrows a donor's rates."""
         seen = any((c.model_id, c.variant) == (model_id, variant) and c.config != config for c in self.cells)
-        return ("cell" if seen else "variant") + ("+anchor" if config in self._donor else "")
+        return ("cell" if seen else "variant") + ("+anchor" if len(self.configs[config]) < MIN_OWN else "")
 
     def without(self, drop: Sequence[Cell]) -> Predictor:
         """The predictor refitted without `drop` (sharing the rate cache: refits only what changed)."""
