@@ -23,7 +23,9 @@ def _query_options(f: Any) -> Any:
                      help="A hardware_id prefix or a piece of its label (default: every measured machine)."),
         click.option("--runtime", default=None, help="torch, onnxruntime or openvino (default: every measured one)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                     help="Inference batch size (rows stored without one count as 8)."),
+                     help="Inference batch size (rows stored without one count as 8). One nobody measured on a "
+                          "machine is predicted from that machine's rates at the work of that batch size, with no "
+                          "interval (nothing calibrates it): basis `+batch`."),
         click.option("-m", "--model", default=BUILTIN_MODEL, show_default=True, help="Base model."),
         click.option("--level", type=LEVEL, default=0.9, show_default=True,
                      help="Prediction interval level (split-conformal, calibrated on the store's own cells)."),
@@ -40,10 +42,9 @@ def _fitted(model: str, batch_size: int | None, level: float, query: Any = None)
     from controller.services import load_settings, open_engine
 
     with Session(open_engine(load_settings())) as session:
-        cells = load_cells(session, model_id=model, batch_size=batch_size)
+        cells = load_cells(session, model_id=model)
     if not cells:
-        raise FarmError(f"no stored results of {model}" + (f" at batch size {batch_size}" if batch_size else "")
-                        + ": `farm run` or `farm submit` some variants first")
+        raise FarmError(f"no stored results of {model}: `farm run` or `farm submit` some variants first")
     if query is not None:
         check_query(cells, query)
     return fit_and_calibrate(cells, level)
@@ -113,8 +114,8 @@ def predict(variant: str | None, hardware: str | None, runtime: str | None, batc
             click.echo(f"hardware {hid}: {label}")
 
 
-def _with_interval(value: float, low: float, high: float) -> str:
-    if not math.isfinite(high):
+def _with_interval(value: float, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
         return f"{value * 1e3:.3g} [?]"
     return f"{value * 1e3:.3g} [{low * 1e3:.3g}, {high * 1e3:.3g}]"
 

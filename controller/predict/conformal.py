@@ -110,6 +110,8 @@ class Calibration:
     level: float = LEVEL
 
     def interval(self, target: str, basis: str, value: float) -> tuple[float, float]:
+        if "+batch" in basis:
+            return (0.0, math.inf)  # no stored cell at another batch size has calibrated this extrapolation
         q = self.q.get((target, basis.split("+")[0]), math.inf)
         if "+anchor" in basis:
             q = max(q, self.q.get((target, "anchor"), q))

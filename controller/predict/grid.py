@@ -5,7 +5,7 @@ marked `measured` (the store has the cell: its measurement beside the model's le
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controller.predict.conformal import Calibration, Held, calibrate, leave_one_cell_out, leave_one_variant_out
@@ -56,12 +56,23 @@ def _config_matches(cfg: Config, label: str | None, q: Query) -> bool:
 def grid_configs(cells: Sequence[Cell], q: Query) -> list[Config]:
     """The stored configurations the query names; a runtime or batch size asked for but never measured on a
     machine becomes a configuration of its own there (predicted through that machine's anchors, if any)."""
-    labels = {c.config: c.hardware_label for c in cells}
-    configs = [k for k in dict.fromkeys(c.config for c in cells) if _config_matches(k, labels[k], q)]
+    labels = {c.config.hardware_id: c.hardware_label for c in cells}
+    stored = list(dict.fromkeys(c.config for c in cells))
+    if q.batch_size is not None:  # a batch size not measured on a machine and runtime: predicted from another
+        stored += [replace(k, batch_size=q.batch_size) for k in stored]
+    configs = [k for k in dict.fromkeys(stored) if _config_matches(k, labels[k.hardware_id], q)]
     if not configs:
-        raise FarmError("no measured configuration matches --hardware/--runtime/--batch-size "
-                        f"(measured: {', '.join(sorted({k.key() for k in labels}))})")
+        raise FarmError("no measured configuration matches --hardware/--runtime "
+                        f"(measured: {', '.join(sorted({c.config.key() for c in cells}))})")
     return configs
+
+
+def _bounds(interval: tuple[float, float]) -> tuple[float | None, float | None]:
+    """An interval for output: (None, None) when it is unknown (too few held-out cells, or nothing calibrates
+    this kind of extrapolation)."""
+    import math
+
+    return interval if math.isfinite(interval[1]) else (None, None)
 
 
 def check_query(cells: Sequence[Cell], q: Query) -> None:
@@ -78,7 +89,7 @@ def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
     cells = p.cells
     models = [q.model_id] if q.model_id else sorted({c.model_id for c in cells})
     held = {(h.cell.model_id, h.cell.variant, h.cell.config): h for h in f.held_cells}
-    labels = {c.config: c.hardware_label for c in cells}
+    labels = {c.config.hardware_id: c.hardware_label for c in cells}
     measured = {(c.model_id, c.variant, c.config): c for c in cells}
     rows = []
     for model_id in models:
@@ -97,11 +108,11 @@ def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
                     continue  # its configuration has no other cell: the model cannot predict it without it
                 else:
                     point, basis = p.point(model_id, variant, cfg, cost), p.basis(model_id, variant, cfg)
-                t_lo, t_hi = cal.interval("time", basis, point["time"])
-                e_lo, e_hi = cal.interval("energy", basis, point["energy"])
+                t_lo, t_hi = _bounds(cal.interval("time", basis, point["time"]))
+                e_lo, e_hi = _bounds(cal.interval("energy", basis, point["energy"]))
                 rows.append({
                     "model_id": model_id, "variant": variant, "hardware_id": cfg.hardware_id,
-                    "hardware_label": labels[cfg], "device": cfg.device, "runtime": cfg.runtime,
+                    "hardware_label": labels[cfg.hardware_id], "device": cfg.device, "runtime": cfg.runtime,
                     "batch_size": cfg.batch_size, "status": "measured" if cell is not None else "predicted",
                     "basis": basis, "level": cal.level,
                     "predicted_time_per_sample_s": point["time"], "time_low_s": t_lo, "time_high_s": t_hi,
@@ -117,7 +128,7 @@ def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
     """The `budget` cells to measure next for the query's predictions (plan.py), as rows with the command."""
     import math
 
-    from controller.predict.plan import plan, priors_from
+    from controller.predict.plan import misfit_noise, plan, priors_from
 
     p = f.predictor
     everything = Query(model_id=q.model_id, batch_size=q.batch_size)
@@ -138,7 +149,10 @@ def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
         shares = p.shares(q.model_id or p.cells[0].model_id, variant, configs[key], costs[variant])
         return {**{("c", key, k): v for k, v in shares.items()}, ("v", variant): 1.0}
 
-    picks = plan(measured, candidates, targets, budget, priors, features)
+    errors: dict[str, list[float]] = {}
+    for h in f.held_cells:
+        errors.setdefault(h.cell.variant, []).append(h.log_error("time"))
+    picks = plan(measured, candidates, targets, budget, priors, features, misfit_noise(errors, priors.noise_var))
     hosts: dict[Config, str | None] = {}
     for c in p.cells:
         hosts.setdefault(c.config, c.host)
@@ -190,7 +204,8 @@ def predicted_alternatives(f: Fitted, answers: Sequence[dict[str, Any]], max_dro
                 ok = acc_value >= min_top1
             else:
                 ok = base is not None and base["top1"] is not None and acc_value >= base["top1"] - (max_drop or 0.0)
-            if ok and r["predicted_energy_per_sample_j"] < ref["total_energy_per_sample_j"]:
+            if ok and r["energy_high_j"] is not None and r["predicted_energy_per_sample_j"] < ref[
+                    "total_energy_per_sample_j"]:
                 found.append({**r, "top1_elsewhere": acc_value})
         found.sort(key=lambda r: r["predicted_energy_per_sample_j"])
         out[place] = found

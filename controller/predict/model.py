@@ -115,7 +115,7 @@ class Predictor:
                target: str = "time") -> dict[str, float]:
         """Each work kind's share of the variant's predicted cost on `config` (own or borrowed rates); sums to 1."""
         w = self.work_of(model_id, variant, config, cost)
-        rates = self._rates[target, config]
+        rates = self._rates[target, self.rated(config)]
         parts = {k: r * x for k, r, x in zip(WORK_KINDS, rates, w.vector(), strict=True)}
         total = sum(parts.values()) or 1.0
         return {k: v / total for k, v in parts.items() if v > 0}
@@ -179,22 +179,35 @@ class Predictor:
 
     def point(self, model_id: str, variant: str, config: Config, cost: tuple[int, int]) -> dict[str, float]:
         """Predicted time (s) and energy (J) per sample of `variant` (params, MACs = `cost`) on `config`."""
-        if config not in self.configs:
-            raise FarmError(f"nothing measured on {config.key()}: measure one anchor variant there first")
-        w = self.work_of(model_id, variant, config, cost)
+        rated = self.rated(config)
+        w = self.work_of(model_id, variant, config, cost)  # at config's own batch size
         out = {}
         for target in TARGETS:
             v = (model_id, variant)
-            log = self._base_log(target, config, w) + self._b.get((target, v), 0.0) \
-                + self._u.get((target, config), 0.0) * self._w.get((target, v), 0.0)
+            log = self._base_log(target, rated, w) + self._b.get((target, v), 0.0) \
+                + self._u.get((target, rated), 0.0) * self._w.get((target, v), 0.0)
             out[target] = math.exp(log)
         return out
 
+    def rated(self, config: Config) -> Config:
+        """The configuration whose rates predict `config`: itself, or for a batch size nobody measured on that
+        machine and runtime, the measured batch size there (its rates, with the work at the new batch size)."""
+        if config in self.configs:
+            return config
+        same = [k for k in self.configs if (k.hardware_id, k.device, k.runtime)
+                == (config.hardware_id, config.device, config.runtime)]
+        if not same:
+            raise FarmError(f"nothing measured on {config.key()}: measure one anchor variant there first")
+        return min(same, key=lambda k: abs(k.batch_size - config.batch_size))
+
     def basis(self, model_id: str, variant: str, config: Config) -> str:
         """What the prediction leans on: 'cell' (the variant is measured elsewhere), 'variant' (never measured:
-        its work alone), each with '+anchor' when the configuration borrows a donor's rates."""
+        its work alone), with '+anchor' when the configuration has under MIN_OWN cells and borrows rates, and
+        '+batch' when its batch size was never measured there (no calibration: the interval is unknown)."""
         seen = any((c.model_id, c.variant) == (model_id, variant) and c.config != config for c in self.cells)
-        return ("cell" if seen else "variant") + ("+anchor" if len(self.configs[config]) < MIN_OWN else "")
+        rated = self.rated(config)
+        return (("cell" if seen else "variant") + ("+anchor" if len(self.configs[rated]) < MIN_OWN else "")
+                + ("" if rated == config else "+batch"))
 
     def without(self, drop: Sequence[Cell]) -> Predictor:
         """The predictor refitted without `drop` (sharing the rate cache: refits only what changed)."""
