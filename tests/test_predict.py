@@ -109,14 +109,19 @@ def test_the_plan_measures_what_the_targets_depend_on() -> None:
 def test_validation_on_real_rows(sqlite_env: dict[str, str]) -> None:
     out = _json(["predict", "--validate", "--format", "json"], sqlite_env)
     cells, variants = out["summary"]
-    assert cells["cells"] >= 40 and len(out["configurations"]) >= 4
-    # What the contended rows allow (see docs/prediction.md for the table and the gap to the goals).
-    assert cells["time_median_ape_pct"] <= 25
-    assert cells["energy_median_ape_pct"] <= 25
+    floor = out["noise_floor"]
+    assert cells["cells"] >= 50 and len(out["configurations"]) >= 6
     for row in (cells, variants):
+        # The coverage goal: a 90 % interval covers 85-95 % of held-out cells (each calibrated without
+        # its own residual, and without its variant's when the variant is held out).
         for t in ("time", "energy"):
-            # Split-conformal on exchangeable held-out residuals: within a few cells of the 90 % level.
-            assert 0.80 <= row[f"{t}_coverage"] <= 0.98, row
+            assert 0.85 <= row[f"{t}_coverage"] <= 0.95, row
+        # Energy (estimated from CPU time, which contention disturbs less) meets the 15 % goal.
+        assert row["energy_median_ape_pct"] <= 15, row
+        # Time does not meet the 10 % goal on these rows: their own repeats disagree by more (the noise floor,
+        # two halves of each cell's repeats); the model must do no worse than the data reproduces itself.
+        assert row["time_median_ape_pct"] <= floor["time_median_ape_pct"], (row, floor)
+    assert floor["time_median_ape_pct"] > 10  # why the time goal cannot be checked on contended rows
 
 
 def test_a_prediction_is_never_reported_as_a_measurement(tmp_path: Path) -> None:

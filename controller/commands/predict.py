@@ -122,11 +122,12 @@ def _with_interval(value: float, low: float | None, high: float | None) -> str:
 
 def _print_validation(fitted: Any, level: float, fmt: str) -> None:
     from controller import render
-    from controller.predict.conformal import same_variant, summary
+    from controller.predict.conformal import noise_floor, same_variant, summary
 
     rows = [{"held_out": "one (variant, hardware) cell", **summary(fitted.held_cells, level)},
             {"held_out": "one variant (all its cells)",
              **summary(fitted.held_variants, level, same_group=same_variant)}]
+    floor = {"held_out": "noise floor: half the repeats vs the other half", **noise_floor(fitted.predictor.cells)}
     cells = fitted.predictor.cells
     configs = sorted({(c.config.key(), c.hardware_label) for c in cells})
     if fmt == "json":
@@ -135,7 +136,8 @@ def _print_validation(fitted: Any, level: float, fmt: str) -> None:
         def finite(v: Any) -> Any:
             return None if isinstance(v, float) and not math.isfinite(v) else v
 
-        click.echo(json.dumps({"summary": [{k: finite(v) for k, v in r.items()} for r in rows], "cells": len(cells),
+        click.echo(json.dumps({"summary": [{k: finite(v) for k, v in r.items()} for r in rows],
+                               "noise_floor": {k: finite(v) for k, v in floor.items()}, "cells": len(cells),
                                "configurations": [{"configuration": k, "hardware_label": lab} for k, lab in configs]},
                               indent=2))
         return
@@ -147,11 +149,18 @@ def _print_validation(fitted: Any, level: float, fmt: str) -> None:
              f"time {100 * level:g} % cover": f"{100 * r['time_coverage']:.0f} %",
              "energy median %": f"{r['energy_median_ape_pct']:.1f}", "energy p90 %": f"{r['energy_p90_ape_pct']:.1f}",
              f"energy {100 * level:g} % cover": f"{100 * r['energy_coverage']:.0f} %"} for r in rows]
+    view.append({"held out": floor["held_out"], "cells": floor["cells"],
+                 "time median %": f"{floor['time_median_ape_pct']:.1f}",
+                 "time p90 %": f"{floor['time_p90_ape_pct']:.1f}",
+                 f"time {100 * level:g} % cover": "", "energy median %": f"{floor['energy_median_ape_pct']:.1f}",
+                 "energy p90 %": f"{floor['energy_p90_ape_pct']:.1f}", f"energy {100 * level:g} % cover": ""})
     click.echo(render.to_table(view, list(view[0])))
     click.echo(f"{len(cells)} measured cells (median over each cell's repeats) on {len(configs)} configurations:")
     for key, label in configs:
         click.echo(f"  {key}  {label}")
-    click.echo("coverage: each held-out cell's interval is calibrated on the other held-out residuals only.")
+    click.echo("coverage: each held-out cell's interval is calibrated on the other held-out residuals only. The "
+               "noise floor is how much the store's own medians move between halves of their repeats: a model "
+               "cannot be shown more accurate than that.")
 
 
 @click.command()

@@ -133,3 +133,16 @@ def calibrate(p: Predictor, level: float = LEVEL,
         if anchors:
             q[t, "anchor"] = conformal_q([h.log_error(t) for h in anchors], level)
     return Calibration(q, n, level)
+
+
+def noise_floor(cells: Sequence[Cell]) -> dict[str, float | int]:
+    """How far the store's own measurement of a cell moves between halves of its repeats (even vs odd rows):
+    median and p90 absolute % difference of the two halves' medians, per target. No model can be checked to a
+    finer error than this."""
+    out: dict[str, float | int] = {"cells": sum(c.halves is not None for c in cells)}
+    for i, t in enumerate(TARGETS):
+        diffs = [100 * abs(a[i] - b[i]) / ((a[i] + b[i]) / 2) for c in cells if c.halves is not None
+                 for a, b in [c.halves] if a[i] + b[i] > 0]
+        out[f"{t}_median_ape_pct"] = median(diffs) if diffs else math.nan
+        out[f"{t}_p90_ape_pct"] = quantile(diffs, 0.9) if diffs else math.nan
+    return out

@@ -56,6 +56,9 @@ class Cell:
     estimated_energy: bool = False
     host: str | None = None
     noise_log_var: float = 0.0  # variance of log time over the repeats (measurement noise)
+    # Medians of the cell's even and odd repeats (in row order), (time s, energy J) each: how well the store
+    # reproduces its own measurement, the floor under any prediction's error. None with fewer than 2 repeats.
+    halves: tuple[tuple[float, float], tuple[float, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,17 @@ def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Cell]:
         logs = [math.log(float(r["time_per_sample_s"])) for r in rs]
         mean = sum(logs) / len(logs)
         hosts = [str(r["host"]) for r in rs if r.get("host")]
+        halves = tuple((median([float(r["time_per_sample_s"]) for r in half]),
+                        median([float(r["total_energy_per_sample_j"] or 0) for r in half]))
+                       for half in (rs[0::2], rs[1::2])) if len(rs) >= 2 else None
         cells.append(Cell(model_id=model_id, variant=variant, config=config,
                           time_s=median([float(r["time_per_sample_s"]) for r in rs]), energy_j=median(energies),
                           repeats=len(rs), params=int(rs[-1]["params"]), macs=int(rs[-1]["macs"]),
                           top1=median(top1) if top1 else None, hardware_label=rs[-1].get("hardware_label"),
                           estimated_energy=str(rs[-1].get("energy_source") or "").startswith("estimated"),
                           host=max(set(hosts), key=hosts.count) if hosts else None,
-                          noise_log_var=sum((x - mean) ** 2 for x in logs) / (len(logs) - 1) if len(logs) > 1 else 0.0))
+                          noise_log_var=sum((x - mean) ** 2 for x in logs) / (len(logs) - 1) if len(logs) > 1 else 0.0,
+                          halves=halves))  # type: ignore[arg-type]
     return sorted(cells, key=lambda c: (c.config.key(), c.model_id, c.variant))
 
 
