@@ -72,6 +72,22 @@ def leave_one_variant_out(p: Predictor) -> list[Held]:
     return _held(p, list(by_variant.values()))
 
 
+def leave_all_but_an_anchor_out(p: Predictor) -> list[Held]:
+    """A new machine simulated: for each configuration with 3 or more cells, all but one anchor (its baseline
+    where it has one) held out and predicted from that anchor and the other configurations. These residuals
+    calibrate predictions for configurations that have only a few cells of their own."""
+    by_config: dict[object, list[Cell]] = {}
+    for c in p.cells:
+        by_config.setdefault(c.config, []).append(c)
+    groups = []
+    for cells in by_config.values():
+        if len(cells) >= 3:
+            anchor = next((c for c in cells if c.variant == "baseline"), cells[0])
+            groups.append([c for c in cells if c is not anchor])
+    return [Held(h.cell, h.predicted, h.basis if "+anchor" in h.basis else h.basis + "+anchor")
+            for h in _held(p, groups)]
+
+
 def summary(held: Sequence[Held], level: float = LEVEL,
             same_group: Callable[[Held, Held], bool] | None = None) -> dict[str, float | int]:
     """Median and p90 absolute % error per target, and the real coverage of the level-L interval: each held-out
@@ -121,11 +137,11 @@ class Calibration:
 def calibrate(p: Predictor, level: float = LEVEL,
               held: tuple[Sequence[Held], Sequence[Held]] | None = None) -> Calibration:
     """Calibrate on the store itself: leave-one-cell-out residuals for predictions of cells whose variant is
-    measured elsewhere, leave-one-variant-out residuals for variants never measured; anchor-only configurations
-    take the larger of theirs (if any were held out) and the cell residuals."""
+    measured elsewhere, leave-one-variant-out residuals for variants never measured; configurations with few
+    cells take the larger of the cell residuals and those of simulated new machines (one anchor each)."""
     cells, variants = held if held is not None else (leave_one_cell_out(p), leave_one_variant_out(p))
     q, n = {}, {"cell": len(cells), "variant": len(variants)}
-    anchors = [h for h in cells if "+anchor" in h.basis]
+    anchors = leave_all_but_an_anchor_out(p)
     n["anchor"] = len(anchors)
     for t in TARGETS:
         q[t, "cell"] = conformal_q([h.log_error(t) for h in cells], level)
