@@ -21,7 +21,7 @@ from pathlib import Path
 from controller.predict.conformal import leave_one_cell_out, leave_one_variant_out
 from controller.predict.features import Cell, cells_from_rows
 from controller.predict.model import fit
-from controller.predict.plan import misfit_noise, plan, priors_from
+from controller.predict.plan import additive, misfit_noise, plan, priors_from
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "predict_rows.json"
 
@@ -43,6 +43,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fixture", type=Path, default=FIXTURE)
     ap.add_argument("--budgets", default="2,4,6,8")
+    ap.add_argument("--design", choices=("shares", "additive"), default="shares",
+                    help="plan's features: each kind's share of a cell's cost (farm plan's), or one effect per "
+                         "configuration and per variant")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--new-machine", default=None, help="hardware_id prefix of the machine to start bare "
                                                           "(default: the one with the most threads)")
@@ -78,7 +81,8 @@ def main() -> None:
     wins = 0
     rounds = 0
     for n in (int(x) for x in a.budgets.split(",")):
-        picks = plan([(c.config.key(), c.variant) for c in start], list(key), list(key), n, priors, features,
+        picks = plan([(c.config.key(), c.variant) for c in start], list(key), list(key), n, priors,
+                     features if a.design == "shares" else additive,
                      misfit_noise(errors, priors.noise_var))
         chosen = [key[p.config, p.variant] for p in picks]
         for target in ("time", "energy"):
