@@ -229,3 +229,20 @@ def test_recommend_lists_predicted_variants_apart_from_measured_ones(tmp_path: P
         assert r["energy_low_j"] < r["predicted_energy_per_sample_j"] < r["energy_high_j"]
     text = run_farm(["recommend", "--predicted"], _env(url))
     assert "predicted (not measured here)" in text.stdout
+
+
+def test_predict_and_plan_load_neither_torch_nor_numpy(sqlite_env: dict[str, str]) -> None:
+    """The controller is the light install: the predictor is pure Python."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from click.testing import CliRunner\n"
+              "from controller.cli import main\n"
+              "for args in (['predict', '-v', 'pruned', '--format', 'json'], ['plan', '--budget', '2']):\n"
+              "    r = CliRunner().invoke(main, args)\n"
+              "    print(args[0], r.exit_code)\n"
+              "print('torch' in sys.modules, 'numpy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], env={**sqlite_env, "PYTHONPATH": str(Path.cwd())},
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines() == ["predict 0", "plan 0", "False False"], out.stdout + out.stderr
