@@ -100,10 +100,11 @@ def predict(variant: str | None, hardware: str | None, runtime: str | None, batc
     else:
         view = [{"variant": r["variant"], "hardware": r["hardware_id"][:8], "runtime": r["runtime"],
                  "batch": r["batch_size"], "status": r["status"],
-                 "ms/sample": _with_interval(r["predicted_time_per_sample_s"], r["time_low_s"], r["time_high_s"]),
+                 "predicted ms/sample": _with_interval(r["predicted_time_per_sample_s"], r["time_low_s"],
+                                                       r["time_high_s"]),
                  "measured ms": render.scaled(r["measured_time_per_sample_s"], 1e3, 3),
-                 "mJ/sample": _with_interval(r["predicted_energy_per_sample_j"], r["energy_low_j"],
-                                             r["energy_high_j"]),
+                 "predicted mJ/sample": _with_interval(r["predicted_energy_per_sample_j"], r["energy_low_j"],
+                                                       r["energy_high_j"]),
                  "measured mJ": render.scaled(r["measured_energy_per_sample_j"], 1e3, 3),
                  "basis": r["basis"]} for r in rows]
         click.echo(render.to_table(view, list(view[0])))
