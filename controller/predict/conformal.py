@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from controller.predict.features import Cell
 from controller.predict.linalg import median, quantile
 from controller.predict.model import TARGETS, Predictor, _value
+from shared.errors import FarmError
 
 LEVEL = 0.90
 
@@ -49,7 +50,7 @@ def _held(p: Predictor, groups: Sequence[Sequence[Cell]]) -> list[Held]:
             continue
         try:
             q = p.without(group)
-        except Exception:  # noqa: BLE001 - a group whose removal leaves nothing to fit on is skipped
+        except FarmError:  # its removal leaves no configuration with enough cells to fit rates on
             continue
         for c in group:
             if c.config not in q.configs:
