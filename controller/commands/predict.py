@@ -76,9 +76,11 @@ def predict(variant: str | None, hardware: str | None, runtime: str | None, batc
 
     The model (pure Python, no numpy): each cell's work by kind (fp32 and int8 GEMM MACs, non-GEMM work,
     int8 activation quantization, weight dequantization, weight bytes, per-batch cost) times per-machine rates
-    fitted by non-negative least squares, plus a rank-1 model of the machine x variant matrix of log residuals
-    that borrows strength across machines. A machine with fewer than 4 cells borrows another's rates, scaled
-    by its anchors. Intervals are split-conformal on leave-one-out residuals.
+    fitted by non-negative least squares on the machine with the most cells per runtime; every other machine
+    borrows those rates, rescaled by its own cells and shrunk toward them kind by kind (one anchor measurement
+    is enough to predict it); then a rank-1 model of the machine x variant matrix of log residuals borrows
+    strength across machines. Intervals are split-conformal on leave-one-out residuals; `--validate` shows
+    their real coverage.
     """
     from controller import render
     from controller.predict.grid import predict_rows
