@@ -117,7 +117,9 @@ def predict(variant: str | None, hardware: str | None, runtime: str | None, batc
             click.echo(f"hardware {hid}: {label}")
 
 
-def _with_interval(value: float, low: float | None, high: float | None) -> str:
+def _with_interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "-"
     if low is None or high is None:
         return f"{value * 1e3:.3g} [?]"
     return f"{value * 1e3:.3g} [{low * 1e3:.3g}, {high * 1e3:.3g}]"

@@ -126,7 +126,9 @@ class Calibration:
     n: dict[str, int]
     level: float = LEVEL
 
-    def interval(self, target: str, basis: str, value: float) -> tuple[float, float]:
+    def interval(self, target: str, basis: str, value: float | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
         if "+batch" in basis:
             return (0.0, math.inf)  # no stored cell at another batch size has calibrated this extrapolation
         q = self.q.get((target, basis.split("+")[0]), math.inf)

@@ -67,12 +67,12 @@ def grid_configs(cells: Sequence[Cell], q: Query) -> list[Config]:
     return configs
 
 
-def _bounds(interval: tuple[float, float]) -> tuple[float | None, float | None]:
+def _bounds(interval: tuple[float, float] | None) -> tuple[float | None, float | None]:
     """An interval for output: (None, None) when it is unknown (too few held-out cells, or nothing calibrates
-    this kind of extrapolation)."""
+    this kind of extrapolation, or no prediction)."""
     import math
 
-    return interval if math.isfinite(interval[1]) else (None, None)
+    return interval if interval is not None and math.isfinite(interval[1]) else (None, None)
 
 
 def check_query(cells: Sequence[Cell], q: Query) -> None:
@@ -104,8 +104,8 @@ def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
                 if cell is not None and (model_id, variant, cfg) in held:
                     h = held[model_id, variant, cfg]
                     point, basis = h.predicted, h.basis
-                elif cell is not None:
-                    continue  # its configuration has no other cell: the model cannot predict it without it
+                elif cell is not None:  # the only cell of its configuration: nothing predicts it without it
+                    point, basis = {"time": None, "energy": None}, "none: the only cell of this machine and runtime"
                 else:
                     point, basis = p.point(model_id, variant, cfg, cost), p.basis(model_id, variant, cfg)
                 t_lo, t_hi = _bounds(cal.interval("time", basis, point["time"]))
