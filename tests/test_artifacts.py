@@ -183,8 +183,8 @@ def test_waiting_for_a_build_lock_holds_no_host_lock_and_training_holds_it(
         artifacts_dir: Path, builtin_model, tmp_path: Path, redis_url: str) -> None:  # noqa: ANN001
     import redis
 
+    from worker.delivery.locks import broker_lock
     from worker.jobs import build_stage
-    from worker.locks import broker_lock
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(artifacts_dir / "base", artifacts / "base")
