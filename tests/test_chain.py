@@ -132,3 +132,17 @@ def test_cancelling_one_hosts_benchmark_stage_leaves_the_other_hosts(tmp_path: P
         assert [j.id for j, _ in crud.cancel_job(session=session, job=a)] == [a.id]
         assert {crud.get_job(session=session, job_id=i).state for i in (compress.id, b.id)} == {"queued"}
         assert {j.id for j, _ in crud.cancel_job(session=session, job=b)} == {compress.id, b.id}
+
+
+def test_every_benchmark_stage_of_an_on_all_chain_waits_for_its_compress_stage(tmp_path: Path) -> None:
+    import uuid
+
+    from shared.db.engine import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'farm.db'}")
+    chain = uuid.uuid4()
+    with Session(engine) as session:
+        crud.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress", chain_id=chain)
+        bench = [crud.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
+                 for q in ("host.a", "host.b", "host.c")]
+        assert crud.chains_waiting(session=session, jobs=bench) == {j.id for j in bench}  # none sent early
