@@ -588,17 +588,15 @@ def backlog_then_worker_dies(lab: Lab) -> Row:
 
 
 def skewed_clock_lost_queue(lab: Lab) -> Row:
-    """The only worker's clock is an hour behind (libfaketime), Redis restarts without persistence with 3 jobs
-    queued: the reaper times its suspicion on the broker's clock and sends them again; each row records the skew,
-    and `farm status` shows it."""
-    lib = next(iter(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")), None)
-    if lib is None:
-        return Row("worker clock 1 h behind, Redis lost 3 queued jobs", 0, 0, 0, 0, None,
-                   note="skipped: libfaketime is not installed (apt-get install faketime)")
+    """The only worker's clock is an hour behind (a FAKE wall clock, scripts/fake_clock), Redis restarts without
+    persistence with 3 jobs queued: the reaper times its suspicion on the broker's clock and sends them again; each
+    row records the skew, and `farm status` shows it."""
     jobs = [lab.submit(*JOB) for _ in range(3)]
     lab.redis.restart(down_s=0.5)
     t = time.monotonic()
-    w = lab.start_worker("w1@fault-host", LD_PRELOAD=str(lib), FAKETIME="-3600", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    fake = str(Path(__file__).with_name("fake_clock"))  # a FAKE wall clock an hour behind (sitecustomize)
+    w = lab.start_worker("w1@fault-host", FARM_FAKE_CLOCK_OFFSET_S="-3600",
+                         PYTHONPATH=os.pathsep.join(p for p in (fake, os.environ.get("PYTHONPATH")) if p))
     lab.wait_worker(w)
     lab.wait_state(jobs, ("done",), 180)
     time.sleep(2.5)  # a heartbeat with the measured skew
