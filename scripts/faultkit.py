@@ -565,6 +565,7 @@ def backlog_then_worker_dies(lab: Lab) -> Row:
     import redis
 
     parked = 10_000
+    lab.farm("status")  # creates the store's schema
     with psycopg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{lab.db}") as conn:
         spec = json.dumps({"variant": {"name": "baseline"}})
         conn.execute("INSERT INTO job (id, variant, spec, queue, state, submitted_at, stage, deliveries) "

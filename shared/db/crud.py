@@ -12,6 +12,7 @@ from sqlalchemy import String, case, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.db.models import FINISHED_STATES, Job, Result, TrainingEpoch
+from shared.db.quick import new_job_row
 from shared.db.types import utcnow
 from shared.errors import FarmError
 from shared.outcome import Outcome
@@ -33,8 +34,8 @@ def create_job(
     chain_id: uuid.UUID | None = None,
     sweep_id: uuid.UUID | None = None,
 ) -> Job:
-    job = Job(variant=variant, spec=spec, queue=queue, state="queued", stage=stage, chain_id=chain_id,
-              sweep_id=sweep_id, submitted_at=store_now(session))
+    job = Job(**new_job_row(variant=variant, spec=spec, queue=queue, stage=stage, chain_id=chain_id,
+                            sweep_id=sweep_id), submitted_at=store_now(session))
     session.add(job)
     session.commit()
     session.refresh(job)
