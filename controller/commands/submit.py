@@ -14,6 +14,7 @@ from controller.commands.control import wait_for
 from controller.options import FORMATS, job_options, job_spec, train_overrides
 from controller.output import print_rows, print_summary
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
+from shared import chains
 from shared.devices import DeviceClass
 from shared.errors import FarmError
 from shared.redact import redact
@@ -273,22 +274,16 @@ def _enqueue(settings: Settings, quick: bool, app: Any, client: Any, spec: JobSp
     from shared.dispatch import dispatch
 
     payload = spec.to_dict()
-    chained = spec.variant.prune is not None
-    if not chained and len(queues) != 1:
-        raise ValueError("an unchained job runs on one queue")
+    planned = chains.stages_of(spec, queues, train_queue)
+    chained = chains.is_chained(spec)
     chain_id = uuid.uuid4() if chained else None
     job = {"variant": spec.variant.name, "spec": payload, "chain_id": chain_id, "sweep_id": sweep_id}
-    stages = ([{**job, "queue": train_queue, "stage": "compress"}] if chained else []) + [
-        {**job, "queue": q} for q in queues]
-    stored = _store_jobs(settings, quick, stages)
+    stored = _store_jobs(settings, quick, [{**job, "queue": q, "stage": st} for st, q in planned])
     compress_id, job_ids = (stored[0], stored[1:]) if chained else (None, stored)
     try:  # a chain's benchmark stages are sent by the worker that finishes its compress stage
-        if compress_id is not None:
-            dispatch(app, client, job_id=compress_id, stage="compress", queue=train_queue, spec=payload,
-                     producer=producer)
-        else:
-            dispatch(app, client, job_id=job_ids[0], stage="benchmark", queue=queues[0], spec=payload,
-                     producer=producer)
+        first_stage, first_queue = planned[0]
+        dispatch(app, client, job_id=stored[0], stage=first_stage, queue=first_queue, spec=payload,
+                 producer=producer)
     except Exception as exc:
         from sqlmodel import Session
 
@@ -307,7 +302,7 @@ def _enqueue(settings: Settings, quick: bool, app: Any, client: Any, spec: JobSp
     return out
 
 
-RETRYABLE = ("failed", "cancelled")
+RETRYABLE = chains.RETRYABLE
 
 
 @click.command()
@@ -328,10 +323,7 @@ def retry(job: str) -> None:
         found = crud.find_job(session=session, prefix=job)
         if found.state not in RETRYABLE:
             raise FarmError(f"job {found.id} is {found.state}; only a failed or cancelled job can be retried")
-        jobs = [found]
-        if found.chain_id is not None and found.stage == "compress":  # and every host's benchmark stage after it
-            jobs += [later for later in crud.chain_stages(session=session, chain_id=found.chain_id, stage="benchmark")
-                     if later.state in RETRYABLE]
+        jobs = chains.retried_with(found, crud.chain_of(session=session, job=found))
         for j in jobs:
             crud.reset_for_retry(session=session, job=j)
             if client is not None:  # a stale lease of the delivery that died last would hold the job back

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import String, case, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
+from shared import chains
 from shared.db.models import FINISHED_STATES, Job, Result, TrainingEpoch
 from shared.db.quick import new_job_row
 from shared.db.types import utcnow
@@ -131,11 +132,7 @@ def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list
 
     A cancelled job loses its lease token, so an outcome its worker still writes is fenced out.
     """
-    jobs = [job]
-    if job.chain_id is not None:
-        chain = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
-        others = [j for j in chain if j.stage == "benchmark" and j.id != job.id and j.state not in FINISHED_STATES]
-        jobs = [job] if job.stage == "benchmark" and others else chain
+    jobs = chains.cancelled_with(job, chain_of(session=session, job=job))
     changed = []
     now = store_now(session)
     for j in jobs:
@@ -187,8 +184,8 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     if outcome.artifact_key is not None or outcome.trained is not None:
         job.artifact_key, job.trained = outcome.artifact_key, outcome.trained
     session.add(job)
-    if outcome.state == "failed" and job.chain_id is not None:
-        for later in session.exec(select(Job).where(Job.chain_id == job.chain_id, Job.state == "queued")).all():
+    if outcome.state == "failed":
+        for later in chains.failed_with(job, chain_of(session=session, job=job)):
             later.state, later.finished_at = "failed", store_now(session)
             later.error = f"{job.stage} stage {job.id} failed: {outcome.error}"
             session.add(later)
@@ -216,23 +213,20 @@ def queued_page(*, session: Session, after: tuple[datetime, uuid.UUID] | None, l
 def chains_waiting(*, session: Session, jobs: Sequence[Job]) -> set[uuid.UUID]:
     """The ids of those `jobs` that are a chain's benchmark stage whose compress stage is not done (they are sent
     when it is), in one query."""
-    later = [(j.chain_id, j.id) for j in jobs if j.chain_id is not None and j.stage == "benchmark"]
+    later = [(j.chain_id, j.id) for j in jobs if chains.waits_for_compress(j)]
     if not later:
         return set()
-    chains = {chain for chain, _ in later}  # an `--on all` chain has a benchmark stage per host
-    done = set(session.exec(select(Job.chain_id).where(col(Job.chain_id).in_(chains), Job.stage == "compress",
+    chain_ids = {chain for chain, _ in later}  # an `--on all` chain has a benchmark stage per host
+    done = set(session.exec(select(Job.chain_id).where(col(Job.chain_id).in_(chain_ids), Job.stage == "compress",
                                                        Job.state == "done")).all())
     return {job_id for chain, job_id in later if chain not in done}
 
 
-def chain_stage(*, session: Session, chain_id: uuid.UUID, stage: str) -> Job | None:
-    return session.exec(select(Job).where(Job.chain_id == chain_id, Job.stage == stage)).first()
-
-
-def chain_stages(*, session: Session, chain_id: uuid.UUID, stage: str) -> list[Job]:
-    """Every job of a chain at `stage` (`--on all` chains have one benchmark stage per host), oldest first."""
-    stmt = select(Job).where(Job.chain_id == chain_id, Job.stage == stage).order_by(col(Job.submitted_at))
-    return list(session.exec(stmt).all())
+def chain_of(*, session: Session, job: Job) -> list[Job]:
+    """Every job of `job`'s chain, oldest first ([job] for a job outside any chain)."""
+    if job.chain_id is None:
+        return [job]
+    return list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
 
 
 def list_epochs(*, session: Session, job_id: uuid.UUID | None = None, artifact_key: str | None = None

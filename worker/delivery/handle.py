@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
+from shared import chains
 from shared.db import crud
 from shared.db.engine import get_engine
 from shared.db.models import FINISHED_STATES, Job
@@ -484,11 +485,10 @@ def send_next_stage(ctx: WorkerContext, job_id: uuid.UUID) -> None:
     try:
         with Session(get_engine(ctx.settings.database_url)) as session:
             job = session.get(Job, job_id)
-            if job is None or job.chain_id is None or job.stage != "compress":
+            if job is None:
                 return
-            for nxt in crud.chain_stages(session=session, chain_id=job.chain_id, stage="benchmark"):
-                if nxt.state == "queued":
-                    dispatch(ctx.app, ctx.client, job_id=nxt.id, stage=nxt.stage, queue=nxt.queue, spec=nxt.spec)
+            for nxt in chains.sent_after(job, crud.chain_of(session=session, job=job)):
+                dispatch(ctx.app, ctx.client, job_id=nxt.id, stage=nxt.stage, queue=nxt.queue, spec=nxt.spec)
     except Exception as exc:
         log.warning("could not queue the next stage after job %s (%s); the reaper will", job_id, redact(exc))
 
