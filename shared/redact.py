@@ -40,7 +40,9 @@ _SCHEME = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://")
 # What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6, an optional port, then the end of
 # the URL's authority.
 _HOST_AFTER_AT = re.compile(r"(\[[0-9A-Fa-f:.%a-z]+\]|[A-Za-z0-9._~%\-]+)(:\d{0,5})?(?=$|[/?#\s'\",;)\]}>])")
-_KEY_VALUE = re.compile(r"(?P<lead>(?:^|[?&;\s,(]))(?P<key>[A-Za-z_][A-Za-z0-9_\-]*)\s*=\s*"
+# Only keys that may be secret are matched, so an ordinary `dsn='... password=x'` does not hide the one inside it.
+_KEY_VALUE = re.compile(r"(?P<lead>(?:^|[?&;\s,(]))(?P<key>[A-Za-z0-9_\-]*(?i:pass|pwd|secret|token|key|auth|sig|"
+                        r"credentials)[A-Za-z0-9_\-]*)\s*=\s*"
                         r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^&;#\s'\",)]+)")
 
 
@@ -167,11 +169,12 @@ def remember_env_secrets(env: dict[str, str] | os._Environ[str] | None = None) -
 def redact(text: object) -> str:
     """`text` as a string with every URL's password, every secret query value or keyword, and every remembered
     secret replaced by ***."""
-    out = _mask_key_values(_mask_urls(str(text)))
+    out = str(text)
+    # known secrets first, whole: the parsers below may cut a password at one of its own odd characters
     for secret in sorted(_KNOWN, key=len, reverse=True):
         if secret in out:
             out = out.replace(secret, MASK)
-    return out
+    return _mask_key_values(_mask_urls(out))
 
 
 def redact_value(value: object) -> object:
