@@ -11,6 +11,7 @@ import platformdirs
 
 from shared.errors import FarmError
 from shared.redact import remember_env_secrets
+from shared.routing import check_hostname
 from shared.tls import broker_url_with_tls, database_url_with_tls
 
 
@@ -126,7 +127,7 @@ class Settings:
             database_url=database_url_with_tls(env.get("FARM_DATABASE_URL") or defaults.database_url,
                                                env.get("FARM_DATABASE_CA")),
             artifacts=env.get("FARM_ARTIFACTS") or defaults.artifacts,
-            hostname=env.get("FARM_HOSTNAME") or defaults.hostname,
+            hostname=check_hostname(env.get("FARM_HOSTNAME") or defaults.hostname),
             cpu_watts_per_core=_float_env("FARM_CPU_WATTS_PER_CORE", defaults.cpu_watts_per_core),
             idle_s=_float_env("FARM_IDLE_S", defaults.idle_s),
             powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,

@@ -2,7 +2,7 @@
 
 One JSON file per job, written atomically (temporary file, fsync, rename), so a crash leaves either the
 whole outcome or none. A worker's maintenance thread writes them to the store, idempotently, and deletes each
-file only after its transaction committed.
+file only after its transaction committed (worker.delivery.sink); outcomes the store refuses go to `dead/`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from shared.outcome import Outcome
@@ -25,8 +26,15 @@ class Spool:
 
     def put(self, outcome: Outcome) -> Path:
         """Write `outcome` durably; raises OSError when the disk cannot hold it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{outcome.job_id}.json"
+        return self._put(self.folder, outcome)
+
+    def put_dead(self, outcome: Outcome) -> Path:
+        """Keep an outcome the store refused in `dead/`, out of the flush's way (a person can read it)."""
+        return self._put(self.folder / "dead", outcome)
+
+    def _put(self, folder: Path, outcome: Outcome) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{outcome.job_id}.json"
         tmp = path.with_suffix(".partial")
         with tmp.open("w") as fh:
             fh.write(outcome.to_json())
@@ -34,7 +42,7 @@ class Spool:
             os.fsync(fh.fileno())
         tmp.replace(path)
         with contextlib.suppress(OSError):  # make the rename itself durable where the filesystem allows
-            fd = os.open(self.folder, os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
@@ -54,6 +62,26 @@ class Spool:
                 with contextlib.suppress(OSError):
                     path.replace(path.with_suffix(".bad"))
         return out
+
+    @contextlib.contextmanager
+    def flushing(self) -> Iterator[bool]:
+        """Hold this spool's flush lock if no other process holds it (workers of one machine share a spool): yields
+        whether this one may flush now."""
+        if not self.folder.is_dir():
+            yield True
+            return
+        import fcntl
+
+        with (self.folder / ".flush-lock").open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def count(self) -> int:
         return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
