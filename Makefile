@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench-meters bench-speed bench-farm clean
+.PHONY: install demo test lint compose-env bench-meters bench-speed bench-farm clean
 
 $(BIN)/.farm-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-speed: install
 
 bench-farm: install
 	$(BIN)/python scripts/bench_farm.py
+
+# The .env docker-compose.yml needs: random Redis, Postgres and Flower secrets (never overwrites one).
+compose-env:
+	$(PYTHON) scripts/compose_env.py .env
 
 clean:
 	rm -rf $(VENV) .pytest_cache

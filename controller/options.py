@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from typing import Any
@@ -39,6 +40,31 @@ class DeviceParam(click.ParamType):
 DEVICE = DeviceParam()
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses inf and nan (click's float and FloatRange take both: `--lr inf` trained on)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        out = super().convert(value, param, ctx)
+        if out is not None and not math.isfinite(out):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return out
+
+
+def finite(min: float | None = None, max: float | None = None, *, min_open: bool = False,  # noqa: A002
+           max_open: bool = False) -> FiniteFloat:
+    """A click type for a finite float, optionally within [min, max] (open ends with min_open / max_open)."""
+    return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
+
+
+def check_bound(option: str, value: int | None, maximum: int, setting: str) -> None:
+    """FarmError when an integer option exceeds its documented maximum (a setting raises it)."""
+    if value is not None and value > maximum:
+        raise FarmError(f"{option} must be at most {maximum:,}, got {value:,} (a lab that needs more sets "
+                        f"{setting}; docs/security.md, \"Bounds\")")
+
+
 def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
              until_cv: float | None, train: dict[str, Any] | None = None, *,
              device_class: DeviceClass | None = None, runtime: str | None = None) -> JobSpec:
@@ -50,9 +76,18 @@ def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | 
         raise FarmError(f"--limit must be at least 1, got {limit}")
     if until_cv is not None and not 0 < until_cv < 1:
         raise FarmError(f"--until-cv must be in (0, 1), e.g. 0.02, got {until_cv}")
+    settings = load_settings()
+    check_bound("--repeats", repeats, settings.max_repeats, "FARM_MAX_REPEATS")
+    check_bound("--limit", limit, settings.max_limit, "FARM_MAX_LIMIT")
+    for key, setting, maximum in (("epochs", "FARM_MAX_EPOCHS", settings.max_epochs),
+                                  ("batch_size", "FARM_MAX_BATCH_SIZE", settings.max_batch_size)):
+        check_bound(f"--{key.replace('_', '-')}", (train or {}).get(key), maximum, setting)
+    for key, value in (train or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FarmError(f"--{key.replace('_', '-')} must be a finite number, got {value}")
     from shared.inputs import check_dataset, check_model
 
-    roots = load_settings().data_roots
+    roots = settings.data_roots
     model, dataset = check_model(model, roots), check_dataset(dataset, roots)
     parsed = parse_variant(variant, model=model)
     runtime = runtime_for(parsed, runtime)
@@ -70,7 +105,8 @@ def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | 
         variant=with_train_overrides(parsed, **overrides),
         model=model,
         dataset=dataset,
-        bench=BenchSpec(repeats=repeats, limit=limit, until_cv=until_cv),
+        bench=BenchSpec(repeats=repeats, limit=limit, until_cv=until_cv,
+                        max_repeats=min(BenchSpec.max_repeats, settings.max_repeats)),
         runtime=runtime,
     )
 
@@ -90,18 +126,23 @@ def job_options(fn: Any) -> Any:
         click.option("--dataset", "-d", default=DEFAULT_DATASET, show_default=True,
                      help="digits, cifar100:PATH (archive or folder) or synthetic:N."),
         click.option("--repeats", "-r", default=5, show_default=True, type=int,
-                     help="Benchmark passes over the test split; one result row each."),
-        click.option("--limit", type=int, default=None, help="Benchmark only the first N test samples."),
+                     help="Benchmark passes over the test split; one result row each (at most FARM_MAX_REPEATS)."),
+        click.option("--limit", type=int, default=None,
+                     help="Benchmark only the first N test samples (at most FARM_MAX_LIMIT, 10,000,000)."),
         click.option("--runtime", default=None,
                      help="torch, onnxruntime or openvino (default: the one the variant's int8 scheme belongs to, "
                           "else torch). Every result row records it."),
-        click.option("--until-cv", type=float, default=None,
+        click.option("--until-cv", type=finite(0, 1, min_open=True, max_open=True), default=None,
                      help="Repeat until time/sample's coefficient of variation is at most this (e.g. 0.02)."),
-        click.option("--epochs", type=int, default=None, help="Training epochs (retrained/distilled variants)."),
-        click.option("--lr", type=float, default=None, help="Peak learning rate of AdamW (cosine schedule)."),
-        click.option("--batch-size", type=int, default=None, help="Training batch size."),
-        click.option("--alpha", type=float, default=None, help="Distillation weight of the KL term (0-1]."),
-        click.option("--temperature", type=float, default=None, help="Distillation temperature T."),
+        click.option("--epochs", type=int, default=None,
+                     help="Training epochs (retrained/distilled variants; at most FARM_MAX_EPOCHS, 1000)."),
+        click.option("--lr", type=finite(0, min_open=True), default=None,
+                     help="Peak learning rate of AdamW (cosine schedule); a finite positive number."),
+        click.option("--batch-size", type=int, default=None,
+                     help="Training batch size (at most FARM_MAX_BATCH_SIZE, 4096)."),
+        click.option("--alpha", type=finite(0, 1, min_open=True), default=None,
+                     help="Distillation weight of the KL term (0-1]."),
+        click.option("--temperature", type=finite(0, min_open=True), default=None, help="Distillation temperature T."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -1,46 +1,191 @@
-"""Hide passwords in URLs before any text reaches a user, a log or a stored error."""
+"""Hide secrets before any text reaches a user, a log, a stored job error or a dead letter.
+
+Two layers, both by parsing rather than by one pattern:
+
+- Every configured secret (the password and secret query values of FARM_BROKER_URL and FARM_DATABASE_URL, the
+  contents of password files, secret-named environment variables) is parsed once, when the settings are read,
+  and kept in one set; `redact` replaces each of them, in its raw, percent-decoded and percent-encoded forms,
+  wherever it appears: a driver that quotes a URL back, or a fragment of one, never shows it.
+- Any URL in the text (any scheme) is parsed: its userinfo runs to the last '@' that is followed by a host, so
+  a password may hold any character (`@ # / : ( ) [ ] { } ' "` and spaces), and the values of secret query
+  parameters (`password`, `sslpassword`, `token`, `secret`, `key`...) are hidden. So are libpq keyword
+  strings (`password=...`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+from pathlib import Path
+from urllib.parse import quote, unquote
 
-# scheme://userinfo@ where userinfo runs to the last '@' of the token, so passwords holding '@', '#', '/' or ':'
-# are covered whole. Only the part after the first ':' of userinfo (the password) is hidden; user names stay.
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>()\[\]{}]*)@")
 MASK = "***"
-# Passwords of the configured URLs, and their pieces: a driver that mis-parses a URL with an odd password can
-# quote a fragment of it (libpq reports host "ss#SECRET@127.0.0.1" for "u:p@ss#SECRET@127.0.0.1").
+# Query parameters and keywords whose value is a secret (lower case; `_` and `-` are ignored when comparing).
+SECRET_KEYS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword", "token", "accesstoken", "authtoken",
+                         "secret", "secretkey", "clientsecret", "key", "apikey", "accesskey", "auth", "credentials",
+                         "sig", "signature", "privatekey", "keypassword"})
+# Keys too common in ordinary text to mask outside a URL's query string.
+_QUERY_ONLY_KEYS = frozenset({"key", "auth", "sig", "signature", "pass", "credentials"})
+# Environment variables whose value is a secret, besides FARM_BROKER_URL / FARM_DATABASE_URL.
+_SECRET_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|BASIC_AUTH|API_KEY|KEY_PASSWORD)$")
+_PASSWORD_FILE_ENV = re.compile(r"(PASSWORD_FILE|PASSFILE|SECRET_FILE)$")
+# Secrets, and their pieces: a driver that mis-parses a URL with an odd password can quote a fragment of it
+# (libpq reports host "ss#SECRET@127.0.0.1" for "u:p@ss#SECRET@127.0.0.1").
 _KNOWN: set[str] = set()
 MIN_PIECE = 4
+MIN_SECRET = 3  # shorter "secrets" (a password "x") would mask ordinary text everywhere; they are still parsed out
+
+_SCHEME = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://")
+# What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6, an optional port, then the end of
+# the URL's authority.
+_HOST_AFTER_AT = re.compile(r"(\[[0-9A-Fa-f:.%a-z]+\]|[A-Za-z0-9._~%\-]+)(:\d{0,5})?(?=$|[/?#\s'\",;)\]}>])")
+# Only keys that may be secret are matched, so an ordinary `dsn='... password=x'` does not hide the one inside it.
+_KEY_VALUE = re.compile(r"(?P<lead>(?:^|[?&;\s,(]))(?P<key>[A-Za-z0-9_\-]*(?i:pass|pwd|secret|token|key|auth|sig|"
+                        r"credentials)[A-Za-z0-9_\-]*)\s*=\s*"
+                        r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^&;#\s'\",)]+)")
+
+
+def _is_secret_key(key: str) -> bool:
+    k = key.lower().replace("_", "").replace("-", "")
+    return k in SECRET_KEYS or k.endswith(("password", "secret", "token"))
+
+
+def _userinfo_end(text: str, start: int) -> int | None:
+    """Index of the '@' that ends the userinfo of the URL whose authority starts at `start`, or None.
+
+    The last '@' before the next URL (or the end of the line) that is followed by a host wins, so passwords may
+    hold '@' and any other character. Over-masking text that follows an unusual URL is accepted; leaking is not.
+    """
+    nxt = _SCHEME.search(text, start)
+    stop = nxt.start() if nxt else len(text)
+    newline = text.find("\n", start, stop)
+    stop = newline if newline >= 0 else stop
+    at = text.rfind("@", start, stop)
+    while at >= 0:
+        if _HOST_AFTER_AT.match(text, at + 1):
+            return at
+        at = text.rfind("@", start, at)
+    return None
+
+
+def _mask_urls(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _SCHEME.finditer(text):
+        if match.start() < pos:
+            continue
+        start = match.end()
+        at = _userinfo_end(text, start)
+        if at is None:
+            continue
+        userinfo = text[start:at]
+        if ":" not in userinfo:
+            continue
+        user = userinfo.split(":", 1)[0]
+        out.append(text[pos:start] + f"{user}:{MASK}")
+        pos = at
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _mask_key_values(text: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if not _is_secret_key(m["key"]):
+            return m.group(0)
+        if m["key"].lower() in _QUERY_ONLY_KEYS and m["lead"] not in ("?", "&", ";"):
+            return m.group(0)
+        return f"{m['lead']}{m['key']}={MASK}"
+
+    return _KEY_VALUE.sub(sub, text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets of one whole URL: its password (to the last '@' before the host) and secret query values."""
+    found: list[str] = []
+    match = _SCHEME.match(url.strip())
+    if match:
+        rest = url.strip()[match.end():]
+        at = _userinfo_end(rest, 0)
+        if at is not None and ":" in rest[:at]:
+            found.append(rest[:at].split(":", 1)[1])
+        query = rest[at + 1 if at is not None else 0:]
+        query = query.split("?", 1)[1] if "?" in query else ""
+        for part in re.split(r"[&;]", query.split("#", 1)[0]):
+            key, sep, value = part.partition("=")
+            if sep and _is_secret_key(key.strip()):
+                found.append(value)
+    return [s for s in found if s]
+
+
+def remember_secret(*values: str) -> None:
+    """Mask these exact values (and their percent-coded forms, and pieces of 4+ characters) from now on."""
+    for value in values:
+        if not value or len(value) < MIN_SECRET:
+            continue
+        forms = {value, unquote(value), quote(value, safe=""), quote(unquote(value), safe="")}
+        for form in forms:
+            if len(form) >= MIN_SECRET:
+                _KNOWN.add(form)
+                # pieces between URL delimiters: what a driver that splits the URL wrongly would quote back
+                _KNOWN.update(p for p in re.split(r"[@#/?:&=;\s\[\]]+", form) if len(p) >= MIN_PIECE)
 
 
 def remember_secrets(*urls: str) -> None:
-    """Mask these URLs' passwords, and every piece of 4+ characters of them, wherever they appear later."""
+    """Mask the password and secret query values of these URLs wherever they appear later."""
     for url in urls:
-        for match in _URL_USERINFO.finditer(url or ""):
-            userinfo = match["userinfo"]
-            if ":" not in userinfo:
-                continue
-            password = userinfo.split(":", 1)[1]
-            _KNOWN.add(password)
-            _KNOWN.update(p for p in re.split(r"[^A-Za-z0-9]+", password) if len(p) >= MIN_PIECE)
+        remember_secret(*url_secrets(url or ""))
 
 
-def _mask(match: re.Match[str]) -> str:
-    userinfo = match["userinfo"]
-    if ":" not in userinfo:
-        return match.group(0)
-    user = userinfo.split(":", 1)[0]
-    return f"{match['scheme']}{user}:{MASK}@"
+def _pgpass_passwords(text: str) -> list[str]:
+    """The password field of each line of a .pgpass file (host:port:db:user:password), or the file whole."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    fields = [re.split(r"(?<!\\):", ln, maxsplit=4) for ln in lines]
+    if fields and all(len(f) == 5 for f in fields):
+        return [f[4].replace("\\:", ":").replace("\\\\", "\\") for f in fields]
+    return [ln.strip() for ln in lines]
+
+
+def remember_env_secrets(env: dict[str, str] | os._Environ[str] | None = None) -> None:
+    """Remember every secret the environment configures: URLs, secret-named variables, password files."""
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if not value:
+            continue
+        upper = name.upper()
+        if upper.endswith("_URL") or upper.endswith("_URI") or "://" in value[:40]:
+            remember_secrets(value)
+        if _SECRET_ENV.search(upper):
+            # FLOWER_BASIC_AUTH is user:password[,user:password]
+            parts = [p.split(":", 1)[1] for p in value.split(",") if ":" in p] if "BASIC_AUTH" in upper else [value]
+            remember_secret(*parts)
+        if _PASSWORD_FILE_ENV.search(upper):
+            try:
+                remember_secret(*_pgpass_passwords(Path(value).read_text()[:100_000]))
+            except OSError:
+                pass
 
 
 def redact(text: object) -> str:
-    """`text` as a string with the password of every URL in it, and every remembered secret, replaced by ***."""
-    out = _URL_USERINFO.sub(_mask, str(text))
+    """`text` as a string with every URL's password, every secret query value or keyword, and every remembered
+    secret replaced by ***."""
+    out = str(text)
+    # known secrets first, whole: the parsers below may cut a password at one of its own odd characters
     for secret in sorted(_KNOWN, key=len, reverse=True):
-        out = out.replace(secret, MASK)
-    return out
+        if secret in out:
+            out = out.replace(secret, MASK)
+    return _mask_key_values(_mask_urls(out))
+
+
+def redact_value(value: object) -> object:
+    """`value` (a JSON-like structure) with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):

@@ -10,8 +10,9 @@ from pathlib import Path
 import platformdirs
 
 from shared.errors import FarmError
-from shared.redact import remember_secrets
+from shared.redact import remember_env_secrets
 from shared.routing import check_hostname
+from shared.tls import broker_url_with_tls, database_url_with_tls
 
 
 def _default_database_url() -> str:
@@ -31,8 +32,21 @@ def _float_env(name: str, default: float, *, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise FarmError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:  # also refuses nan
+    if not minimum <= value < float("inf"):  # also refuses nan and inf
         raise FarmError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _int_env(name: str, default: int, *, minimum: int = 1) -> int:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise FarmError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise FarmError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
 
@@ -92,15 +106,26 @@ class Settings:
     db_wait_s: float = 120.0
     # The runtimes a worker offers (FARM_RUNTIMES, comma-separated; None: every one whose packages it has).
     runtimes: tuple[str, ...] | None = None
+    # Upper bounds on what one command may ask for (docs/security.md, "Bounds"); a lab that needs more raises them.
+    max_repeats: int = 1000  # --repeats (benchmark passes over the test split), and the until-cv cap
+    max_pairs: int = 200  # compare --pairs
+    max_epochs: int = 1000  # --epochs
+    max_batch_size: int = 4096  # --batch-size
+    max_limit: int = 10_000_000  # --limit, in samples
+    # A submit that would queue more jobs than this prints its plan and asks for --yes.
+    confirm_jobs: int = 200
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
         defaults = cls()
-        remember_secrets(env.get("FARM_BROKER_URL", ""), env.get("FARM_DATABASE_URL", ""))
+        remember_env_secrets(env)
         return cls(
-            broker_url=env.get("FARM_BROKER_URL") or defaults.broker_url,
-            database_url=env.get("FARM_DATABASE_URL") or defaults.database_url,
+            broker_url=broker_url_with_tls(env.get("FARM_BROKER_URL") or defaults.broker_url,
+                                           env.get("FARM_BROKER_CA"), env.get("FARM_BROKER_CERT"),
+                                           env.get("FARM_BROKER_KEY")),
+            database_url=database_url_with_tls(env.get("FARM_DATABASE_URL") or defaults.database_url,
+                                               env.get("FARM_DATABASE_CA")),
             artifacts=env.get("FARM_ARTIFACTS") or defaults.artifacts,
             hostname=check_hostname(env.get("FARM_HOSTNAME") or defaults.hostname),
             cpu_watts_per_core=_float_env("FARM_CPU_WATTS_PER_CORE", defaults.cpu_watts_per_core),
@@ -117,5 +142,11 @@ class Settings:
             db_wait_s=_float_env("FARM_DB_WAIT_S", defaults.db_wait_s),
             runtimes=tuple(r.strip() for r in env["FARM_RUNTIMES"].split(",") if r.strip())
             if env.get("FARM_RUNTIMES") else None,
+            max_repeats=_int_env("FARM_MAX_REPEATS", defaults.max_repeats),
+            max_pairs=_int_env("FARM_MAX_PAIRS", defaults.max_pairs, minimum=2),
+            max_epochs=_int_env("FARM_MAX_EPOCHS", defaults.max_epochs),
+            max_batch_size=_int_env("FARM_MAX_BATCH_SIZE", defaults.max_batch_size),
+            max_limit=_int_env("FARM_MAX_LIMIT", defaults.max_limit),
+            confirm_jobs=_int_env("FARM_CONFIRM_JOBS", defaults.confirm_jobs),
         )
 

@@ -375,3 +375,44 @@ def test_the_estimate_note_names_what_was_measured_beside_the_estimate() -> None
     assert note is not None and "CPU energy is ESTIMATED" in note and "measured: nvml-counter" in note
     cpu_only = estimate_note(["estimated:cpu-time"])
     assert cpu_only is not None and "measured:" not in cpu_only
+
+
+def test_fake_powercap_unreadable_counter_names_file_reason_and_fix(tmp_path: Path) -> None:
+    """RAPL present but energy_uj unreadable (root-only since Linux 5.10): the worker's start line names the file,
+    the reason and the fix, and the CPU meter is the labelled estimate carrying that reason. The permission error
+    is real: the check runs without the capabilities that let root read any file."""
+    FakePowercap(tmp_path)
+    counter = tmp_path / "intel-rapl:0" / "energy_uj"
+    counter.chmod(0o000)
+    script = (
+        "from shared.settings import Settings\n"
+        "from worker.devices import open_device\n"
+        "from worker.meters.select import build_meter, rapl_access_problem\n"
+        f"s = Settings(powercap_root={str(tmp_path)!r})\n"
+        "print('LINE', rapl_access_problem(s))\n"
+        "m = build_meter(open_device('cpu'), s)\n"
+        "with m.window() as w:\n    sum(i for i in range(10000))\n"
+        "print('SOURCE', w.measurement.source, w.measurement.is_estimate)\n"
+        "print('WARN', ' | '.join(w.measurement.warnings))\n"
+    )
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    proc = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " " in ln}
+    assert "LINE" in lines, proc.stdout + proc.stderr
+    line = lines["LINE"]
+    assert str(counter) in line and "root only since Linux 5.10" in line, line
+    assert "udev" in line and "chmod" in line and "CAP_DAC_READ_SEARCH" in line, line
+    assert lines["SOURCE"] == "SOURCE estimated:cpu-time True", lines["SOURCE"]
+    assert str(counter) in lines["WARN"] and "root only since Linux 5.10" in lines["WARN"], lines["WARN"]
+
+
+def test_fake_powercap_readable_tree_gives_no_start_line(tmp_path: Path) -> None:
+    from worker.meters.select import rapl_access_problem
+
+    FakePowercap(tmp_path)
+    assert rapl_access_problem(Settings(powercap_root=str(tmp_path))) is None
+    assert rapl_access_problem(Settings(powercap_root=str(tmp_path / "none"))) is None  # no RAPL: nothing to fix

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from controller.options import DEVICE, job_spec
+from controller.options import DEVICE, check_bound, finite, job_spec
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
 from shared.devices import Device
 from shared.errors import FarmError
@@ -33,7 +33,7 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--here", is_flag=True, help="Run it in this process, like `farm run`, with no broker.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="With --here: cpu or cuda:N.")
 @click.option("--queue-anyway", is_flag=True, help="Queue even when no live worker serves --on.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Give up waiting after this many s.")
+@click.option("--timeout", type=finite(min=1), default=None, help="Give up waiting after this many s.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str,
             runtime: str | None, runtime_b: str | None, here: bool, device: Device, queue_anyway: bool,
@@ -43,6 +43,7 @@ def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | N
     B/A for time and energy per sample with 95 % intervals (paired t on the log ratios of the pairs), the top-1
     difference, and a verdict. The rows are stored as one job, each tagged with its pair."""
     settings = load_settings()
+    check_bound("--pairs", pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
     spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime)
     spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls, runtime=runtime_b or runtime)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from controller.options import finite
 from controller.services import load_settings, open_engine
 from shared.errors import FarmError
 from shared.settings import Settings
@@ -96,7 +97,7 @@ def cancel(jobs: tuple[str, ...], fmt: str) -> None:
 
 @click.command()
 @click.argument("job")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 1).")
+@click.option("--timeout", type=finite(), default=None, help="Give up after this many seconds (exit 1).")
 def wait(job: str, timeout: float | None) -> None:
     """Wait until JOB (an id or a unique prefix) finishes, showing its progress; exit 0 when done, 1 otherwise."""
     from sqlmodel import Session

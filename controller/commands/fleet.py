@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from controller.options import DEVICE
+from controller.options import DEVICE, finite
 from controller.services import check_broker, live_workers, load_settings, open_engine
 from shared.devices import Device
 from shared.errors import FarmError
@@ -48,6 +48,11 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     warning = _broker_persistence_warning(client)
     if warning:
         click.echo(f"warning: {warning}", err=True)
+    from worker.meters.select import rapl_access_problem
+
+    rapl = rapl_access_problem(settings)
+    if rapl:
+        click.echo(f"warning: {rapl}", err=True)
     queues = worker_queues(settings.hostname, where)
     node = name or f"farm-{str(where).replace(':', '')}@{settings.hostname}"
     if threads is None:
@@ -107,7 +112,7 @@ def _broker_persistence_warning(client: Any) -> str | None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="How many recent jobs to show.")
 @click.option("--sweep", default=None, help="Only the jobs of this sweep (an id or a prefix).")
-@click.option("--watch", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
+@click.option("--watch", type=finite(min=0.5), default=None, metavar="SECONDS",
               help="Redraw every SECONDS until interrupted.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(limit: int, sweep: str | None, watch: float | None, fmt: str) -> None:

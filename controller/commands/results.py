@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from controller.options import FORMATS, result_filter, result_filters
+from controller.options import FORMATS, finite, result_filter, result_filters
 from shared.errors import FarmError
 
 
@@ -77,7 +77,7 @@ def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
                    "the Pareto front, energy by local hour per host.")
 @click.option("--html", "html_path", default=None, metavar="FILE",
               help="Write one self-contained HTML page with the tables, notes and figures.")
-@click.option("--grid-intensity", type=click.FloatRange(min=0), default=None, metavar="G",
+@click.option("--grid-intensity", type=finite(min=0), default=None, metavar="G",
               help="Grid carbon intensity in gCO2e/kWh: adds gCO2e per 1,000 inferences.")
 @click.option("--grid-csv", default=None, metavar="FILE",
               help="Grid intensity by local hour (lines: hour,g_per_kwh), weighted by when each variant ran.")
@@ -136,9 +136,9 @@ def _write_html(path: str, table: list[dict[str, Any]], hourly: list[dict[str, A
 
 @click.command()
 @result_filters
-@click.option("--max-drop", type=click.FloatRange(min=0), default=None, metavar="PTS",
+@click.option("--max-drop", type=finite(min=0), default=None, metavar="PTS",
               help="Keep top-1 within PTS percentage points of the baseline on the same hardware (default 1).")
-@click.option("--min-top1", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+@click.option("--min-top1", type=finite(0, 100), default=None, metavar="PCT",
               help="Keep top-1 at or above PCT % instead.")
 @click.option("--predicted", is_flag=True,
               help="Also list variants NOT measured on that machine that `farm predict` says would use less energy "

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from controller.commands.control import wait_for
-from controller.options import FORMATS, job_options, job_spec, train_overrides
+from controller.options import FORMATS, finite, job_options, job_spec, train_overrides
 from controller.output import print_rows, print_summary
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
 from shared import chains
@@ -43,14 +43,17 @@ SWEEPS: dict[str, tuple[str, ...]] = {
               help="Where to prune and train: auto (gpu when a GPU worker is live, else cpu), or as --on.")
 @click.option("--queue-anyway", is_flag=True,
               help="Queue even when no live worker serves --on / --train-on (for a machine that starts later).")
+@click.option("--yes", is_flag=True,
+              help="Queue a submit of more than FARM_CONFIRM_JOBS jobs (200); without it such a submit prints its "
+                   "plan and queues nothing.")
 @click.option("--wait", is_flag=True, help="Wait for the jobs and print their results.")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+@click.option("--timeout", type=finite(), default=None, help="With --wait: give up after this many seconds.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: int | None, runtime: str | None,
            until_cv: float | None,
            epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
            temperature: float | None, variants: str | None, sweep: str | None, target: str, train_on: str,
-           queue_anyway: bool, wait: bool, timeout: float | None, fmt: str) -> None:
+           queue_anyway: bool, yes: bool, wait: bool, timeout: float | None, fmt: str) -> None:
     """Queue benchmark jobs for the farm's workers (prints the job id, or a sweep's ids).
 
     A pruned variant becomes a chain: one compress job (prune, retrain or distill) on the training queue,
@@ -102,6 +105,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
 
         with Session(open_engine(settings)) as session:
             plan = _with_baselines(session, plan, specs[0], model, dataset, repeats, limit, until_cv)
+    _confirm_fan_out(plan, train_queue, settings.confirm_jobs, yes)
     from shared.dispatch import ready_producer
 
     # Set up now what the first job would otherwise pay for after its submitted_at: the broker connection, and a
@@ -148,6 +152,20 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
         print_rows(rows, fmt)
     if failed:
         sys.exit(1)
+
+
+def _confirm_fan_out(plan: list[tuple[JobSpec, str]], train_queue: str, threshold: int, yes: bool) -> None:
+    """Without --yes, a plan of more than `threshold` jobs (a pruned variant is two: compress, benchmark) is printed,
+    one line per job, and refused (FarmError, nothing stored or queued)."""
+    lines = [line for spec, q in plan for line in (
+        [f"compress   {spec.variant.name}  on {train_queue}"] if spec.variant.prune is not None else [])
+        + [f"benchmark  {spec.variant.name}  on {q}"]]
+    if len(lines) <= threshold or yes:
+        return
+    for line in lines:
+        click.echo(line)
+    raise FarmError(f"this submit would queue {len(lines):,} jobs (listed above), more than FARM_CONFIRM_JOBS="
+                    f"{threshold}; nothing was queued. Check the list and add --yes to queue them")
 
 
 def _variant_names(variant: str | None, variants: str | None, sweep: str | None) -> list[str]:

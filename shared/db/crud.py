@@ -287,15 +287,16 @@ def _where(stmt: Any, f: ResultFilter, *, with_baselines: bool = False) -> Any:
     if f.host:
         stmt = stmt.where(Result.host == f.host)
     if f.hardware:
-        pattern = f"%{f.hardware}%"
+        literal = f.hardware.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # text, not a pattern
+        pattern = f"%{literal}%"
         stmt = stmt.where(
             or_(
-                col(Result.cpu_model).ilike(pattern),
-                col(Result.gpu_name).ilike(pattern),
-                col(Result.device).ilike(pattern),
-                col(Result.hardware_label).ilike(pattern),
-                col(Result.hardware_id).ilike(f"{f.hardware}%"),
-                cast(Result.hardware, String).ilike(pattern),  # any part of the fingerprint: "avx512_vnni"
+                col(Result.cpu_model).ilike(pattern, escape="\\"),
+                col(Result.gpu_name).ilike(pattern, escape="\\"),
+                col(Result.device).ilike(pattern, escape="\\"),
+                col(Result.hardware_label).ilike(pattern, escape="\\"),
+                col(Result.hardware_id).ilike(f"{literal}%", escape="\\"),
+                cast(Result.hardware, String).ilike(pattern, escape="\\"),  # any part of the fingerprint: "avx512_vnni"
             )
         )
     if f.runtime:

@@ -32,6 +32,20 @@ MAX_DOMAIN_POWER_W = 1000.0
 RAPL_MODES = ("package+dram", "psys")
 
 
+class RaplPermissionError(MeterError):
+    """RAPL is there but its counter cannot be read: the reason (root-only since Linux 5.10) and the fixes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"cannot read {path}: permission denied (RAPL energy counters are readable by root only since Linux "
+            "5.10, a fix for the PLATYPUS power side channel). Grant read access on the host: a udev rule or a "
+            "chmod at boot (`chmod a+r /sys/class/powercap/intel-rapl*/energy_uj "
+            "/sys/class/powercap/intel-rapl*/*/energy_uj`), or run the worker with the CAP_DAC_READ_SEARCH "
+            "capability; see docs/security.md, \"RAPL\""
+        )
+
+
 @dataclass(frozen=True)
 class RaplDomain:
     """One counter: `kind` is "package", "dram" or "psys"; `label` is what results name it (e.g. dram-1)."""
@@ -47,10 +61,7 @@ class RaplDomain:
         try:
             return int(target.read_text().strip())
         except PermissionError:
-            raise MeterError(
-                f"cannot read {target}: permission denied. RAPL counters are root-only since Linux 5.10; "
-                "run the worker as root or `chmod -R a+r /sys/class/powercap/intel-rapl*`"
-            ) from None
+            raise RaplPermissionError(target) from None
         except (OSError, ValueError) as exc:
             raise MeterError(f"cannot read {target}: {exc}") from None
 

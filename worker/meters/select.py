@@ -15,7 +15,7 @@ from worker.devices.base import DeviceHandle
 from worker.meters.base import Meter, MeterError
 from worker.meters.combined import CombinedMeter
 from worker.meters.estimate import CpuTimeEstimate
-from worker.meters.rapl import RaplMeter
+from worker.meters.rapl import RaplMeter, RaplPermissionError
 
 log = logging.getLogger(__name__)
 MeterFactory = Callable[[DeviceHandle, Settings, list[str]], "Meter | None"]
@@ -42,6 +42,18 @@ def cpu_meter(device: DeviceHandle, settings: Settings, notes: list[str]) -> Met
 
 
 METERS: list[MeterFactory] = [nvml_meter, cpu_meter]
+
+
+def rapl_access_problem(settings: Settings) -> str | None:
+    """Why RAPL, present on this machine, cannot be read (the file, the reason, the fix), for the worker's one
+    line at start; None when it reads, or when there is no RAPL at all (the estimate is then the only choice)."""
+    try:
+        RaplMeter(settings.powercap_root, mode=settings.rapl_domains)
+    except RaplPermissionError as exc:
+        return f"CPU energy will be estimated, not measured: {exc}"
+    except MeterError:
+        return None
+    return None
 
 
 def build_meter(device: DeviceHandle, settings: Settings) -> CombinedMeter:
