@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from controller.deployer import deployer_options
 from controller.services import load_settings, open_engine
 from shared.devices import Device, DeviceClass
 from shared.errors import FarmError
@@ -41,9 +42,11 @@ DEVICE = DeviceParam()
 
 def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
              until_cv: float | None, train: dict[str, Any] | None = None, *,
-             device_class: DeviceClass | None = None, runtime: str | None = None) -> JobSpec:
+             device_class: DeviceClass | None = None, runtime: str | None = None,
+             bench: dict[str, Any] | None = None) -> JobSpec:
     """The job the options describe; FarmError (exit 2) for bad values, and for a variant that cannot run on
-    that device class (None: not known yet, e.g. `--on host:NAME`) or runtime."""
+    that device class (None: not known yet, e.g. `--on host:NAME`) or runtime. `bench` holds further BenchSpec
+    fields (controller/deployer.py's batch size and scenario)."""
     if repeats < 1:
         raise FarmError(f"--repeats must be at least 1, got {repeats}")
     if limit is not None and limit < 1:
@@ -70,7 +73,7 @@ def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | 
         variant=with_train_overrides(parsed, **overrides),
         model=model,
         dataset=dataset,
-        bench=BenchSpec(repeats=repeats, limit=limit, until_cv=until_cv),
+        bench=BenchSpec(repeats=repeats, limit=limit, until_cv=until_cv, **(bench or {})),
         runtime=runtime,
     )
 
@@ -99,13 +102,14 @@ def job_options(fn: Any) -> Any:
                      help="Repeat until time/sample's coefficient of variation is at most this (e.g. 0.02)."),
         click.option("--epochs", type=int, default=None, help="Training epochs (retrained/distilled variants)."),
         click.option("--lr", type=float, default=None, help="Peak learning rate of AdamW (cosine schedule)."),
-        click.option("--batch-size", type=int, default=None, help="Training batch size."),
+        click.option("--train-batch-size", type=int, default=None,
+                     help="Training batch size (retrained/distilled); --batch-size is the inference batch."),
         click.option("--alpha", type=float, default=None, help="Distillation weight of the KL term (0-1]."),
         click.option("--temperature", type=float, default=None, help="Distillation temperature T."),
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return deployer_options(fn)
 
 
 def result_filters(fn: Any) -> Any:

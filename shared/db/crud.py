@@ -66,10 +66,16 @@ def find_sweep(*, session: Session, prefix: str) -> uuid.UUID:
     return _one_by_prefix(session, Job.sweep_id, prefix, "sweep")  # type: ignore[no-any-return]
 
 
-def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str) -> bool:
-    """Whether `host` already has baseline results for this model and dataset (a sweep then adds none)."""
+def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str, batch_size: int = 8) -> bool:
+    """Whether `host` already has baseline results for this model and dataset at this inference batch size (a
+    sweep then adds none). Rows from before migration 0011 have no batch size: they ran the seed's 8."""
+    from sqlalchemy import or_
+
+    same_batch = Result.batch_size == batch_size
+    if batch_size == 8:
+        same_batch = or_(same_batch, Result.batch_size.is_(None))  # type: ignore[union-attr]
     stmt = select(Result.id).where(Result.variant == "baseline", Result.host == host, Result.model_id == model_id,
-                                   Result.dataset_id == dataset_id).limit(1)
+                                   Result.dataset_id == dataset_id, same_batch).limit(1)
     return session.exec(stmt).first() is not None
 
 
