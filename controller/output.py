@@ -29,6 +29,8 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
         click.echo(render.to_json([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows]))
     elif fmt == "csv":
         click.echo(render.to_csv(rows, RESULT_COLUMNS), nl=False)
+    elif not rows:
+        click.echo("no results match")
     else:
         view = [{"job": str(r["job_id"])[:8], "variant": r["variant"], "host": r["host"], "device": r["device"],
                  "hardware": (r.get("hardware_id") or "?")[:6], "runtime": r.get("runtime"),
@@ -55,6 +57,9 @@ def print_summary(filters: ResultFilter, fmt: str) -> None:
         return
     if fmt == "csv":
         click.echo(render.to_csv(groups, SUMMARY_SI_COLUMNS), nl=False)
+        return
+    if not groups:
+        click.echo("no results match")
         return
     view = [{"variant": g["variant"], "model": g["model_id"], "dataset": g["dataset_id"], "host": g["host"],
              "device": g["device"], "hardware": f"{g['hardware_label'] or '?'} [{(g['hardware_id'] or '?')[:6]}]",

@@ -306,6 +306,12 @@ def query_results(
 # Python from those three, because SQLite has no STDDEV).
 MEASURES = ("top1", "top5", "time_per_sample_s", "total_energy_per_sample_j", "active_energy_per_sample_j",
             "cpu_temp_start_c")
+# The deployer's measures (migration 0011): their mean and maximum per group (no std: bytes squared overflow
+# BIGINT); NULL on rows that did not measure them.
+DEPLOYER_MEASURES = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_max_s", "throughput_sps",
+                     "peak_rss_bytes", "rss_rise_bytes", "gpu_max_allocated_bytes", "gpu_max_reserved_bytes",
+                     "weight_bytes", "artifact_bytes", "load_s", "load_energy_j", "cold_latency_s", "achieved_qps",
+                     "late_queries", "dropped_queries", "energy_per_query_j")
 
 
 def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(), by: Sequence[str],
@@ -318,6 +324,9 @@ def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(
     for m in MEASURES:
         c = getattr(Result, m)
         columns += [func.avg(c).label(f"{m}_mean"), func.sum(c * c).label(f"{m}_sumsq"), func.count(c).label(f"{m}_n")]
+    for m in DEPLOYER_MEASURES:
+        c = getattr(Result, m)
+        columns += [func.avg(c).label(f"{m}_mean"), func.max(c).label(f"{m}_max")]
     columns += [func.min(Result.params).label("params_min"), func.max(Result.params).label("params_max"),
                 func.min(Result.macs).label("macs_min"), func.max(Result.macs).label("macs_max"),
                 func.min(Result.energy_source).label("source_min"), func.max(Result.energy_source).label("source_max"),
