@@ -64,8 +64,8 @@ def test_batches_of_1_and_32_give_ordered_percentiles_memory_and_a_cold_first_ba
     runner, data = _runner(), load_digits_split("test")
     weights = sum(weight_bytes(loaded_weights(runner)).values())
     for bs in (1, 32):
-        reps = run_scenario(runner, data, BenchSpec(batch_size=bs, repeats=2, limit=64, warmup_batches=3), CPU,
-                            CpuTimeEstimate(10.0))
+        spec = BenchSpec(batch_size=bs, repeats=2, limit=64, warmup_batches=3, max_warmup_s=2.0, min_window_s=0.2)
+        reps = run_scenario(runner, data, spec, CPU, CpuTimeEstimate(10.0))
         assert len(reps) == 2
         for r in reps:
             lat, mem = r.latency, r.memory
@@ -93,7 +93,7 @@ def test_poisson_arrivals_are_seeded_sorted_and_at_the_rate() -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_server_below_capacity_meets_its_qps_within_5_percent() -> None:
-    spec = BenchSpec(scenario="server", qps=40, server_s=2.0, repeats=1, warmup_batches=3)
+    spec = BenchSpec(scenario="server", qps=40, server_s=2.0, repeats=1, warmup_batches=3, max_warmup_s=2.0)
     (rep,) = run_scenario(_runner(), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
     s = rep.server
     assert s is not None and s.issued == 80 and s.dropped == 0
@@ -104,7 +104,8 @@ def test_a_server_below_capacity_meets_its_qps_within_5_percent() -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_server_far_above_capacity_reports_late_and_dropped_queries_instead_of_hanging() -> None:
-    spec = BenchSpec(scenario="server", qps=20_000, server_s=1.0, repeats=1, warmup_batches=3, p99_ms=5)
+    spec = BenchSpec(scenario="server", qps=20_000, server_s=1.0, repeats=1, warmup_batches=3, max_warmup_s=2.0,
+                     p99_ms=5)
     t0 = time.perf_counter()
     (rep,) = run_scenario(_runner(), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
     # arrivals for 1 s, then at most 1 s to drain; warm-up and loading on top
@@ -117,7 +118,7 @@ def test_a_server_far_above_capacity_reports_late_and_dropped_queries_instead_of
 @pytest.mark.usefixtures("one_thread")
 def test_a_dynamic_batcher_answers_several_queries_per_call() -> None:
     spec = BenchSpec(scenario="server", qps=400, server_s=1.0, repeats=1, warmup_batches=3, max_batch=8,
-                     max_wait_ms=20)
+                     max_wait_ms=20, max_warmup_s=2.0)
     (rep,) = run_scenario(_runner(), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
     assert rep.server is not None and rep.server.answered > 0 and rep.latency is not None
     assert rep.latency.count == rep.server.answered
@@ -132,14 +133,15 @@ def test_a_dynamic_batcher_answers_several_queries_per_call() -> None:
     (["--scenario", "server", "--qps-sweep"], "--p99-ms"),
 ])
 def test_bad_deployer_options_are_one_line_errors(args: list[str], needle: str, tmp_path: Path) -> None:
-    import os
+    from click.testing import CliRunner
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env.update(FARM_DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}", FARM_ARTIFACTS=str(tmp_path / "a"))
-    proc = run_farm(["run", "-v", "baseline", *args], env, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr
+    from controller.cli import main
+
+    env = {"FARM_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}", "FARM_ARTIFACTS": str(tmp_path / "a")}
+    result = CliRunner().invoke(main, ["run", "-v", "baseline", *args], env=env)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.output
     assert not (tmp_path / "f.db").exists()  # refused before the store was opened: nothing written
 
 

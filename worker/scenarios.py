@@ -54,6 +54,8 @@ class ServerStats:
     bound_s: float
     arrival_lag_mean_s: float | None
     arrival_lag_max_s: float | None
+    arrival_lag_p99_s: float | None = None
+    idle_arrivals: int = 0  # arrivals the loop was idle for (the lag is measured on these)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def server_window(runner: Runner, data: ImageSet, spec: BenchSpec, device: Devic
         raise ValueError(f"the server answered no query in {drain_until:g} s at {qps:g} QPS")
     lag = lags.summary()
     stats = ServerStats(qps, head / max(last_done, spec.server_s), n, head, late, n - head, bound_s,
-                        lag.mean_s if lag else None, lag.max_s if lag else None)
+                        lag.mean_s if lag else None, lag.max_s if lag else None, lag.p99_s if lag else None,
+                        lag.count if lag else 0)
     return ServerMeasurement(index, started, head, None, None, energy.duration_s, energy, before, after, 0, 1,
                              lat.summary(), mem[0] if mem else None, None, stats)
