@@ -77,7 +77,7 @@ def variant_table(groups: Sequence[dict[str, Any]], carbon: Carbon | None = None
     table = []
     for g in groups:
         table.append({
-            **{k: g[k] for k in VARIANT_GROUP}, "hardware_label": g.get("hardware_label"),
+            **{k: g.get(k) for k in VARIANT_GROUP}, "hardware_label": g.get("hardware_label"),
             "repeats": g["n"], "top1": g["top1_mean"], "top5": g["top5_mean"],
             "time_per_sample_s": g["time_per_sample_s_mean"], "time_per_sample_std_s": g["time_per_sample_s_std"],
             "total_energy_per_sample_j": g["total_energy_per_sample_j_mean"],

@@ -214,3 +214,47 @@ def test_farm_run_fans_out_batch_sizes_into_rows_reports_and_exports(farm_env: d
     assert "latency_p99_s" in header and len(csv_out.stdout.splitlines()) == len(rows) + 1
     empty = run_farm(["results", "--variant", "prune-r0.50"], farm_env)
     assert empty.returncode == 0 and empty.stdout.strip() == "no results match"
+
+
+def _table_row(variant: str, hw: str = "abc", **extra: object) -> dict[str, object]:
+    return {"variant": variant, "runtime": "torch", "hardware_id": hw, "device": "cpu", "top1": 0.9, "repeats": 3,
+            "total_energy_per_sample_j": 0.001, "total_energy_per_sample_std_j": 0.0001, "energy_source": "x",
+            "batch_size": 8, "scenario": "offline", **extra}
+
+
+def test_figures_keep_pruning_methods_apart_dodge_points_and_give_each_host_its_own_look() -> None:
+    from controller import figures
+
+    table = [_table_row(v) for v in ("baseline", "prune-r0.10", "prune-r0.10-uint8", "prune-all-r0.10",
+                                     "prune-all-r0.10-uint8", "prune-all-r0.20")]
+    fig = figures.pruning_figure(table, figures.variant_colours([t["variant"] for t in table]))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("MLP-only" in t for t in titles) and any("all-layer" in t for t in titles)
+    for ax in fig.axes:  # two families at ratio 0.10 in one panel: their points do not sit on one x
+        xs = {round(float(line.get_xdata()[0]), 6) for line in ax.lines if len(line.get_xdata()) == 1}
+        assert len([x for x in xs if 0.05 < x < 0.15]) >= 2, xs
+    hosts = [f"host{i}" for i in range(22)]
+    hourly = [{"host": h, "device": "cpu", "variant": "baseline", "local_hour": hour, "total_energy_per_sample_j":
+               0.001, "total_energy_per_sample_std_j": None} for h in hosts for hour in (3, 9)]
+    fig = figures.hourly_figure(hourly, {})
+    looks = {(figures.variant_colours([f"{h} cpu" for h in hosts])[f"{h} cpu"],
+              figures.variant_markers([f"{h} cpu" for h in hosts])[f"{h} cpu"]) for h in hosts}
+    assert len(looks) == 22  # no two hosts share colour and marker
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None and len(legend.get_texts()) == 22
+    fig.canvas.draw()
+    box, axes_box = legend.get_window_extent(), ax.get_window_extent()
+    assert box.x0 >= axes_box.x1 - 1  # right of the plot, covering none of it
+
+
+def test_the_deployer_figures_plot_latency_energy_and_memory_by_batch_size() -> None:
+    from controller import figures
+
+    table = [_table_row(v, batch_size=b, latency_p50_s=0.001 * b, latency_p99_s=0.002 * b, peak_rss_bytes=5e8,
+                        weight_bytes=5e5) for v in ("baseline", "quant-int8dyn") for b in (1, 8, 32)]
+    figs = figures.draw_all(table, [])
+    assert set(figs) == set(figures.FIGURES)
+    lat = figs["latency_by_batch.png"].axes[0]
+    assert len(lat.lines) == 4 and list(lat.lines[0].get_xdata()) == [1, 8, 32]
+    assert len(figs["memory.png"].axes[0].patches) == 4
