@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from shared.settings import Settings
 from worker.deployer_rows import ModelFacts
@@ -63,9 +62,3 @@ def model_facts(runner: Runner, timing: LoadTiming) -> ModelFacts:
             log.warning("cannot count the model's weights: %s", exc)
     return ModelFacts(timing.seconds, timing.energy_j, by_dtype, size)
 
-
-def weights_of(obj: Any) -> dict[str, int]:
-    """Weight bytes by dtype of an nn.Module, ONNX bytes or OpenVINO Model (worker/memory.py)."""
-    from worker.memory import weight_bytes
-
-    return weight_bytes(obj)
