@@ -258,3 +258,21 @@ def test_the_deployer_figures_plot_latency_energy_and_memory_by_batch_size() -> 
     lat = figs["latency_by_batch.png"].axes[0]
     assert len(lat.lines) == 4 and list(lat.lines[0].get_xdata()) == [1, 8, 32]
     assert len(figs["memory.png"].axes[0].patches) == 4
+
+
+def test_fake_nvml_gpu_memory_reads_used_bytes_of_the_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU memory path on a machine without one: NVML's used memory of the GPU that CUDA ordinal 0 names."""
+    from types import SimpleNamespace
+
+    import worker.meters.nvml as nvml_mod
+    from worker.memory import nvml_used_bytes
+
+    asked: list[int] = []
+    fake = SimpleNamespace(nvmlInit=lambda: None,
+                           nvmlDeviceGetHandleByIndex=lambda i: asked.append(i) or f"gpu{i}",
+                           nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=3 * 2**30 if h == "gpu2" else 1))
+    monkeypatch.setattr(nvml_mod, "_load_pynvml", lambda: fake)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert nvml_used_bytes(0) == 3 * 2**30 and asked == [2]
+    monkeypatch.setattr(nvml_mod, "_load_pynvml", lambda: (_ for _ in ()).throw(nvml_mod.MeterError("no NVML")))
+    assert nvml_used_bytes(0) is None  # not recorded rather than a silent 0
