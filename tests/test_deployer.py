@@ -276,3 +276,29 @@ def test_fake_nvml_gpu_memory_reads_used_bytes_of_the_visible_gpu(monkeypatch: p
     assert nvml_used_bytes(0) == 3 * 2**30 and asked == [2]
     monkeypatch.setattr(nvml_mod, "_load_pynvml", lambda: (_ for _ in ()).throw(nvml_mod.MeterError("no NVML")))
     assert nvml_used_bytes(0) is None  # not recorded rather than a silent 0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_qps_sweep_doubles_while_p99_holds_and_bisects_once_it_breaks() -> None:
+    spec = BenchSpec(scenario="server", qps=20, server_s=0.5, repeats=4, warmup_batches=3, max_warmup_s=2.0,
+                     p99_ms=50, qps_sweep=True)
+    reps = run_scenario(_runner(), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
+    rates = [r.server.target_qps for r in reps if r.server is not None]
+    assert len(rates) == 4 and rates[0] == 20
+    lo, hi = 0.0, None
+    for r, rate in zip(reps, rates, strict=True):  # each next rate follows from whether this one met the bound
+        assert r.server is not None and r.latency is not None
+        met = r.server.dropped == 0 and r.latency.p99_s <= 0.05
+        lo, hi = (rate, hi) if met else (lo, rate)
+        expected = (lo * 2 if hi is None else (lo + hi) / 2) if met else ((lo + hi) / 2 if lo else rate / 2)
+        if r is not reps[-1]:
+            assert rates[rates.index(rate) + 1] == pytest.approx(expected)
+
+
+def test_single_stream_runs_at_batch_1_and_the_server_batches_with_max_batch() -> None:
+    from controller.deployer import bench_fields
+
+    assert bench_fields(scenario="single-stream")["batch_size"] == 1
+    server = bench_fields(scenario="server", qps=10, max_batch=4, max_wait_ms=2)
+    assert server["batch_size"] == 4 and server["max_batch"] == 4 and server["qps"] == 10
+    assert bench_fields(batch_size=32) == {"scenario": "offline", "batch_size": 32}
