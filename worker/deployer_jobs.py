@@ -32,7 +32,14 @@ def load_cost(device: DeviceHandle, settings: Settings) -> Iterator[LoadTiming]:
     from worker.meters.select import build_meter
 
     timing = LoadTiming()
-    meter = build_meter(device, settings)
+    # the benchmark's meter says once per job why energy is estimated; this one need not say it again
+    quiet = logging.getLogger("worker.meters.select")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        meter = build_meter(device, settings)
+    finally:
+        quiet.setLevel(level)
     try:
         device.synchronize()
         t0 = time.perf_counter()
