@@ -302,3 +302,44 @@ def test_single_stream_runs_at_batch_1_and_the_server_batches_with_max_batch() -
     server = bench_fields(scenario="server", qps=10, max_batch=4, max_wait_ms=2)
     assert server["batch_size"] == 4 and server["max_batch"] == 4 and server["qps"] == 10
     assert bench_fields(batch_size=32) == {"scenario": "offline", "batch_size": 32}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_the_csv_export_streams_every_column_and_honours_filters(store: str, tmp_path: Path, fresh_pg_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite goes through Python in chunks; Postgres writes the CSV itself (COPY): same header, same rows."""
+    import csv
+    import io
+
+    from controller.export import stream_csv
+    from shared.db.models import RESULT_COLUMNS
+
+    url = f"sqlite:///{tmp_path / 'e.db'}" if store == "sqlite" else fresh_pg_url
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    job = uuid.uuid4()
+    jid = job if store == "postgres" else job.hex
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO job (id, variant, spec, queue, state, submitted_at, stage, deliveries) "
+                          "VALUES (:id, 'baseline', '{}', 'cpu', 'done', :t, 'benchmark', 1)"),
+                     {"id": jid, "t": datetime(2026, 11, 2, 9, 30)})
+        for i, (variant, host) in enumerate([("baseline", "a"), ("baseline", "b"), ("pruned", "a")]):
+            conn.execute(text(
+                "INSERT INTO result (job_id, repeat_index, variant, model_id, dataset_id, host, cpu_model, device, "
+                "started_at, local_hour, timezone, samples, top1, time_per_sample_s, total_energy_per_sample_j, "
+                "energy_source, params, macs, software, runtime, hardware_id, batch_size, weight_bytes_by_dtype) "
+                "VALUES (:job, :i, :v, 'm', 'digits', :h, 'cpu, \"quoted\"', 'cpu', :t, 9, 'UTC', 10, 0.9, 0.001, "
+                "0.01, 'measured:rapl', 1, 1, '{}', 'torch', 'abc', 8, :w)"),
+                {"job": jid, "i": i, "v": variant, "h": host, "t": datetime(2026, 11, 2, 9, 30 + i),
+                 "w": json.dumps({"float32": 100 + i})})
+    engine.dispose()
+    monkeypatch.setenv("FARM_DATABASE_URL", url)
+    out = io.StringIO()
+    assert stream_csv(crud.ResultFilter(variant="baseline", host="a"), out) == 1
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert list(rows[0]) == list(RESULT_COLUMNS) and len(rows) == 1
+    assert rows[0]["host"] == "a" and rows[0]["cpu_model"] == 'cpu, "quoted"' and rows[0]["latency_p99_s"] == ""
+    assert json.loads(rows[0]["weight_bytes_by_dtype"]) == {"float32": 100}
+    assert rows[0]["started_at"].startswith("2026-11-02") and "09:30:00" in rows[0]["started_at"]
+    out = io.StringIO()
+    assert stream_csv(crud.ResultFilter(), out) == 3
