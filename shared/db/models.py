@@ -28,6 +28,7 @@ COMMENTS: dict[str, str] = {
     "noise": "set when the run's repeats vary more than farm accepts: why (CV, outlier repeat)",
     "pair_index": "a comparison's pair (farm compare): rows of one pair ran back to back",
     "passes": "passes over the test split inside the repeat's window (samples counts them all)",
+    "clock_skew_s": "the worker's clock minus the store's (or broker's) clock, in seconds, when the row was measured",
     # Added in migration 0011 (issue 21, docs/deployer-metrics.md)
     "batch_size": "the inference batch the repeat ran (queries per call; server: the dynamic batcher's largest)",
     "scenario": "MLPerf scenario: offline, single-stream or server",
@@ -46,6 +47,7 @@ class Job(SQLModel, table=True):
     """A submitted job and its lifecycle; `spec` is the JobSpec as JSON."""
 
     __tablename__ = "job"
+    __table_args__ = (Index("ix_job_state_submitted", "state", "submitted_at", "id"),)  # the reaper's walk
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     variant: str = Field(index=True)
@@ -145,6 +147,8 @@ class ResultFields(SQLModel):
     noise: str | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["noise"]})
     pair_index: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["pair_index"]})
     passes: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["passes"]})
+    # Added in migration 0008: the worker's clock skew (its timestamps and local hour carry that error).
+    clock_skew_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["clock_skew_s"]})
     # Added in migration 0011: what a deployer measures (docs/deployer-metrics.md). NULL where not measured.
     batch_size: int | None = Field(default=None, ge=1, sa_column_kwargs={"comment": COMMENTS["batch_size"]})
     scenario: str | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["scenario"]})
