@@ -93,13 +93,14 @@ def test_poisson_arrivals_are_seeded_sorted_and_at_the_rate() -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_server_below_capacity_meets_its_qps_within_5_percent() -> None:
-    spec = BenchSpec(scenario="server", qps=40, server_s=2.0, repeats=1, warmup_batches=3, max_warmup_s=2.0)
+    # 4 s of arrivals: the last answer's latency (tens of ms on a busy machine) stays well inside 5 % of the window
+    spec = BenchSpec(scenario="server", qps=25, server_s=4.0, repeats=1, warmup_batches=3, max_warmup_s=2.0)
     (rep,) = run_scenario(_runner(), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
     s = rep.server
-    assert s is not None and s.issued == 80 and s.dropped == 0
-    assert s.achieved_qps == pytest.approx(40, rel=0.05)
-    assert rep.latency is not None and rep.latency.count == 80 and rep.latency.p99_s <= rep.latency.max_s
-    assert rep.energy.total_energy_j > 0 and rep.samples == 80
+    assert s is not None and s.issued == 100 and s.dropped == 0
+    assert s.achieved_qps == pytest.approx(25, rel=0.05)
+    assert rep.latency is not None and rep.latency.count == 100 and rep.latency.p99_s <= rep.latency.max_s
+    assert rep.energy.total_energy_j > 0 and rep.samples == 100
 
 
 @pytest.mark.usefixtures("one_thread")
