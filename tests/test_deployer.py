@@ -93,14 +93,23 @@ def test_poisson_arrivals_are_seeded_sorted_and_at_the_rate() -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_server_below_capacity_meets_its_qps_within_5_percent() -> None:
-    # 4 s of arrivals: the last answer's latency (tens of ms on a busy machine) stays well inside 5 % of the window
-    spec = BenchSpec(scenario="server", qps=25, server_s=4.0, repeats=1, warmup_batches=3, max_warmup_s=2.0)
-    (rep,) = run_scenario(_runner(), load_digits_split("test"), spec, CPU, CpuTimeEstimate(10.0))
+    runner, data = _runner(), load_digits_split("test")
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        runner(data.images[:1])
+        times.append(time.perf_counter() - t0)
+    # below capacity even on a busy machine: at most 30 % of what one query's median time allows
+    qps = min(25.0, 0.3 / sorted(times)[10])
+    # 4 s of arrivals: the last answer's latency stays well inside 5 % of the window
+    spec = BenchSpec(scenario="server", qps=qps, server_s=4.0, repeats=1, warmup_batches=3, max_warmup_s=2.0)
+    (rep,) = run_scenario(runner, data, spec, CPU, CpuTimeEstimate(10.0))
     s = rep.server
-    assert s is not None and s.issued == 100 and s.dropped == 0
-    assert s.achieved_qps == pytest.approx(25, rel=0.05)
-    assert rep.latency is not None and rep.latency.count == 100 and rep.latency.p99_s <= rep.latency.max_s
-    assert rep.energy.total_energy_j > 0 and rep.samples == 100
+    n = round(qps * 4.0)
+    assert s is not None and s.issued == n and s.dropped == 0, s
+    assert s.achieved_qps == pytest.approx(qps, rel=0.05), s
+    assert rep.latency is not None and rep.latency.count == n and rep.latency.p99_s <= rep.latency.max_s
+    assert rep.energy.total_energy_j > 0 and rep.samples == n
 
 
 @pytest.mark.usefixtures("one_thread")
