@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from controller.deployer import deployer_options
 from controller.services import load_settings, open_engine
 from shared.devices import Device, DeviceClass
 from shared.errors import FarmError
@@ -67,9 +68,11 @@ def check_bound(option: str, value: int | None, maximum: int, setting: str) -> N
 
 def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
              until_cv: float | None, train: dict[str, Any] | None = None, *,
-             device_class: DeviceClass | None = None, runtime: str | None = None) -> JobSpec:
+             device_class: DeviceClass | None = None, runtime: str | None = None,
+             bench: dict[str, Any] | None = None) -> JobSpec:
     """The job the options describe; FarmError (exit 2) for bad values, and for a variant that cannot run on
-    that device class (None: not known yet, e.g. `--on host:NAME`) or runtime."""
+    that device class (None: not known yet, e.g. `--on host:NAME`) or runtime. `bench` holds further BenchSpec
+    fields (controller/deployer.py's batch size and scenario)."""
     if repeats < 1:
         raise FarmError(f"--repeats must be at least 1, got {repeats}")
     if limit is not None and limit < 1:
@@ -79,9 +82,11 @@ def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | 
     settings = load_settings()
     check_bound("--repeats", repeats, settings.max_repeats, "FARM_MAX_REPEATS")
     check_bound("--limit", limit, settings.max_limit, "FARM_MAX_LIMIT")
-    for key, setting, maximum in (("epochs", "FARM_MAX_EPOCHS", settings.max_epochs),
-                                  ("batch_size", "FARM_MAX_BATCH_SIZE", settings.max_batch_size)):
-        check_bound(f"--{key.replace('_', '-')}", (train or {}).get(key), maximum, setting)
+    for key, option, setting, maximum in (("epochs", "--epochs", "FARM_MAX_EPOCHS", settings.max_epochs),
+                                          ("batch_size", "--train-batch-size", "FARM_MAX_BATCH_SIZE",
+                                           settings.max_batch_size)):
+        check_bound(option, (train or {}).get(key), maximum, setting)
+    check_bound("--batch-size", (bench or {}).get("batch_size"), settings.max_batch_size, "FARM_MAX_BATCH_SIZE")
     for key, value in (train or {}).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise FarmError(f"--{key.replace('_', '-')} must be a finite number, got {value}")
@@ -106,7 +111,7 @@ def job_spec(variant: str, model: str, dataset: str, repeats: int, limit: int | 
         model=model,
         dataset=dataset,
         bench=BenchSpec(repeats=repeats, limit=limit, until_cv=until_cv,
-                        max_repeats=min(BenchSpec.max_repeats, settings.max_repeats)),
+                        max_repeats=min(BenchSpec.max_repeats, settings.max_repeats), **(bench or {})),
         runtime=runtime,
     )
 
@@ -138,15 +143,16 @@ def job_options(fn: Any) -> Any:
                      help="Training epochs (retrained/distilled variants; at most FARM_MAX_EPOCHS, 1000)."),
         click.option("--lr", type=finite(0, min_open=True), default=None,
                      help="Peak learning rate of AdamW (cosine schedule); a finite positive number."),
-        click.option("--batch-size", type=int, default=None,
-                     help="Training batch size (at most FARM_MAX_BATCH_SIZE, 4096)."),
+        click.option("--train-batch-size", type=int, default=None,
+                     help="Training batch size (retrained/distilled; at most FARM_MAX_BATCH_SIZE, 4096); "
+                          "--batch-size is the inference batch."),
         click.option("--alpha", type=finite(0, 1, min_open=True), default=None,
                      help="Distillation weight of the KL term (0-1]."),
         click.option("--temperature", type=finite(0, min_open=True), default=None, help="Distillation temperature T."),
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return deployer_options(fn)
 
 
 def result_filters(fn: Any) -> Any:

@@ -13,11 +13,13 @@ import click
 if TYPE_CHECKING:
     from shared.db.crud import ResultFilter
 
-SUMMARY_GROUP = ("variant", "model_id", "dataset_id", "host", "device", "hardware_id", "runtime")
+SUMMARY_GROUP = ("variant", "model_id", "dataset_id", "host", "device", "hardware_id", "runtime", "batch_size",
+                 "scenario", "target_qps")
 SUMMARY_SI_COLUMNS = (*SUMMARY_GROUP, "hardware_label", "n", "top1_mean", "top1_std", "top5_mean",
                       "time_per_sample_s_mean", "time_per_sample_s_std", "total_energy_per_sample_j_mean",
                       "total_energy_per_sample_j_std", "params_max", "macs_max", "energy_source", "noisy",
-                      "noise_example")
+                      "noise_example", "latency_p50_s_mean", "latency_p99_s_mean", "throughput_sps_mean",
+                      "peak_rss_bytes_max", "weight_bytes_max")
 
 
 def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
@@ -29,6 +31,8 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
         click.echo(render.to_json([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows]))
     elif fmt == "csv":
         click.echo(render.to_csv(rows, RESULT_COLUMNS), nl=False)
+    elif not rows:
+        click.echo("no results match")
     else:
         view = [{"job": str(r["job_id"])[:8], "variant": r["variant"], "host": r["host"], "device": r["device"],
                  "hardware": (r.get("hardware_id") or "?")[:6], "runtime": r.get("runtime"),
@@ -56,6 +60,9 @@ def print_summary(filters: ResultFilter, fmt: str) -> None:
     if fmt == "csv":
         click.echo(render.to_csv(groups, SUMMARY_SI_COLUMNS), nl=False)
         return
+    if not groups:
+        click.echo("no results match")
+        return
     view = [{"variant": g["variant"], "model": g["model_id"], "dataset": g["dataset_id"], "host": g["host"],
              "device": g["device"], "hardware": f"{g['hardware_label'] or '?'} [{(g['hardware_id'] or '?')[:6]}]",
              "runtime": g["runtime"], "n": g["n"],
@@ -64,6 +71,10 @@ def print_summary(filters: ResultFilter, fmt: str) -> None:
              "ms/sample": render.scaled(g["time_per_sample_s_mean"], 1e3, 4, g["time_per_sample_s_std"]),
              "mJ/sample": render.scaled(g["total_energy_per_sample_j_mean"], 1e3, 3,
                                         g["total_energy_per_sample_j_std"]),
+             "batch": "-" if g.get("batch_size") is None else g["batch_size"],
+             "p50 ms": render.scaled(g.get("latency_p50_s_mean"), 1e3, 3),
+             "p99 ms": render.scaled(g.get("latency_p99_s_mean"), 1e3, 3),
+             "samples/s": render.scaled(g.get("throughput_sps_mean"), 1, 1),
              "params (M)": _span(g["params_min"], g["params_max"], 1e-6, "{:.4f}"),
              "MACs (M)": _span(g["macs_min"], g["macs_max"], 1e-6, "{:.3f}"),
              "flags": "!" if g["noisy"] else "", "energy source": g["energy_source"]} for g in groups]

@@ -17,11 +17,19 @@ class Criterion:
 
     max_drop: float | None = None
     min_top1: float | None = None
+    max_p99_s: float | None = None  # and latency p99 (per batch; server: per query) at most this
+    max_memory_bytes: float | None = None  # and the worker's peak resident memory at most this
 
     def describe(self) -> str:
         if self.min_top1 is not None:
-            return f"top-1 at least {100 * self.min_top1:.2f} %"
-        return f"top-1 at most {100 * (self.max_drop or 0):.2g} pts below the baseline"
+            text = f"top-1 at least {100 * self.min_top1:.2f} %"
+        else:
+            text = f"top-1 at most {100 * (self.max_drop or 0):.2g} pts below the baseline"
+        if self.max_p99_s is not None:
+            text += f", p99 at most {self.max_p99_s * 1e3:g} ms"
+        if self.max_memory_bytes is not None:
+            text += f", peak memory at most {self.max_memory_bytes / 2**20:g} MB"
+        return text
 
 
 def recommend(table: Sequence[dict[str, Any]], criterion: Criterion) -> list[dict[str, Any]]:
@@ -38,6 +46,10 @@ def recommend(table: Sequence[dict[str, Any]], criterion: Criterion) -> list[dic
         if base is None:
             notes.append("no baseline here: savings cannot be stated" +
                          ("; --max-drop needs one" if criterion.min_top1 is None else ""))
+        unmeasured = [t["variant"] for t in rows if _unmeasured(t, criterion)]
+        if unmeasured:
+            notes.append(f"no latency or memory recorded for {', '.join(unmeasured)}: left out (rows from before "
+                         "farm measured them)")
         ok = [t for t in rows if t["top1"] is not None and _meets(t, base, criterion)]
         ok.sort(key=lambda t: t["total_energy_per_sample_j"])
         if base is None and criterion.min_top1 is None:
@@ -61,7 +73,18 @@ def recommend(table: Sequence[dict[str, Any]], criterion: Criterion) -> list[dic
     return answers
 
 
+def _unmeasured(t: dict[str, Any], c: Criterion) -> bool:
+    return ((c.max_p99_s is not None and t.get("latency_p99_s") is None)
+            or (c.max_memory_bytes is not None and t.get("peak_rss_bytes") is None))
+
+
 def _meets(t: dict[str, Any], base: dict[str, Any] | None, c: Criterion) -> bool:
+    if _unmeasured(t, c):
+        return False
+    if c.max_p99_s is not None and t["latency_p99_s"] > c.max_p99_s:
+        return False
+    if c.max_memory_bytes is not None and t["peak_rss_bytes"] > c.max_memory_bytes:
+        return False
     if c.min_top1 is not None:
         return t["top1"] >= c.min_top1 - 1e-12
     if base is None or base["top1"] is None:

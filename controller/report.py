@@ -14,8 +14,11 @@ from shared.stats import welch_log_ratio
 # A variant's group: one model on one dataset, on one machine (hardware_id: CPU, ISA, GPU, threads) and device,
 # with one runtime. Its baseline: the same but variant "baseline" on the default runtime (torch eager fp32), or on
 # its own runtime where the place has no torch baseline.
-VARIANT_GROUP = ("model_id", "dataset_id", "hardware_id", "device", "runtime", "variant")
-PLACE = ("model_id", "dataset_id", "hardware_id", "device")
+# The protocol (inference batch size, MLPerf scenario, a server's target QPS) is part of both: a baseline is matched
+# at the same batch size and scenario (docs/deployer-metrics.md).
+PROTOCOL = ("batch_size", "scenario", "target_qps")
+VARIANT_GROUP = ("model_id", "dataset_id", "hardware_id", "device", *PROTOCOL, "runtime", "variant")
+PLACE = ("model_id", "dataset_id", "hardware_id", "device", *PROTOCOL)
 HOURLY_GROUP = ("host", "device", "hardware_id", "variant", "local_hour")
 JOULES_PER_KWH = 3.6e6
 
@@ -74,14 +77,14 @@ def variant_table(groups: Sequence[dict[str, Any]], carbon: Carbon | None = None
     table = []
     for g in groups:
         table.append({
-            **{k: g[k] for k in VARIANT_GROUP}, "hardware_label": g.get("hardware_label"),
+            **{k: g.get(k) for k in VARIANT_GROUP}, "hardware_label": g.get("hardware_label"),
             "repeats": g["n"], "top1": g["top1_mean"], "top5": g["top5_mean"],
             "time_per_sample_s": g["time_per_sample_s_mean"], "time_per_sample_std_s": g["time_per_sample_s_std"],
             "total_energy_per_sample_j": g["total_energy_per_sample_j_mean"],
             "total_energy_per_sample_std_j": g["total_energy_per_sample_j_std"],
             "active_energy_per_sample_j": g["active_energy_per_sample_j_mean"],
             "params": g["params_max"], "macs": g["macs_max"], "energy_source": g["energy_source"],
-            "noisy_repeats": g["noisy"], "noise": g["noise_example"],
+            "noisy_repeats": g["noisy"], "noise": g["noise_example"], **deployer_fields(g),
         })
     # The reference is the torch baseline of the place; where it has none, the baseline on the row's own runtime.
     baselines = {(*(t[k] for k in PLACE), t["runtime"]): t for t in table if t["variant"] == "baseline"}
@@ -176,9 +179,58 @@ def variant_view(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "Δ top-1": "ref" if ref else render.signed_pts(t["top1_change_fraction"]),
             "gCO2e/1k": "-" if t["gco2e_per_1000"] is None else f"{t['gco2e_per_1000']:.3g}",
             "params (M)": f"{t['params'] / 1e6:.3f}", "MACs (M)": f"{t['macs'] / 1e6:.1f}",
+            **deployer_view(t),
             "flags": flags.strip() or "",
         })
     return view
+
+
+def deployer_fields(g: dict[str, Any]) -> dict[str, Any]:
+    """A group's deployer measures in SI units (seconds, bytes, samples/s): means, and maxima for worst cases
+    (latency_max_s, memory peaks, late and dropped queries)."""
+    mean = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "throughput_sps", "load_s", "load_energy_j",
+            "cold_latency_s", "achieved_qps", "energy_per_query_j")
+    peak = ("latency_max_s", "peak_rss_bytes", "rss_rise_bytes", "gpu_max_allocated_bytes", "gpu_max_reserved_bytes",
+            "weight_bytes", "artifact_bytes", "late_queries", "dropped_queries")
+    return {**{m: g.get(f"{m}_mean") for m in mean}, **{m: g.get(f"{m}_max") for m in peak}}
+
+
+def deployer_view(t: dict[str, Any]) -> dict[str, str]:
+    """The deployer's columns as a person reads them: batch, scenario, ms, samples/s, MB."""
+    from controller import render
+
+    mb = 1 / 2**20
+    scenario = t.get("scenario") or "offline"
+    if t.get("target_qps") is not None:
+        scenario += f" @{t['target_qps']:g} QPS"
+    return {"batch": "-" if t.get("batch_size") is None else str(t["batch_size"]), "scenario": scenario,
+            "p50 ms": render.scaled(t.get("latency_p50_s"), 1e3, 3),
+            "p99 ms": render.scaled(t.get("latency_p99_s"), 1e3, 3),
+            "samples/s": render.scaled(t.get("throughput_sps"), 1, 1),
+            "peak MB": render.scaled(t.get("peak_rss_bytes"), mb, 1),
+            "weights MB": render.scaled(t.get("weight_bytes"), mb, 3)}
+
+
+def load_view(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`farm report --load`: per variant, what loading it costs (s, J where a meter measured), its first batch
+    (cold) against the steady median, and its size in memory and as shipped."""
+    from controller import render
+
+    mb = 1 / 2**20
+    out = []
+    for t in table:
+        cold, steady = t.get("cold_latency_s"), t.get("latency_p50_s")
+        out.append({
+            "variant": t["variant"], "runtime": t["runtime"], "device": t["device"],
+            "hardware": (t["hardware_id"] or "?")[:6], "batch": "-" if t.get("batch_size") is None else t["batch_size"],
+            "n": t["repeats"], "load s": render.scaled(t.get("load_s"), 1, 3),
+            "load J": render.scaled(t.get("load_energy_j"), 1, 3),
+            "cold ms": render.scaled(cold, 1e3, 3), "steady p50 ms": render.scaled(steady, 1e3, 3),
+            "cold/steady": "-" if not cold or not steady else f"{cold / steady:.3g}x",
+            "weights MB": render.scaled(t.get("weight_bytes"), mb, 3),
+            "artifact MB": render.scaled(t.get("artifact_bytes"), mb, 3),
+        })
+    return out
 
 
 def view_columns(view: Sequence[dict[str, Any]], carbon: bool) -> list[str]:

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 PruneMethod = Literal["mlp", "all", "unstructured"]
 TrainKind = Literal["retrained", "distilled"]
 QuantScheme = Literal["uint8", "float8", "int8dyn", "ort-int8dyn", "ort-int8", "ov-int8"]
+# MLPerf Inference's names: offline (a closed loop over batches), single-stream (batch 1, one query at a time),
+# server (Poisson arrivals at a target QPS into a queue). worker/scenarios.py runs them.
+Scenario = Literal["offline", "single-stream", "server"]
+SCENARIOS: tuple[str, ...] = ("offline", "single-stream", "server")
 DEFAULT_DATASET = "digits"
 # Training defaults of a base model, where they differ from TrainSpec's (the seed's recipe for ViT-B/16). The
 # built-in model trains in about 4 s on 2 CPU cores with these: a higher lr and batch than the seed's, and a
@@ -114,6 +118,18 @@ class BenchSpec:
     idle_s: float | None = None  # None: take Settings.idle_s on the worker
     # Each repeat passes over the data until its window lasts this long, in s (None: what the meter needs).
     min_window_s: float | None = None
+    # The deployer's axes (docs/deployer-metrics.md): the scenario, and for `server` the target queries per
+    # second, the dynamic batcher's largest batch and longest wait (ms), each repeat's window (s), and the
+    # latency bound (ms) past which a query counts as late. `qps_sweep` searches the highest QPS whose p99
+    # stays under `p99_ms` (one row per QPS tried).
+    scenario: Scenario = "offline"
+    qps: float | None = None
+    max_batch: int = 1
+    max_wait_ms: float = 0.0
+    server_s: float = 10.0
+    p99_ms: float | None = None
+    qps_sweep: bool = False
+    seed: int = 0  # the server scenario's arrival generator
 
     @property
     def planned_repeats(self) -> int:

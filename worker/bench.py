@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 from shared.db.types import utcnow
 from shared.specs import BenchSpec
 from worker.devices.base import DeviceHandle
+from worker.latency import LatencyRecorder, LatencySummary
+from worker.memory import MemoryPeak, peak_memory
 from worker.meters.base import EnergyMeasurement, Meter
 from worker.runtimes.base import Runner
 from worker.workloads.types import ImageSet
@@ -36,6 +38,9 @@ class RepeatMeasurement:
     conditions_end: dict[str, Any] = field(default_factory=dict)
     warmup_batches: int = 0  # batches the warm-up ran before this benchmark's first repeat
     passes: int = 1  # passes over the data inside the window (accuracy comes from the first)
+    latency: LatencySummary | None = None  # seconds per batch, every batch of the window timed (worker/latency.py)
+    memory: MemoryPeak | None = None  # peak memory over the window (worker/memory.py)
+    cold_latency_s: float | None = None  # the first batch after loading (warm-up's first), seconds
 
     @property
     def time_per_sample_s(self) -> float:
@@ -81,7 +86,9 @@ def run_benchmark(
     bs = spec.batch_size
     batches = [data.images[i : i + bs] for i in range(0, len(data), bs)]
     k = min(5, data.num_classes) if data.num_classes else 0
-    warmed = warm_up(runner, torch.randn_like(batches[0]), spec, device, checkpoint) if warm else 0
+    warm_times: list[float] = []
+    warmed = warm_up(runner, torch.randn_like(batches[0]), spec, device, checkpoint, warm_times) if warm else 0
+    cold_s = warm_times[0] if warm_times else None
 
     planned = spec.planned_repeats
     min_window_s = meter.min_window_s if spec.min_window_s is None else spec.min_window_s
@@ -97,14 +104,18 @@ def run_benchmark(
             started = utcnow()
             device.synchronize()
             passes = 0
+            lat = LatencyRecorder(seed=r)
             gc.disable()  # as timeit does: a collection inside a window is jitter, not the model's cost
             t0 = time.perf_counter()
-            with meter.window() as win:
+            with peak_memory(device) as mem, meter.window() as win:
                 while passes == 0 or time.perf_counter() - t0 < min_window_s:
                     for x in batches:
                         if checkpoint:
                             checkpoint()
+                        tb = time.perf_counter()  # per batch, device-synchronised (overhead: scripts/bench_deployer)
                         logits = runner(x)
+                        device.synchronize()
+                        lat.add(time.perf_counter() - tb)
                         if k and passes == 0:
                             preds.append(logits.topk(k, dim=-1).indices)
                         if passes == 0:
@@ -122,7 +133,7 @@ def run_benchmark(
             energy = win.measurement
             after = probe() if probe else {}
             m = RepeatMeasurement(r, started, len(data) * passes, top1, top5, energy.duration_s, energy, before, after,
-                                  warmed, passes)
+                                  warmed, passes, lat.summary(), mem[0] if mem else None, cold_s)
             results.append(m)
             if on_repeat:
                 on_repeat(m)
@@ -137,11 +148,12 @@ def run_benchmark(
 
 
 def warm_up(runner: Runner, batch: torch.Tensor, spec: BenchSpec, device: DeviceHandle,
-            checkpoint: Callable[[], None] | None = None) -> int:
+            checkpoint: Callable[[], None] | None = None, times: list[float] | None = None) -> int:
     """Run `batch` until time per batch is stable: at least `spec.warmup_batches`, then until the last three
     agree within `spec.warmup_cv` (bounded by `max_warmup_batches` and `max_warmup_s`). Returns the batches run.
-    Caches, allocators, lazy kernels and CPU clocks settle here instead of in the first repeat."""
-    times: list[float] = []
+    Caches, allocators, lazy kernels and CPU clocks settle here instead of in the first repeat. `times` (if
+    given) receives each batch's seconds: the first is the cold latency."""
+    times = [] if times is None else times
     start = time.perf_counter()
     while True:
         if checkpoint:

@@ -19,6 +19,7 @@ from shared.specs import JobSpec
 if TYPE_CHECKING:
     from worker.cost import ModelCost
     from worker.delivery.locks import LockHold
+    from worker.deployer_rows import ModelFacts
     from worker.devices.base import DeviceHandle
     from worker.runtimes.base import Runner
     from worker.variants import BuildLock, CompressedModel, EpochCallback
@@ -57,6 +58,7 @@ def execute(
     from worker.artifacts import ArtifactStore, store_ledger
     from worker.cost import model_cost
     from worker.delivery.locks import no_lock
+    from worker.deployer_jobs import load_cost, model_facts
     from worker.devices import open_device
     from worker.runtimes import get_runtime
     from worker.runtimes.onnx_export import ExportCache, export_key
@@ -84,11 +86,13 @@ def execute(
         for one, runtime, compressed in zip(ones, runtimes, built, strict=True):
             example = example_inputs(compressed.fmt)
             cost = model_cost(compressed.model, example)
-            runner = runtime.load(compressed.model, one.variant.quant, handle, example,
-                                  export=ExportCache(store, export_key(compressed.model_id, compressed.artifact_key,
-                                                                       example)),
-                                  calibration=_calibration(one, compressed.fmt, roots))
-            loaded.append(Loaded(one, compressed.model_id, cost, runner, runtime.version()))
+            with load_cost(handle, settings) as timing:
+                runner = runtime.load(compressed.model, one.variant.quant, handle, example,
+                                      export=ExportCache(store, export_key(compressed.model_id,
+                                                                           compressed.artifact_key, example)),
+                                      calibration=_calibration(one, compressed.fmt, roots))
+            loaded.append(Loaded(one, compressed.model_id, cost, runner, runtime.version(),
+                                 model_facts(runner, timing)))
         data = load_dataset(spec.dataset, "test", compressed.fmt, seed=spec.seed, roots=roots)
         notes = (compressed.fmt.note,) if compressed.fmt.note else ()
         if spec.compare is None:
@@ -125,6 +129,7 @@ class Loaded:
     cost: ModelCost
     runner: Runner
     runtime_version: str | None
+    facts: ModelFacts | None = None  # load cost, weight and artifact bytes (worker/deployer_jobs.py)
 
 
 def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: DeviceHandle, data: ImageSet,
@@ -157,7 +162,7 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
     return [row for x, reps, w in zip(loaded, measured, warmed, strict=True)
             for row in result_rows(x.spec, settings, device, x.model_id, x.cost, facts, None, reps, notes, threads,
                                    runtime_version=x.runtime_version, warmup_batches=w,
-                                   pair_indices=list(range(pairs)))]
+                                   pair_indices=list(range(pairs)), model_facts=x.facts)]
 
 
 def build_stage(
@@ -196,9 +201,10 @@ def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: Ima
              log_line: Callable[[str], None], on_progress: Callable[[str], None] | None,
              checkpoint: Callable[[], None] | None, threads: int) -> list[dict[str, Any]]:
     """Idle baseline, then the benchmark, with the meters this machine has for the device."""
-    from worker.bench import RepeatMeasurement, measure_idle, run_benchmark
+    from worker.bench import RepeatMeasurement, measure_idle
     from worker.meters.select import build_meter
     from worker.rows import result_rows
+    from worker.scenarios import run_scenario
 
     spec = loaded.spec
     meter = build_meter(device, settings)
@@ -214,14 +220,14 @@ def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: Ima
             if on_progress:
                 on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
 
-        repeats = run_benchmark(loaded.runner, data, spec.bench, device, meter, probe=device.temperatures_c,
-                                on_repeat=repeat_done, checkpoint=checkpoint)
+        repeats = run_scenario(loaded.runner, data, spec.bench, device, meter, probe=device.temperatures_c,
+                               on_repeat=repeat_done, checkpoint=checkpoint)
         facts = meter.describe()
     finally:
         meter.close()
     return result_rows(spec, settings, device, loaded.model_id, loaded.cost, facts, idle, repeats, notes, threads,
                        runtime_version=loaded.runtime_version,
-                       warmup_batches=repeats[0].warmup_batches if repeats else None)
+                       warmup_batches=repeats[0].warmup_batches if repeats else None, model_facts=loaded.facts)
 
 
 def preflight(spec: JobSpec, settings: Settings) -> None:

@@ -10,6 +10,7 @@ from shared.specs import JobSpec
 from worker.bench import RepeatMeasurement
 from worker.conditions import cpu_governor
 from worker.cost import ModelCost
+from worker.deployer_rows import ModelFacts, deployer_columns
 from worker.devices.base import DeviceHandle
 from worker.hardware import fingerprint, hardware_id, hardware_label, local_time_info, software_versions
 from worker.meters.base import EnergyMeasurement
@@ -29,6 +30,7 @@ def result_rows(
     runtime_version: str | None = None,
     warmup_batches: int | None = None,
     pair_indices: list[int] | None = None,
+    model_facts: ModelFacts | None = None,
 ) -> list[dict[str, Any]]:
     """One validated row (a dict of Result columns) per repeat. Energies are per sample; active = total -
     idle power x time. `meter_facts` are the meter's hardware facts (gpu_driver, gpu_power_limit_w). Every row
@@ -78,6 +80,7 @@ def result_rows(
             macs=cost.macs,
             pair_index=None if pair_indices is None else pair_indices[i],
             passes=rep.passes,
+            **deployer_columns(spec, rep, model_facts),
         )
         rows.append(row.model_dump())
     return rows

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from controller.deployer import batch_sizes, bench_fields
 from controller.options import DEVICE, check_bound, finite, job_spec
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
 from shared.devices import Device
@@ -25,6 +26,7 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--model", default=BUILTIN_MODEL, show_default=True, help="Base model (as for submit).")
 @click.option("--dataset", default=DEFAULT_DATASET, show_default=True, help="Dataset (as for submit).")
 @click.option("--limit", type=int, default=None, help="Benchmark only the first N test samples.")
+@click.option("--batch-size", type=int, default=None, help="Inference batch size of both (default 8).")
 @click.option("--on", "target", default="cpu", show_default=True,
               help="Where: cpu, gpu, host:NAME or host:NAME:cpu|gpu (one worker runs both variants).")
 @click.option("--runtime", default=None,
@@ -37,7 +39,7 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str,
             runtime: str | None, runtime_b: str | None, here: bool, device: Device, queue_anyway: bool,
-            timeout: float | None, fmt: str) -> None:
+            timeout: float | None, fmt: str, batch_size: int | None = None) -> None:
     """Compare variant B with variant A on one worker: A and B run in back-to-back pairs whose order alternates
     (A B, B A, ...), so drift over the run (temperature, clocks, the seed's time of day) hits both alike. Prints
     B/A for time and energy per sample with 95 % intervals (paired t on the log ratios of the pairs), the top-1
@@ -45,8 +47,9 @@ def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | N
     settings = load_settings()
     check_bound("--pairs", pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
-    spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime)
-    spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls, runtime=runtime_b or runtime)
+    bench = bench_fields(batch_size=batch_sizes(batch_size, None)[0])
+    spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime, bench=bench)
+    spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls, runtime=runtime_b or runtime, bench=bench)
     if a == b and spec_a.runtime == spec_b.runtime:
         raise click.UsageError("A and B are the same variant on the same runtime")
     spec = replace(spec_a, compare=CompareSpec(spec_b.variant, pairs, spec_b.runtime))

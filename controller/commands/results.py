@@ -8,6 +8,7 @@ import click
 
 from controller.options import FORMATS, finite, result_filter, result_filters
 from shared.errors import FarmError
+from shared.specs import SCENARIOS
 
 
 @click.command()
@@ -24,6 +25,11 @@ def results(summary: bool, fmt: str, **filters: Any) -> None:
 
     if summary:
         print_summary(result_filter(**filters), fmt)
+    elif fmt == "csv":
+        from controller.export import stream_csv
+
+        if stream_csv(result_filter(**filters)) == 0:
+            click.echo("no results match", err=True)
     else:
         print_rows(query_results(**filters), fmt)
 
@@ -81,9 +87,12 @@ def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
               help="Grid carbon intensity in gCO2e/kWh: adds gCO2e per 1,000 inferences.")
 @click.option("--grid-csv", default=None, metavar="FILE",
               help="Grid intensity by local hour (lines: hour,g_per_kwh), weighted by when each variant ran.")
+@click.option("--load", "load", is_flag=True,
+              help="Per variant: seconds (and joules) to load it on the device, its first batch (cold) against the "
+                   "steady median, its weight and artifact MB.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def report(by: str, plot_dir: str | None, html_path: str | None, grid_intensity: float | None,
-           grid_csv: str | None, fmt: str, **filters: Any) -> None:
+           grid_csv: str | None, fmt: str, load: bool = False, **filters: Any) -> None:
     """Summarise results like the seed paper, aggregated by the database. Each variant is compared with the
     baseline on the same hardware (hardware_id), model, data and device, even when --variant names only it:
     Δ energy with a 95 % interval (Welch t on log ratios of the repeats), Δ time, Δ top-1 in points. A place
@@ -93,7 +102,10 @@ def report(by: str, plot_dir: str | None, html_path: str | None, grid_intensity:
 
     carbon = _carbon(grid_intensity, grid_csv)
     table, notes, hourly = _tables(filters, carbon, hourly=by == "hour" or bool(plot_dir or html_path))
-    if by == "variant":
+    if load:
+        shown, view = table, rep.load_view(table)
+        columns = list(view[0]) if view else []
+    elif by == "variant":
         shown, view = table, rep.variant_view(table)
         columns = rep.view_columns(view, carbon is not None)
     else:
@@ -140,12 +152,19 @@ def _write_html(path: str, table: list[dict[str, Any]], hourly: list[dict[str, A
               help="Keep top-1 within PTS percentage points of the baseline on the same hardware (default 1).")
 @click.option("--min-top1", type=finite(0, 100), default=None, metavar="PCT",
               help="Keep top-1 at or above PCT % instead.")
+@click.option("--max-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
+              help="Only variants whose latency p99 (per batch; server: per query) is at most MS.")
+@click.option("--max-memory-mb", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MB",
+              help="Only variants whose worker peak resident memory is at most MB (MiB).")
+@click.option("--scenario", type=click.Choice(SCENARIOS), default=None,
+              help="Only rows of this MLPerf scenario (offline, single-stream, server).")
 @click.option("--predicted", is_flag=True,
               help="Also list variants NOT measured on that machine that `farm predict` says would use less energy "
                    "(top-1 as measured on other machines), each marked `predicted` with its 90 % interval. They are "
                    "never merged into the measured answer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def recommend(max_drop: float | None, min_top1: float | None, predicted: bool, fmt: str, **filters: Any) -> None:
+def recommend(max_drop: float | None, min_top1: float | None, max_p99_ms: float | None, max_memory_mb: float | None,
+              scenario: str | None, predicted: bool, fmt: str, **filters: Any) -> None:
     """For each machine (hardware_id), model, dataset and device: the variant with the least energy per sample
     that keeps accuracy, its saving against the baseline with a 95 % interval, and the runner-up. From stored
     rows only: it names what is missing (no baseline there, one repeat only) instead of guessing; --predicted
@@ -156,9 +175,15 @@ def recommend(max_drop: float | None, min_top1: float | None, predicted: bool, f
 
     if max_drop is not None and min_top1 is not None:
         raise click.UsageError("give --max-drop or --min-top1, not both")
-    criterion = Criterion(min_top1=min_top1 / 100) if min_top1 is not None else Criterion(
-        max_drop=(1.0 if max_drop is None else max_drop) / 100)
+    limits = {"max_p99_s": None if max_p99_ms is None else max_p99_ms / 1e3,
+              "max_memory_bytes": None if max_memory_mb is None else max_memory_mb * 2**20}
+    criterion = Criterion(min_top1=min_top1 / 100, **limits) if min_top1 is not None else Criterion(
+        max_drop=(1.0 if max_drop is None else max_drop) / 100, **limits)
     table, _notes, _hourly = _tables(filters, None, hourly=False)
+    if scenario is not None:
+        table = [t for t in table if (t.get("scenario") or "offline") == scenario]
+        if not table:
+            raise FarmError(f"no results match these filters in the {scenario} scenario")
     answers = choose(table, criterion)
     alternatives = _predicted(answers, criterion) if predicted else {}
     if fmt == "json":
@@ -173,7 +198,8 @@ def recommend(max_drop: float | None, min_top1: float | None, predicted: bool, f
     click.echo(f"criterion: {criterion.describe()}")
     for a in answers:
         click.echo(f"\n{a['model_id']} on {a['dataset_id']}, {a['hardware_label'] or '?'} [{a['hardware_id']}] "
-                   f"{a['device']}")
+                   f"{a['device']}, batch {a.get('batch_size') or '-'}, {a.get('scenario') or 'offline'}"
+                   + (f" @{a['target_qps']:g} QPS" if a.get("target_qps") is not None else ""))
         click.echo(f"  recommend: {verdict(a)}")
         if a["runner_up"] is not None:
             r = a["runner_up"]
@@ -217,5 +243,6 @@ def _predicted(answers: list[dict[str, Any]], criterion: Any) -> dict[tuple[str,
 
 def _brief(t: dict[str, Any]) -> dict[str, Any]:
     keys = ("variant", "runtime", "repeats", "top1", "total_energy_per_sample_j", "total_energy_per_sample_std_j",
-            "energy_change_fraction", "energy_change_low", "energy_change_high", "top1_change_fraction")
+            "energy_change_fraction", "energy_change_low", "energy_change_high", "top1_change_fraction",
+            "batch_size", "scenario", "latency_p99_s", "peak_rss_bytes")
     return {k: t[k] for k in keys}

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from controller.deployer import batch_sizes, bench_fields
 from controller.options import DEVICE, FORMATS, job_options, job_spec, train_overrides
 from controller.output import print_rows, print_summary
 from controller.services import job_rows, load_settings, open_engine
@@ -23,12 +24,13 @@ from shared.specs import parse_variant
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None, runtime: str | None,
         until_cv: float | None,
-        epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
-        temperature: float | None, device: Device, only: bool, threads: int | None, fmt: str) -> None:
+        epochs: int | None, lr: float | None, train_batch_size: int | None, alpha: float | None,
+        temperature: float | None, device: Device, only: bool, threads: int | None, fmt: str, **deploy: Any) -> None:
     """Benchmark a variant here, in this process, with no broker; store and print the results.
 
     A composed variant also benchmarks each stage that leads to it (baseline, pruned, pruned-distilled,
     pruned-distilled-uint8), giving a table like the seed's Table III. Trained stages are cached by recipe.
+    --batch-sizes runs each of them at each inference batch size; --scenario picks MLPerf's loop.
     """
     from sqlmodel import Session
 
@@ -41,9 +43,11 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
         raise click.UsageError("Missing option '--variant' / '-v'.")
     settings = load_settings()
     where = device
-    train = train_overrides(epochs, lr, batch_size, alpha, temperature)
+    train = train_overrides(epochs, lr, train_batch_size, alpha, temperature)
+    benches = [bench_fields(**{**deploy, "batch_size": size})
+               for size in batch_sizes(deploy.get("batch_size"), deploy.get("batch_sizes"))]
     target = job_spec(variant, model, dataset, repeats, limit, until_cv, train, device_class=where.device_class,
-                      runtime=runtime)
+                      runtime=runtime, bench=benches[0])
     names = [target.variant.name] if only else target.variant.stage_names()
     open_device(where)  # FarmError now when the device is absent here
     preflight(target, settings)
@@ -53,10 +57,10 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
         click.echo(f"warning: outcomes still wait in the spool {settings.spool_dir}", err=True)
     rows: list[dict[str, Any]] = []
     job_ids = []
-    for name in names:
+    for bench, name in [(b, n) for b in benches for n in names]:
         trained = parse_variant(name, model=target.model).train is not None
         spec = job_spec(name, target.model, target.dataset, repeats, limit, until_cv, train if trained else None,
-                        device_class=where.device_class, runtime=target.runtime)
+                        device_class=where.device_class, runtime=target.runtime, bench=bench)
         with Session(engine) as session:
             job_id = crud.create_job(session=session, variant=name, spec=spec.to_dict(), queue="local").id
         click.echo(f"job {job_id}: {name} on {where} ({settings.hostname})", err=True)

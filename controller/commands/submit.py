@@ -6,11 +6,13 @@ import gc
 import json
 import sys
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from controller.commands.control import wait_for
+from controller.deployer import batch_sizes, bench_fields
 from controller.options import FORMATS, finite, job_options, job_spec, train_overrides
 from controller.output import print_rows, print_summary
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
@@ -51,9 +53,9 @@ SWEEPS: dict[str, tuple[str, ...]] = {
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: int | None, runtime: str | None,
            until_cv: float | None,
-           epochs: int | None, lr: float | None, batch_size: int | None, alpha: float | None,
+           epochs: int | None, lr: float | None, train_batch_size: int | None, alpha: float | None,
            temperature: float | None, variants: str | None, sweep: str | None, target: str, train_on: str,
-           queue_anyway: bool, yes: bool, wait: bool, timeout: float | None, fmt: str) -> None:
+           queue_anyway: bool, yes: bool, wait: bool, timeout: float | None, fmt: str, **deploy: Any) -> None:
     """Queue benchmark jobs for the farm's workers (prints the job id, or a sweep's ids).
 
     A pruned variant becomes a chain: one compress job (prune, retrain or distill) on the training queue,
@@ -62,6 +64,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     it once. Several variants (--variants, --sweep) or hosts (--on all) make one sweep, whose id `results`,
     `report` and `status` take with --sweep; each host of a sweep also gets a baseline, unless it has baseline
     results for that model and data already.
+    --batch-sizes 1,8,32 fans out like --variants (a baseline is matched at each batch size).
     """
     from worker.app import make_app
 
@@ -69,7 +72,9 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     settings = load_settings()
     if timeout is not None and not timeout > 0:
         raise FarmError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    train = train_overrides(epochs, lr, batch_size, alpha, temperature)
+    train = train_overrides(epochs, lr, train_batch_size, alpha, temperature)
+    benches = [bench_fields(**{**deploy, "batch_size": size})
+               for size in batch_sizes(deploy.get("batch_size"), deploy.get("batch_sizes"))]
     fan_out = target == "all" or target.startswith("all:")
     first_queue = None if fan_out else queue_for_target(target)
     trains = [parse_variant(name, model=model).train is not None for name in names]
@@ -79,8 +84,8 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
         names_train = [(n, train) for n in names]
     specs = [job_spec(name, model, dataset, repeats, limit, until_cv, overrides,
                       device_class=_fan_out_class(target) if fan_out else queue_device_class(first_queue or ""),
-                      runtime=runtime)
-             for name, overrides in names_train]
+                      runtime=runtime, bench=bench)
+             for bench in benches for name, overrides in names_train]
     if train_on != "auto":
         queue_for_target(train_on)
     client = check_broker(settings)
@@ -223,13 +228,16 @@ def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: Job
     from shared.db import crud
 
     out = list(plan)
-    for q in dict.fromkeys(q for _, q in plan):
-        if any(s.variant.name == "baseline" and pq == q for s, pq in plan):
+    # a baseline is matched at the same benchmark protocol (inference batch size, scenario)
+    for q, bench in dict.fromkeys((q, s.bench) for s, q in plan):
+        if any(s.variant.name == "baseline" and pq == q and s.bench == bench for s, pq in plan):
             continue
         host = queue_host(q)
-        if host and crud.has_baseline(session=session, host=host, model_id=template.model, dataset_id=template.dataset):
+        if host and bench.scenario == "offline" and crud.has_baseline(
+                session=session, host=host, model_id=template.model, dataset_id=template.dataset,
+                batch_size=bench.batch_size):
             continue
-        out.insert(0, (job_spec("baseline", model, dataset, repeats, limit, until_cv), q))
+        out.insert(0, (replace(job_spec("baseline", model, dataset, repeats, limit, until_cv), bench=bench), q))
     return out
 
 

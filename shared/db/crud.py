@@ -74,10 +74,16 @@ def find_sweep(*, session: Session, prefix: str) -> uuid.UUID:
     return _one_by_prefix(session, Job.sweep_id, prefix, "sweep")  # type: ignore[no-any-return]
 
 
-def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str) -> bool:
-    """Whether `host` already has baseline results for this model and dataset (a sweep then adds none)."""
+def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str, batch_size: int = 8) -> bool:
+    """Whether `host` already has baseline results for this model and dataset at this inference batch size (a
+    sweep then adds none). Rows from before migration 0011 have no batch size: they ran the seed's 8."""
+    from sqlalchemy import or_
+
+    same_batch = Result.batch_size == batch_size
+    if batch_size == 8:
+        same_batch = or_(same_batch, Result.batch_size.is_(None))  # type: ignore[union-attr]
     stmt = select(Result.id).where(Result.variant == "baseline", Result.host == host, Result.model_id == model_id,
-                                   Result.dataset_id == dataset_id).limit(1)
+                                   Result.dataset_id == dataset_id, same_batch).limit(1)
     return session.exec(stmt).first() is not None
 
 
@@ -337,6 +343,12 @@ def query_results(
 # Python from those three, because SQLite has no STDDEV).
 MEASURES = ("top1", "top5", "time_per_sample_s", "total_energy_per_sample_j", "active_energy_per_sample_j",
             "cpu_temp_start_c")
+# The deployer's measures (migration 0011): their mean and maximum per group (no std: bytes squared overflow
+# BIGINT); NULL on rows that did not measure them.
+DEPLOYER_MEASURES = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_max_s", "throughput_sps",
+                     "peak_rss_bytes", "rss_rise_bytes", "gpu_max_allocated_bytes", "gpu_max_reserved_bytes",
+                     "weight_bytes", "artifact_bytes", "load_s", "load_energy_j", "cold_latency_s", "achieved_qps",
+                     "late_queries", "dropped_queries", "energy_per_query_j")
 
 
 def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(), by: Sequence[str],
@@ -349,6 +361,9 @@ def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(
     for m in MEASURES:
         c = getattr(Result, m)
         columns += [func.avg(c).label(f"{m}_mean"), func.sum(c * c).label(f"{m}_sumsq"), func.count(c).label(f"{m}_n")]
+    for m in DEPLOYER_MEASURES:
+        c = getattr(Result, m)
+        columns += [func.avg(c).label(f"{m}_mean"), func.max(c).label(f"{m}_max")]
     columns += [func.min(Result.params).label("params_min"), func.max(Result.params).label("params_max"),
                 func.min(Result.macs).label("macs_min"), func.max(Result.macs).label("macs_max"),
                 func.min(Result.energy_source).label("source_min"), func.max(Result.energy_source).label("source_max"),

@@ -29,6 +29,17 @@ COMMENTS: dict[str, str] = {
     "pair_index": "a comparison's pair (farm compare): rows of one pair ran back to back",
     "passes": "passes over the test split inside the repeat's window (samples counts them all)",
     "clock_skew_s": "the worker's clock minus the store's (or broker's) clock, in seconds, when the row was measured",
+    # Added in migration 0011 (issue 21, docs/deployer-metrics.md)
+    "batch_size": "the inference batch the repeat ran (queries per call; server: the dynamic batcher's largest)",
+    "scenario": "MLPerf scenario: offline, single-stream or server",
+    "target_qps": "server scenario: the queries per second asked for (Poisson arrivals)",
+    "latency_p50_s": "median seconds per batch (server: per query, arrival to answer) inside the window",
+    "latency_p99_s": "99th percentile of seconds per batch (server: per query) inside the window",
+    "throughput_sps": "samples (queries) answered per second over the window",
+    "peak_rss_bytes": "the worker's peak resident memory during the window, bytes",
+    "weight_bytes": "bytes of the loaded model's weights in memory (by dtype in weight_bytes_by_dtype)",
+    "load_s": "seconds to load the model on the device (runtime session, compile, quantization at load)",
+    "cold_latency_s": "seconds of the first batch after loading, before warm-up",
 }
 
 
@@ -154,6 +165,33 @@ class ResultFields(SQLModel):
     passes: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["passes"]})
     # Added in migration 0008: the worker's clock skew (its timestamps and local hour carry that error).
     clock_skew_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["clock_skew_s"]})
+    # Added in migration 0011: what a deployer measures (docs/deployer-metrics.md). NULL where not measured.
+    batch_size: int | None = Field(default=None, ge=1, sa_column_kwargs={"comment": COMMENTS["batch_size"]})
+    scenario: str | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["scenario"]})
+    target_qps: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["target_qps"]})
+    latency_p50_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["latency_p50_s"]})
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["latency_p99_s"]})
+    latency_max_s: float | None = None
+    latency_count: int | None = None  # batches (server: queries) timed in the window
+    throughput_sps: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["throughput_sps"]})
+    peak_rss_bytes: int | None = Field(default=None, sa_type=BigInteger,
+                                       sa_column_kwargs={"comment": COMMENTS["peak_rss_bytes"]})
+    rss_rise_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    gpu_max_allocated_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    gpu_max_reserved_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    gpu_used_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    weight_bytes: int | None = Field(default=None, sa_type=BigInteger,
+                                     sa_column_kwargs={"comment": COMMENTS["weight_bytes"]})
+    weight_bytes_by_dtype: dict[str, int] | None = Field(default=None, sa_type=JSON, nullable=True)
+    artifact_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    load_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["load_s"]})
+    load_energy_j: float | None = None
+    cold_latency_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["cold_latency_s"]})
+    achieved_qps: float | None = None
+    late_queries: int | None = None
+    dropped_queries: int | None = None
+    energy_per_query_j: float | None = None
 
 
 class ResultCreate(ResultFields):

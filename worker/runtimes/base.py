@@ -46,6 +46,12 @@ class Runtime(ABC):
         batches of the training split for schemes that calibrate. Runtimes that need neither ignore them."""
 
 
+def loaded_weights(runner: Runner) -> Any:
+    """What a runtime's runner holds its weights in (an nn.Module, ONNX bytes, an OpenVINO Model), or None for a
+    runner that does not say (worker/memory.py counts them)."""
+    return getattr(runner, "weights", None)
+
+
 def resolve(target: str) -> Any:
     """The object named "module:attribute" (the registries name functions this way to stay import-light)."""
     module, _, attr = target.partition(":")

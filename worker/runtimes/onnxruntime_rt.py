@@ -37,4 +37,5 @@ class OnnxRuntime(Runtime):
             (logits,) = session.run(["logits"], {"pixel_values": np.ascontiguousarray(batch.cpu().numpy())})
             return torch.from_numpy(logits)
 
+        run.weights = data  # type: ignore[attr-defined]  # what worker/memory.py counts
         return run

@@ -50,4 +50,5 @@ class OpenVinoRuntime(Runtime):
             out = request.infer({0: np.ascontiguousarray(batch.cpu().numpy())})
             return torch.from_numpy(np.array(out[compiled.output(0)]))
 
+        run.weights = ov_model  # type: ignore[attr-defined]  # what worker/memory.py counts
         return run

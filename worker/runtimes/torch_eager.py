@@ -26,6 +26,7 @@ class TorchRuntime(Runtime):
             out = model(batch.to(target, non_blocking=True))
             return out if isinstance(out, torch.Tensor) else out.logits
 
+        run.weights = model  # type: ignore[attr-defined]  # what worker/memory.py counts
         return run
 
 
