@@ -17,6 +17,7 @@ from shared.settings import Settings
 from shared.specs import JobSpec
 
 if TYPE_CHECKING:
+    from worker.contention import WindowGuard
     from worker.cost import ModelCost
     from worker.devices.base import DeviceHandle
     from worker.locks import LockHold
@@ -131,6 +132,7 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
     from worker.meters.select import build_meter
     from worker.rows import result_rows
 
+    guard = window_guard(settings, device, on_progress or log_line)
     one = replace(loaded[0].spec.bench, repeats=1, until_cv=None)
     meter = build_meter(device, settings)
     measured: list[list[RepeatMeasurement]] = [[], []]
@@ -142,7 +144,7 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
         for p in range(pairs):
             for i in ((0, 1) if p % 2 == 0 else (1, 0)):
                 (rep,) = run_benchmark(loaded[i].runner, data, one, device, meter, probe=device.temperatures_c,
-                                       checkpoint=checkpoint, warm=False)
+                                       checkpoint=checkpoint, warm=False, guard=guard)
                 measured[i].append(replace(rep, repeat_index=p, warmup_batches=warmed[i]))
             if on_progress:
                 on_progress(f"compare pair {p + 1}/{pairs}")
@@ -153,6 +155,16 @@ def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: Devic
             for row in result_rows(x.spec, settings, device, x.model_id, x.cost, facts, None, reps, notes, threads,
                                    runtime_version=x.runtime_version, warmup_batches=w,
                                    pair_indices=list(range(pairs)))]
+
+
+def window_guard(settings: Settings, device: DeviceHandle, say: Callable[[str], None]) -> WindowGuard:
+    """FARM_CONTENTION and the cool-down for a benchmark on `device` (worker/contention.py); `say` reports waits."""
+    from worker.contention import ContentionPolicy, WindowGuard
+
+    gpu = device.device.index if device.device.kind == "cuda" else None
+    sensor = "gpu_temp_c" if gpu is not None else "cpu_temp_c"
+    return WindowGuard(ContentionPolicy.from_settings(settings), say, gpu_index=gpu,
+                       temperature=lambda: device.temperatures_c().get(sensor))
 
 
 def build_stage(
@@ -210,7 +222,8 @@ def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: Ima
                 on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
 
         repeats = run_benchmark(loaded.runner, data, spec.bench, device, meter, probe=device.temperatures_c,
-                                on_repeat=repeat_done, checkpoint=checkpoint)
+                                on_repeat=repeat_done, checkpoint=checkpoint,
+                                guard=window_guard(settings, device, on_progress or log_line))
         facts = meter.describe()
     finally:
         meter.close()
