@@ -156,3 +156,21 @@ def test_until_conclusive_intervals_name_their_method_and_keep_coverage_under_op
 
     answer = summarise(_pairs(a, b), "A", "B", max_pairs=30, min_pairs=3)
     assert "Bonferroni alpha spending over 28 looks" in answer["energy"]["method"]
+
+
+def test_the_noise_floor_of_an_a_a_campaign_is_its_cv_and_its_paired_half_width() -> None:
+    from controller.calibration import noise_floor_of
+    from shared.stats import paired_log_ratio
+
+    rng = random.Random(3)
+    a = [math.exp(rng.gauss(0, 0.03)) for _ in range(10)]
+    b = [math.exp(rng.gauss(0, 0.03)) for _ in range(10)]
+    rows = [{**r, "samples": 100, "foreign_cpu_cores": 0.1 * i} for i, r in enumerate(_pairs(a, b, ("V #1", "V #2")))]
+    floor = noise_floor_of(rows, "V #1", "V #2")
+    ci = paired_log_ratio(a, b)
+    assert ci is not None
+    assert floor["pairs"] == 10 and floor["foreign_cpu_cores_max"] == pytest.approx(1.9)
+    assert floor["time_resolvable_fraction"] == pytest.approx(math.sqrt(ci.high / ci.low) - 1)
+    assert 0.01 < floor["energy_cv"] < 0.06  # the simulated 3 %
+    with pytest.raises(ValueError, match="at least 2"):
+        noise_floor_of(rows[:2], "V #1", "V #2")
