@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "calibrate": "controller.commands.calibrate:calibrate",
     "variants": "controller.commands.catalog:variants",
     "inspect": "controller.commands.catalog:inspect",
+    "predict": "controller.commands.predict:predict",
+    "plan": "controller.commands.predict:plan",
 }
 
 

@@ -12,21 +12,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from shared.keys import REGISTER_START, starts_key
+
 # Long enough to cover a worker's start until its first heartbeat; heartbeats count it after that.
 START_WINDOW_S = 120.0
-# KEYS[1]: the machine's starts (sorted set: node -> Redis time of its start); ARGV: window (s), node.
-_REGISTER = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-
-
-def starts_key(machine: str) -> str:
-    return f"farm:starting:{machine}"
 
 
 def register_start(client: Any, node: str, machine: str | None = None,
@@ -35,5 +24,5 @@ def register_start(client: Any, node: str, machine: str | None = None,
     `window_s` seconds, this one included; atomic, so simultaneous starts see each other. Empty without a broker."""
     if client is None:
         return set()
-    found = client.eval(_REGISTER, 1, starts_key(machine or socket.gethostname()), window_s, node)
+    found = client.eval(REGISTER_START, 1, starts_key(machine or socket.gethostname()), window_s, node)
     return {n.decode() if isinstance(n, bytes) else str(n) for n in found}

@@ -7,7 +7,8 @@ import threading
 import redis
 
 from controller.commands.fleet import default_threads
-from controller.cpu_share import register_start, starts_key
+from controller.cpu_share import register_start
+from shared.keys import starts_key
 
 
 def test_simultaneous_starts_see_each_other_and_split_the_cpus(redis_url: str) -> None:

@@ -128,7 +128,11 @@ def insert_jobs(database_url: str, head: str, jobs: list[dict[str, Any]]) -> lis
             raise NotQuick("schema not at the newest migration")
         columns = ("id", "variant", "spec", "queue", "state", "submitted_at", "stage", "chain_id", "sweep_id",
                    "deliveries")
-        sql = f"INSERT INTO job ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        # submitted_at on the store's clock where it has one (Postgres), as crud.create_job stamps it
+        marks = [mark] * len(columns)
+        if not sqlite:
+            marks[columns.index("submitted_at")] = "now()"
+        sql = f"INSERT INTO job ({', '.join(columns)}) VALUES ({', '.join(marks)})"
         ids = []
         cur = conn.cursor()
         try:
@@ -142,7 +146,7 @@ def insert_jobs(database_url: str, head: str, jobs: list[dict[str, Any]]) -> lis
                 else:
                     from psycopg.types.json import Json
 
-                    values = (job_id, job["variant"], Json(job["spec"]), job["queue"], "queued", now,
+                    values = (job_id, job["variant"], Json(job["spec"]), job["queue"], "queued",
                               job.get("stage", "benchmark"), job.get("chain_id"), job.get("sweep_id"), 0)
                 cur.execute(sql, values)
                 ids.append(job_id)
