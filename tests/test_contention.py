@@ -214,3 +214,27 @@ def test_farm_run_stores_a_flagged_row_and_refuse_fails_the_job(farm_env: dict[s
     assert "contended" in refused.stderr and "FARM_CONTENTION=refuse" in refused.stderr, refused.stderr
     jobs = json.loads(run_farm(["status", "--format", "json"], farm_env).stdout)["jobs"]
     assert any(j["state"] == "failed" and "FARM_CONTENTION=refuse" in (j["error"] or "") for j in jobs), jobs
+
+
+def test_fake_nvml_another_process_on_the_gpu_makes_the_window_contended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML patched (this machine has no GPU): our own pid on the device is not foreign, another one is."""
+    import types
+
+    from worker.contention import gpu_foreign
+
+    me, other = os.getpid(), 999_999
+    both = [types.SimpleNamespace(pid=me), types.SimpleNamespace(pid=other)]
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
+        nvmlDeviceGetComputeRunningProcesses=lambda h: both,
+        nvmlDeviceGetGraphicsRunningProcesses=lambda h: [],
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=87))
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert gpu_foreign(0, {me}) == {"processes": [other], "utilization_pct": 87.0}
+    guard = WindowGuard(ContentionPolicy(mode="flag", cores=64), gpu_index=0)
+    columns = guard.judge(guard.begin())
+    assert columns is not None and columns["contended"] and columns["foreign_gpu"]["processes"] == [other]
+    assert "other processes on the GPU: 999999" in columns["contention_note"]
+    fake.nvmlDeviceGetComputeRunningProcesses = lambda h: [types.SimpleNamespace(pid=me)]
+    quiet = guard.judge(guard.begin())
+    assert quiet is not None and not quiet["contended"] and quiet["foreign_gpu"]["processes"] == []
