@@ -565,6 +565,7 @@ def backlog_then_worker_dies(lab: Lab) -> Row:
     import redis
 
     parked = 10_000
+    lab.farm("status")  # creates the store's schema
     with psycopg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{lab.db}") as conn:
         spec = json.dumps({"variant": {"name": "baseline"}})
         conn.execute("INSERT INTO job (id, variant, spec, queue, state, submitted_at, stage, deliveries) "
@@ -588,17 +589,15 @@ def backlog_then_worker_dies(lab: Lab) -> Row:
 
 
 def skewed_clock_lost_queue(lab: Lab) -> Row:
-    """The only worker's clock is an hour behind (libfaketime), Redis restarts without persistence with 3 jobs
-    queued: the reaper times its suspicion on the broker's clock and sends them again; each row records the skew,
-    and `farm status` shows it."""
-    lib = next(iter(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")), None)
-    if lib is None:
-        return Row("worker clock 1 h behind, Redis lost 3 queued jobs", 0, 0, 0, 0, None,
-                   note="skipped: libfaketime is not installed (apt-get install faketime)")
+    """The only worker's clock is an hour behind (a FAKE wall clock, scripts/fake_clock), Redis restarts without
+    persistence with 3 jobs queued: the reaper times its suspicion on the broker's clock and sends them again; each
+    row records the skew, and `farm status` shows it."""
     jobs = [lab.submit(*JOB) for _ in range(3)]
     lab.redis.restart(down_s=0.5)
     t = time.monotonic()
-    w = lab.start_worker("w1@fault-host", LD_PRELOAD=str(lib), FAKETIME="-3600", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    fake = str(Path(__file__).with_name("fake_clock"))  # a FAKE wall clock an hour behind (sitecustomize)
+    w = lab.start_worker("w1@fault-host", FARM_FAKE_CLOCK_OFFSET_S="-3600",
+                         PYTHONPATH=os.pathsep.join(p for p in (fake, os.environ.get("PYTHONPATH")) if p))
     lab.wait_worker(w)
     lab.wait_state(jobs, ("done",), 180)
     time.sleep(2.5)  # a heartbeat with the measured skew
@@ -682,6 +681,26 @@ def redelivered_past_max_while_running(lab: Lab) -> Row:
     return row
 
 
+def worker_dies_at_pickup(lab: Lab) -> Row:
+    """Found by review: the store is away when a worker takes a job's message, and the worker's machine dies while it
+    waits for the store. The message sat in Redis's unacked set for the visibility timeout (12 h) and the job's
+    marker said "queued", which the reaper trusts. Now the delivery marks its claim as it counts itself, so the
+    reaper sees a claim without a lease and sends the job again."""
+    first = lab.start_worker("w1@fault-host")
+    lab.wait_worker(first)
+    lab.proxy.down()
+    job = lab.submit(*JOB)
+    _wait_log(first, "the store did not answer", 60)
+    first.kill_group()
+    t = time.monotonic()
+    lab.proxy.up()
+    second = lab.start_worker("w2@fault-host")
+    lab.wait_worker(second)
+    jobs = lab.wait_state([job], ("done",), 180)
+    return _row(lab, "the store away at pickup, then the worker's machine dies while it waits", [job], 3, t,
+                note=f"finished on {jobs[job]['worker']}")
+
+
 def _wait_log(w: Worker, text: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in w.log_path.read_text() and time.monotonic() < deadline:
@@ -707,6 +726,7 @@ SCENARIOS: dict[str, Callable[[Lab], Row]] = {
     "refused-outcome-in-spool": refused_outcome_in_spool,
     "same-name-workers": same_name_workers,
     "redelivered-past-max": redelivered_past_max_while_running,
+    "worker-dies-at-pickup": worker_dies_at_pickup,
 }
 AOF = {"redis-restart-aof"}
 

@@ -12,6 +12,7 @@ from sqlalchemy import String, case, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.db.models import FINISHED_STATES, Job, NoiseFloor, Result, TrainingEpoch
+from shared.db.quick import new_job_row
 from shared.db.types import utcnow
 from shared.errors import FarmError
 from shared.outcome import Outcome
@@ -33,8 +34,8 @@ def create_job(
     chain_id: uuid.UUID | None = None,
     sweep_id: uuid.UUID | None = None,
 ) -> Job:
-    job = Job(variant=variant, spec=spec, queue=queue, state="queued", stage=stage, chain_id=chain_id,
-              sweep_id=sweep_id, submitted_at=store_now(session))
+    job = Job(**new_job_row(variant=variant, spec=spec, queue=queue, stage=stage, chain_id=chain_id,
+                            sweep_id=sweep_id), submitted_at=store_now(session))
     session.add(job)
     session.commit()
     session.refresh(job)
@@ -133,13 +134,14 @@ def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list
     if job.chain_id is not None:
         jobs = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
     changed = []
-    now = utcnow()
+    now = store_now(session)
     for j in jobs:
-        if j.state in FINISHED_STATES:
-            continue
-        changed.append((j, j.state))
-        j.state, j.error, j.finished_at, j.lease_token = "cancelled", reason, now, None
-        session.add(j)
+        before = j.state
+        # Conditional on the row as it is now, not as it was read: an outcome that landed since stays.
+        stmt = (update(Job).where(col(Job.id) == j.id, col(Job.state).not_in(FINISHED_STATES))
+                .values(state="cancelled", error=reason, finished_at=now, lease_token=None))
+        if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
+            changed.append((j, before))
     session.commit()
     for j, _ in changed:
         session.refresh(j)
@@ -175,7 +177,8 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     session.execute(delete(TrainingEpoch).where(col(TrainingEpoch.job_id) == job_id))
     session.add_all(Result(job_id=job_id, **row) for row in outcome.rows)
     session.add_all(TrainingEpoch(job_id=job_id, **e) for e in outcome.epochs)
-    job.state, job.error, job.finished_at = outcome.state, outcome.error, outcome.finished_at
+    # finished_at on the store's clock, as started_at: a worker's skewed clock never puts an end before a start
+    job.state, job.error, job.finished_at = outcome.state, outcome.error, store_now(session)
     if outcome.progress is not None:
         job.progress = outcome.progress
     if outcome.artifact_key is not None or outcome.trained is not None:
@@ -183,7 +186,7 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     session.add(job)
     if outcome.state == "failed" and job.chain_id is not None:
         for later in session.exec(select(Job).where(Job.chain_id == job.chain_id, Job.state == "queued")).all():
-            later.state, later.finished_at = "failed", outcome.finished_at
+            later.state, later.finished_at = "failed", store_now(session)
             later.error = f"{job.stage} stage {job.id} failed: {outcome.error}"
             session.add(later)
     session.commit()

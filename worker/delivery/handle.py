@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from shared.db import crud
 from shared.db.engine import get_engine
-from shared.db.models import Job
+from shared.db.models import FINISHED_STATES, Job
 from shared.db.types import utcnow
 from shared.devices import Device
 from shared.dispatch import dead_letter, dispatch, job_log, redis_client
@@ -149,8 +149,11 @@ class _Delivery:
         if self.ctx.client is None:
             self.deliveries = 1
             return
-        try:
-            self.deliveries = int(self.ctx.client.incr(deliveries_key(self.key)))
+        try:  # one round trip: counted, and marked as taken by this delivery (a worker that dies while it waits
+            # for the store leaves a claim without a lease, which the reaper resends; a "queued" mark it would trust)
+            with self.ctx.client.pipeline() as pipe:
+                pipe.incr(deliveries_key(self.key)).set(dispatched_key(self.key), f"claimed:{self.token}")
+                self.deliveries = int(pipe.execute()[0])
         except Exception as exc:
             log.warning("job %s: broker unreachable while counting the delivery (%s)", self.key, redact(exc))
 
@@ -252,9 +255,14 @@ def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, q
             d.read_row()
         elif act is Act.DROP:
             log.info("job %s: %s", key, decision.reason)
+            if d.job is not None and d.job.state in FINISHED_STATES:  # nothing of a finished job needs its keys
+                _broker(ctx, "clearing a finished job's keys", lambda: ctx.client.delete(
+                    dispatched_key(key), deliveries_key(key)))
             return Handled.DUPLICATE
         elif act is Act.DROP_HELD:
             _mark_claimed_by_holder(ctx, d)
+            # a duplicate message is not a delivery that died: it must not count towards FARM_MAX_DELIVERIES
+            _broker(ctx, "un-counting a duplicate delivery", lambda: ctx.client.decr(deliveries_key(key)))
             log.info("job %s is held by another live delivery; this one is dropped", key)
             return Handled.HELD
         elif act is Act.DEAD_LETTER:
@@ -284,12 +292,12 @@ def _mark_claimed_by_holder(ctx: WorkerContext, d: _Delivery) -> None:
 
 
 def _put_back(ctx: WorkerContext, d: _Delivery, reason: str) -> Handled:
-    """The store or broker stayed away for FARM_DB_WAIT_S: un-count this delivery, leave the marker saying a message
-    waits, and let the task put the message back on its queue."""
+    """The store or broker stayed away for FARM_DB_WAIT_S: un-count this delivery and let the task put the message
+    back on its queue. The marker keeps this delivery's claim (no lease): if the message does not make it back, the
+    reaper sends the job again; if it does, the duplicate is harmless."""
     log.warning("job %s: %s for %g s; putting the message back on its queue", d.key, reason, ctx.settings.db_wait_s)
     if d.deliveries is not None:
         _broker(ctx, "un-counting the delivery", lambda: ctx.client.decr(deliveries_key(d.key)))
-    _broker(ctx, "marking the job queued", lambda: ctx.client.set(dispatched_key(d.key), "queued"))
     return Handled.RETRY_LATER
 
 
