@@ -1,7 +1,7 @@
 """contention, cool-down and minimum window on results; the noise_floor table of `farm calibrate`
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from shared.db.types import UTCDateTime
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
