@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "report": "controller.commands.results:report",
     "recommend": "controller.commands.results:recommend",
     "compare": "controller.commands.compare:compare",
+    "calibrate": "controller.commands.calibrate:calibrate",
     "variants": "controller.commands.catalog:variants",
     "inspect": "controller.commands.catalog:inspect",
     "predict": "controller.commands.predict:predict",

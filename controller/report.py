@@ -19,7 +19,7 @@ from shared.stats import welch_log_ratio
 PROTOCOL = ("batch_size", "scenario", "target_qps")
 VARIANT_GROUP = ("model_id", "dataset_id", "hardware_id", "device", *PROTOCOL, "runtime", "variant")
 PLACE = ("model_id", "dataset_id", "hardware_id", "device", *PROTOCOL)
-HOURLY_GROUP = ("host", "device", "hardware_id", "variant", "local_hour")
+HOURLY_GROUP = ("host", "device", "hardware_id", "runtime", "variant", "local_hour")
 JOULES_PER_KWH = 3.6e6
 
 
@@ -94,6 +94,7 @@ def variant_table(groups: Sequence[dict[str, Any]], carbon: Carbon | None = None
         place = tuple(t[k] for k in PLACE)
         base = baselines.get((*place, DEFAULT_RUNTIME)) or baselines.get((*place, t["runtime"]))
         t["is_baseline"] = base is t
+        t["reference"] = None if base is None else _reference(base)
         t.update(_change(t, base))
         if base is None and place not in missing:
             missing.add(place)
@@ -103,12 +104,50 @@ def variant_table(groups: Sequence[dict[str, Any]], carbon: Carbon | None = None
         t["gco2e_per_1000"] = None
     if carbon is not None:
         _add_carbon(table, carbon, hourly_energy)
+    references = dict.fromkeys(t["reference"] for t in table if t["reference"] and not t["is_baseline"])
+    notes.extend(f"Δ against {r}" for r in references)
     noisy = [t for t in table if t["noisy_repeats"]]
     if noisy:
         notes.append("! noisy: " + "; ".join(f"{t['variant']} on {t['hardware_id']} ({t['noise']})" for t in noisy))
     if any(is_estimate(t["energy_source"]) for t in table):
         notes.append("est.: CPU energy ESTIMATED from process CPU time on these rows (no RAPL there)")
     return table, notes
+
+
+def _reference(base: dict[str, Any]) -> str:
+    """What a Δ is computed against, as the screen names it: variant, runtime, model, data, hardware, device."""
+    return (f"{base['variant']} ({base['runtime']}) of {base['model_id']} on {base['dataset_id']}, "
+            f"{base['hardware_label'] or '?'} [{(base['hardware_id'] or '?')[:6]}] {base['device']}")
+
+
+def left_out_notes(left_out: dict[str, int]) -> list[str]:
+    """"left out: ..." lines for what crud.count_left_out counted."""
+    notes = []
+    if left_out.get("contended"):
+        notes.append(f"left out: {left_out['contended']} contended rows (measured while other work used the "
+                     "machine; --include-contended keeps them)")
+    if left_out.get("pairs"):
+        notes.append(f"left out: {left_out['pairs']} `farm compare` pair rows (--include-pairs counts them)")
+    return notes
+
+
+def noise_floor_notes(table: list[dict[str, Any]], floors: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """For each machine with a `farm calibrate` noise floor: quote it, and name the Δs below it. Marks those rows
+    (`below_noise_floor`)."""
+    notes = []
+    for (hw, device), floor in floors.items():
+        limit = floor["energy_resolvable_fraction"]
+        notes.append(f"noise floor of [{hw[:6]}] {device} (farm calibrate, {floor['pairs']} A/A pairs): time "
+                     f"±{100 * floor['time_resolvable_fraction']:.1f} %, energy ±{100 * limit:.1f} % "
+                     f"(CV {100 * floor['time_cv']:.1f} % and {100 * floor['energy_cv']:.1f} %)")
+        for t in table:
+            change = t.get("energy_change_fraction")
+            if t["hardware_id"] == hw and t["device"] == device and change is not None and not t["is_baseline"]:
+                t["below_noise_floor"] = abs(change) < limit
+                if t["below_noise_floor"]:
+                    notes.append(f"{t['variant']} ({t['runtime']}): Δ energy {100 * change:+.1f} % is below this "
+                                 f"machine's noise floor of {100 * limit:.1f} %")
+    return notes
 
 
 def _change(t: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
@@ -148,7 +187,8 @@ def _add_carbon(table: list[dict[str, Any]], carbon: Carbon, hourly: Sequence[di
 
 def hourly_table(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean energy and time per sample by (host, device, hardware, variant, local hour): the drift the seed saw."""
-    return [{"host": g["host"], "device": g["device"], "hardware_id": g["hardware_id"], "variant": g["variant"],
+    return [{"host": g["host"], "device": g["device"], "hardware_id": g["hardware_id"], "runtime": g.get("runtime"),
+             "variant": g["variant"],
              "local_hour": g["local_hour"], "repeats": g["n"],
              "total_energy_per_sample_j": g["total_energy_per_sample_j_mean"],
              "total_energy_per_sample_std_j": g["total_energy_per_sample_j_std"],
@@ -243,7 +283,8 @@ def hourly_view(hourly: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     from controller import render
 
     return [{"host": h["host"], "device": h["device"], "hardware": (h["hardware_id"] or "?")[:6],
-             "variant": h["variant"], "local hour": h["local_hour"], "n": h["repeats"],
+             "runtime": h.get("runtime") or "-", "variant": h["variant"], "local hour": h["local_hour"],
+             "n": h["repeats"],
              "mJ/sample": render.scaled(h["total_energy_per_sample_j"], 1e3, 2, h["total_energy_per_sample_std_j"]),
              "ms/sample": render.scaled(h["time_per_sample_s"], 1e3, 3),
              "CPU °C at start": "-" if h["cpu_temp_start_c"] is None else f"{h['cpu_temp_start_c']:.0f}"}

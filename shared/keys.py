@@ -19,6 +19,8 @@ Key schema (`<job>` is a farm job id, `<node>` a worker's Celery node name); wri
   `farm worker` at start, renewed with the heartbeat; same expiry, given back at a clean stop.
 - `farm:lock:<name>` string: a cross-machine lock's holder token (`build:<recipe>`, `host:<name>`). Workers,
   renewed every TTL/3; expires FARM_LOCK_TTL_S after the last renewal.
+- `farm:starting:<machine>` sorted set: node -> Redis time of each `farm worker` start on that machine in the
+  last 120 s, so that workers started together divide its CPUs (controller/cpu_share.py). `farm worker`; 120 s.
 - `farm:reaper` string: the node whose turn it is to reap. The maintenance threads; one reap period (5 s).
 
 Times that span machines come from Redis (`TIME`) or the store, never from a worker's wall clock.
@@ -96,4 +98,20 @@ if (v == false and ARGV[1] == '') or v == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+
+def starts_key(machine: str) -> str:
+    """The `farm worker` starts on one machine in the last few minutes (controller/cpu_share.py)."""
+    return f"farm:starting:{machine}"
+
+
+# Register a start: drop starts older than ARGV[1] s, add node ARGV[2] at Redis time, return every node left.
+REGISTER_START = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """

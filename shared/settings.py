@@ -114,6 +114,20 @@ class Settings:
     max_limit: int = 10_000_000  # --limit, in samples
     # A submit that would queue more jobs than this prints its plan and asks for --yes.
     confirm_jobs: int = 200
+    # What a benchmark window measured while other work ran does (docs/measurement-noise.md): wait, flag, refuse.
+    contention: str = "wait"
+    # A window is contended when more than this many cores were busy outside the worker's process tree.
+    contention_cores: float = 0.5
+    # `wait`: the machine must stay below the threshold this long before a contended window is redone, seconds.
+    contention_quiet_s: float = 3.0
+    # `wait`: the longest wait for a quiet machine, seconds; then the window is measured anyway and flagged.
+    contention_max_wait_s: float = 120.0
+    # `wait`: contended windows redone per benchmark at most; later ones are kept and flagged.
+    contention_redos: int = 3
+    # Cool-down before each window until the device is within FARM_COOLDOWN_DELTA_C of its starting temperature,
+    # for at most this many seconds (0: no cool-down).
+    cooldown_max_s: float = 0.0
+    cooldown_delta_c: float = 3.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -148,5 +162,12 @@ class Settings:
             max_batch_size=_int_env("FARM_MAX_BATCH_SIZE", defaults.max_batch_size),
             max_limit=_int_env("FARM_MAX_LIMIT", defaults.max_limit),
             confirm_jobs=_int_env("FARM_CONFIRM_JOBS", defaults.confirm_jobs),
+            contention=_choice_env("FARM_CONTENTION", defaults.contention, ("wait", "flag", "refuse")),
+            contention_cores=_float_env("FARM_CONTENTION_CORES", defaults.contention_cores),
+            contention_quiet_s=_float_env("FARM_CONTENTION_QUIET_S", defaults.contention_quiet_s),
+            contention_max_wait_s=_float_env("FARM_CONTENTION_MAX_WAIT_S", defaults.contention_max_wait_s),
+            contention_redos=int(_float_env("FARM_CONTENTION_REDOS", defaults.contention_redos)),
+            cooldown_max_s=_float_env("FARM_COOLDOWN_MAX_S", defaults.cooldown_max_s),
+            cooldown_delta_c=_float_env("FARM_COOLDOWN_DELTA_C", defaults.cooldown_delta_c, minimum=0.1),
         )
 

@@ -145,6 +145,9 @@ class CompareSpec:
     versus: VariantSpec
     pairs: int = 5
     runtime: str | None = None  # versus's runtime (None: the job's): compares runtimes too
+    # --until-conclusive: add pairs until both intervals are within ±precision (a fraction), at most max_pairs.
+    max_pairs: int | None = None
+    precision: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,8 @@ class JobSpec:
             seed=data.get("seed", 0),
             runtime=data.get("runtime", DEFAULT_RUNTIME),
             compare=CompareSpec(_variant_from_dict(compare["versus"]), int(compare.get("pairs", 5)),
-                                compare.get("runtime")) if compare else None,
+                                compare.get("runtime"), compare.get("max_pairs"),
+                                float(compare.get("precision", 0.10))) if compare else None,
         )
 
     @classmethod

@@ -111,3 +111,30 @@ def welch_log_ratio(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: f
     half = t_quantile(0.5 + level / 2, df) * se
     return RatioInterval(ratio, ratio * math.exp(-half), ratio * math.exp(half), level,
                          f"Welch t on log ratios, {n_a} and {n_b} repeats")
+
+
+def sequential_level(min_pairs: int, max_pairs: int | None, level: float = 0.95) -> tuple[float, int]:
+    """The per-look confidence level that keeps `level` valid when a comparison looks after every pair from
+    `min_pairs` to `max_pairs` and stops at the first precise enough interval: Bonferroni alpha spending, alpha
+    split evenly over the looks (union bound: whatever look stops, all intervals hold together with probability
+    >= `level`). Returns (per-look level, looks); one look without a maximum."""
+    looks = 1 if max_pairs is None else max(1, max_pairs - min_pairs + 1)
+    return 1 - (1 - level) / looks, looks
+
+
+def log_half_width(ci: RatioInterval) -> float:
+    """Half the interval's width on the log scale: log(1 + p) for an interval of about ±p around the ratio."""
+    return (math.log(ci.high) - math.log(ci.low)) / 2
+
+
+def pairs_for_precision(a: list[float], b: list[float], precision: float, level: float = 0.95) -> int | None:
+    """About how many pairs in all would bring the paired interval to ±`precision` (a fraction), from the
+    observed spread of the log ratios (t quantile at the current df); None with fewer than 2 pairs."""
+    if len(a) < 2:
+        return None
+    logs = [math.log(y / x) for x, y in zip(a, b, strict=True)]
+    sd = statistics.stdev(logs)
+    if sd == 0:
+        return len(a)
+    t = t_quantile(0.5 + level / 2, len(logs) - 1)
+    return max(len(a), math.ceil((t * sd / math.log1p(precision)) ** 2))

@@ -108,6 +108,10 @@ def farm_env(tmp_path: Path, artifacts_dir: Path, builtin_model: object) -> dict
         FARM_LOCK_TTL_S="3",  # a killed worker's locks expire quickly
         FARM_DATA_ROOTS=str(tmp_path),  # datasets and model folders that tests write live here
         FARM_SPOOL=str(tmp_path / "spool"),
+        # CI runs 3 test processes on 2 cores: the machine is never quiet, so contention is recorded, never acted
+        # on, unless a test sets a policy and threshold of its own (tests/test_contention.py).
+        FARM_CONTENTION="flag",
+        FARM_CONTENTION_CORES="64",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -142,11 +142,15 @@ def test_noise_flag_names_an_outlier_repeat_or_a_high_cv() -> None:
     from worker.rows import noise_flag
 
     flag = noise_flag([5.3e-3, 5.1e-3, 0.27e-3, 0.27e-3, 0.28e-3])
-    assert flag is not None and flag.startswith("outlier repeats 0,1")
+    assert flag is not None and flag.startswith("outlier repeats 0,1: 5.3, 5.1 ms/sample against a median of 0.28")
     cv = noise_flag([1.0, 1.3, 1.0, 1.3, 1.0, 1.3])
     assert cv is not None and cv.startswith("repeats vary: CV")
     assert noise_flag([1.0, 1.01, 0.99, 1.0]) is None
     assert noise_flag([1.0, 9.0]) is None  # two repeats say nothing either way
+    # the case: four of five repeats were called outliers and one value quoted; robustly, the odd one out
+    # is the fast repeat, named with its value
+    assert noise_flag([3.51e-3, 3.4e-3, 0.504e-3, 3.6e-3, 3.5e-3]) == (
+        "outlier repeat 2: 0.504 ms/sample against a median of 3.5 (MAD 0.1)")
 
 
 def test_a_repeat_passes_again_until_its_window_is_long_enough_for_the_meter() -> None:
@@ -180,8 +184,9 @@ def test_nvml_asks_for_windows_of_a_second_FAKE_nvml() -> None:
     from worker.meters.nvml import NvmlMeter
 
     nvml = NvmlMeter([0], nvml=fake_pynvml(has_counter=True))
-    assert nvml.min_window_s == 1.0
-    assert CombinedMeter([nvml, CpuTimeEstimate(10.0)]).min_window_s == 1.0
+    assert nvml.min_window_s == 5.0 and "100 ms" in nvml.min_window_reason
+    assert CombinedMeter([nvml, CpuTimeEstimate(10.0)]).min_window_s == 5.0
+    assert CombinedMeter([nvml, CpuTimeEstimate(10.0)]).min_window_reason == nvml.min_window_reason
     assert CpuTimeEstimate(10.0).min_window_s == 0.0
 
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from shared.db.types import utcnow
 from shared.specs import BenchSpec
+from worker.contention import WindowGuard
 from worker.devices.base import DeviceHandle
 from worker.latency import LatencyRecorder, LatencySummary
 from worker.memory import MemoryPeak, peak_memory
@@ -41,6 +42,8 @@ class RepeatMeasurement:
     latency: LatencySummary | None = None  # seconds per batch, every batch of the window timed (worker/latency.py)
     memory: MemoryPeak | None = None  # peak memory over the window (worker/memory.py)
     cold_latency_s: float | None = None  # the first batch after loading (warm-up's first), seconds
+    # Contention columns from worker/contention.py (foreign_cpu_cores, foreign_gpu, contended, cooldown_s, ...)
+    contention: dict[str, Any] = field(default_factory=dict)
 
     @property
     def time_per_sample_s(self) -> float:
@@ -66,6 +69,7 @@ def run_benchmark(
     probe: Callable[[], dict[str, Any]] | None = None,
     checkpoint: Callable[[], None] | None = None,
     warm: bool = True,
+    guard: WindowGuard | None = None,
 ) -> list[RepeatMeasurement]:
     """Warm up `runner` (a runtime's, see worker/runtimes) on random input until its time per batch is stable
     (`warm_up`), then run repeats over `data` inside `meter` windows, synchronising `device` at both edges. A
@@ -78,7 +82,8 @@ def run_benchmark(
     of time per sample to reach it (at least 3, at most `spec.max_repeats`). `probe` records conditions
     (temperatures) just before and after each window. `checkpoint()` runs before every batch and stops the
     benchmark by raising (a cancelled job stops within one batch). `warm=False` skips the warm-up (a comparison's
-    later pairs, whose runner ran moments ago).
+    later pairs, whose runner ran moments ago). `guard` (worker/contention.py) measures the CPU used elsewhere
+    during each window and applies FARM_CONTENTION: a window it asks to redo is measured again.
     """
     data = data.head(spec.limit)
     if len(data) == 0:
@@ -92,14 +97,18 @@ def run_benchmark(
 
     planned = spec.planned_repeats
     min_window_s = meter.min_window_s if spec.min_window_s is None else spec.min_window_s
+    window = {"min_window_s": min_window_s,
+              "min_window_reason": meter.min_window_reason if spec.min_window_s is None else "set by the job"}
     results: list[RepeatMeasurement] = []
     bar = tqdm(total=planned * len(batches), desc="benchmark", unit="batch", leave=False, disable=None)
     gc_was_on = gc.isenabled()
     gc.collect()
     gc.freeze()  # what exists now (model, data) is out of the collector's sight for good
     try:
-        for r in range(planned):
+        r = 0
+        while r < planned:
             preds: list[torch.Tensor] = []
+            contention_start = guard.begin(checkpoint) if guard else None  # after any cool-down
             before = probe() if probe else {}
             started = utcnow()
             device.synchronize()
@@ -132,8 +141,14 @@ def run_benchmark(
                 top5 = int(hits.any(dim=1).sum()) / len(data)
             energy = win.measurement
             after = probe() if probe else {}
+            contention = guard.judge(contention_start, checkpoint) if guard and contention_start else {}
+            if contention is None:
+                continue  # contended: the guard waited for a quiet machine; measure this repeat again
+            contention = {**window, **contention}
             m = RepeatMeasurement(r, started, len(data) * passes, top1, top5, energy.duration_s, energy, before, after,
-                                  warmed, passes, lat.summary(), mem[0] if mem else None, cold_s)
+                                  warmed, passes, latency=lat.summary(), memory=mem[0] if mem else None,
+                                  cold_latency_s=cold_s, contention=contention)
+            r += 1
             results.append(m)
             if on_repeat:
                 on_repeat(m)

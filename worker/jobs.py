@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from shared.devices import Device
 from shared.errors import FarmError
 from shared.settings import Settings
-from shared.specs import JobSpec
+from shared.specs import CompareSpec, JobSpec
 
 if TYPE_CHECKING:
+    from worker.bench import RepeatMeasurement
+    from worker.contention import WindowGuard
     from worker.cost import ModelCost
     from worker.delivery.locks import LockHold
     from worker.deployer_rows import ModelFacts
@@ -99,7 +101,7 @@ def execute(
             rows = _measure(loaded[0], settings, handle, data, notes, log_line, on_progress, checkpoint,
                             torch.get_num_threads())
         else:
-            rows = _compare(spec.compare.pairs, loaded, settings, handle, data, notes, log_line, on_progress,
+            rows = _compare(spec.compare, loaded, settings, handle, data, notes, log_line, on_progress,
                             checkpoint, torch.get_num_threads())
     if hold.lost:  # the measurement may have overlapped another worker's on this host; the rows are kept
         for row in rows:
@@ -132,37 +134,67 @@ class Loaded:
     facts: ModelFacts | None = None  # load cost, weight and artifact bytes (worker/deployer_jobs.py)
 
 
-def _compare(pairs: int, loaded: list[Loaded], settings: Settings, device: DeviceHandle, data: ImageSet,
+def _compare(compare: CompareSpec, loaded: list[Loaded], settings: Settings, device: DeviceHandle, data: ImageSet,
              notes: tuple[str, ...], log_line: Callable[[str], None], on_progress: Callable[[str], None] | None,
              checkpoint: Callable[[], None] | None, threads: int) -> list[dict[str, Any]]:
     """`farm compare`: both variants warmed up, then `pairs` pairs of one repeat each, A B then B A alternately,
-    inside one meter; each row records its pair."""
-    from worker.bench import RepeatMeasurement, run_benchmark
+    inside one meter; each row records its pair. With `max_pairs` (--until-conclusive), pairs go on until the
+    intervals of time and energy are within ±precision at the per-look level of shared.stats.sequential_level."""
+    from worker.bench import run_benchmark
     from worker.meters.select import build_meter
     from worker.rows import result_rows
 
+    guard = window_guard(settings, device, on_progress or log_line)
     one = replace(loaded[0].spec.bench, repeats=1, until_cv=None)
     meter = build_meter(device, settings)
     measured: list[list[RepeatMeasurement]] = [[], []]
     try:
         log_line(f"comparing {loaded[0].spec.variant.name} with {loaded[1].spec.variant.name} on {device}: "
-                 f"{pairs} pairs with {meter.name}")
+                 f"{compare.pairs} pairs{f' (up to {compare.max_pairs})' if compare.max_pairs else ''} "
+                 f"with {meter.name}")
         warmed = [run_benchmark(x.runner, data.head(one.batch_size), one, device, meter, checkpoint=checkpoint)[0]
                   .warmup_batches for x in loaded]
-        for p in range(pairs):
+        pairs, p = compare.pairs, 0
+        while p < pairs or (compare.max_pairs and p < compare.max_pairs and not _precise(measured, compare)):
             for i in ((0, 1) if p % 2 == 0 else (1, 0)):
                 (rep,) = run_benchmark(loaded[i].runner, data, one, device, meter, probe=device.temperatures_c,
-                                       checkpoint=checkpoint, warm=False)
+                                       checkpoint=checkpoint, warm=False, guard=guard)
                 measured[i].append(replace(rep, repeat_index=p, warmup_batches=warmed[i]))
+            p += 1
             if on_progress:
-                on_progress(f"compare pair {p + 1}/{pairs}")
+                on_progress(f"compare pair {p}/{max(pairs, compare.max_pairs or 0)}")
         facts = meter.describe()
     finally:
         meter.close()
     return [row for x, reps, w in zip(loaded, measured, warmed, strict=True)
             for row in result_rows(x.spec, settings, device, x.model_id, x.cost, facts, None, reps, notes, threads,
                                    runtime_version=x.runtime_version, warmup_batches=w,
-                                   pair_indices=list(range(pairs)), model_facts=x.facts)]
+                                   pair_indices=list(range(p)), model_facts=x.facts)]
+
+
+def _precise(measured: list[list[RepeatMeasurement]], compare: CompareSpec) -> bool:
+    """Whether both the time and the energy interval of the pairs so far are within ±compare.precision."""
+    import math
+
+    from shared.stats import log_half_width, paired_log_ratio, sequential_level
+
+    level, _ = sequential_level(compare.pairs, compare.max_pairs)
+    a, b = measured
+    for value in (lambda r: r.time_per_sample_s, lambda r: r.energy.total_energy_j / r.samples):
+        ci = paired_log_ratio([value(r) for r in a], [value(r) for r in b], level)
+        if ci is None or log_half_width(ci) > math.log1p(compare.precision):
+            return False
+    return True
+
+
+def window_guard(settings: Settings, device: DeviceHandle, say: Callable[[str], None]) -> WindowGuard:
+    """FARM_CONTENTION and the cool-down for a benchmark on `device` (worker/contention.py); `say` reports waits."""
+    from worker.contention import ContentionPolicy, WindowGuard
+
+    gpu = device.device.index if device.device.kind == "cuda" else None
+    sensor = "gpu_temp_c" if gpu is not None else "cpu_temp_c"
+    return WindowGuard(ContentionPolicy.from_settings(settings), say, gpu_index=gpu,
+                       temperature=lambda: device.temperatures_c().get(sensor))
 
 
 def build_stage(
@@ -201,7 +233,7 @@ def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: Ima
              log_line: Callable[[str], None], on_progress: Callable[[str], None] | None,
              checkpoint: Callable[[], None] | None, threads: int) -> list[dict[str, Any]]:
     """Idle baseline, then the benchmark, with the meters this machine has for the device."""
-    from worker.bench import RepeatMeasurement, measure_idle
+    from worker.bench import measure_idle
     from worker.meters.select import build_meter
     from worker.rows import result_rows
     from worker.scenarios import run_scenario
@@ -221,7 +253,8 @@ def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: Ima
                 on_progress(f"benchmark repeat {rep.repeat_index + 1}/{planned}")
 
         repeats = run_scenario(loaded.runner, data, spec.bench, device, meter, probe=device.temperatures_c,
-                               on_repeat=repeat_done, checkpoint=checkpoint)
+                               on_repeat=repeat_done, checkpoint=checkpoint,
+                               guard=window_guard(settings, device, on_progress or log_line))
         facts = meter.describe()
     finally:
         meter.close()

@@ -43,14 +43,14 @@ def result_rows(
             "gpu_driver": meter_facts.get("gpu_driver"), "gpu_power_limit_w": meter_facts.get("gpu_power_limit_w"),
             "threads": threads, "hardware": fp, "hardware_id": hardware_id(fp), "hardware_label": hardware_label(fp),
             "runtime": spec.runtime, "warmup_batches": warmup_batches,
-            "noise": noise_flag([r.time_per_sample_s for r in repeats])}
+            "noise": noise_flag([r.time_per_sample_s for r in repeats if not r.contention.get("contended")])}
     rows = []
     for i, rep in enumerate(repeats):
         hour, tz = local_time_info(rep.started_at)
         e, n = rep.energy, rep.samples
         total_j = e.total_energy_j
         row = ResultCreate(
-            **host,
+            **{k: v for k, v in host.items() if k != "noise"},
             repeat_index=rep.repeat_index,
             variant=spec.variant.name,
             model_id=model_id,
@@ -81,36 +81,55 @@ def result_rows(
             pair_index=None if pair_indices is None else pair_indices[i],
             passes=rep.passes,
             **deployer_columns(spec, rep, model_facts),
+            noise=_joined(rep.contention.get("contention_note"), host["noise"]),
+            **{k: v for k, v in rep.contention.items() if k in WINDOW_COLUMNS},
         )
         rows.append(row.model_dump())
     return rows
+
+
+# What worker/bench.py and worker/contention.py record of each window (migration 0010).
+WINDOW_COLUMNS = ("foreign_cpu_cores", "foreign_gpu", "contended", "cooldown_s", "min_window_s", "min_window_reason")
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 def _per(energy_j: float | None, samples: int) -> float | None:
     return None if energy_j is None else energy_j / samples
 
 
-NOISE_CV = 0.10  # a run whose repeats' time per sample varies more than this is flagged
-OUTLIER_FACTOR = 1.5  # a repeat slower or faster than the median by this factor is an outlier
+NOISE_CV = 0.10  # a run whose repeats' robust CV of time per sample exceeds this is flagged
+OUTLIER_Z = 3.5  # a repeat whose modified z-score (0.6745 (x - median) / MAD; Iglewicz & Hoaglin) exceeds this
+OUTLIER_MIN = 0.10  # ... and that is more than 10 % from the median, is an outlier
+MAD_TO_SD = 1.4826  # MAD x this estimates the standard deviation of normal data
 
 
 def noise_flag(times_s: list[float]) -> str | None:
     """Why a run's repeats (time per sample, seconds) are too noisy to trust without a look, or None.
 
-    An outlier repeat (more than OUTLIER_FACTOR away from the median: a cold first repeat of 5.3 ms among
-    0.27 ms ones) is named; otherwise a coefficient of variation above NOISE_CV is. Fewer than 3 repeats say
-    nothing either way."""
+    Robust statistics, so that a few bad repeats cannot hide behind each other: outliers are repeats far from the
+    median in units of the median absolute deviation (MAD), each named with its value; otherwise a robust CV
+    (1.4826 MAD / median) above NOISE_CV is named. Fewer than 3 repeats say nothing either way."""
     import statistics
 
     if len(times_s) < 3:
         return None
     median = statistics.median(times_s)
-    outliers = [i for i, t in enumerate(times_s) if t > median * OUTLIER_FACTOR or t < median / OUTLIER_FACTOR]
-    if outliers:
-        worst = max(outliers, key=lambda i: abs(times_s[i] / median - 1))
-        return (f"outlier repeat{'s' if len(outliers) > 1 else ''} {','.join(map(str, outliers))}: "
-                f"{times_s[worst] * 1e3:.3g} ms/sample against a median of {median * 1e3:.3g}")
-    cv = statistics.stdev(times_s) / statistics.fmean(times_s)
+    mad = statistics.median(abs(t - median) for t in times_s)
+
+    def far(t: float) -> bool:
+        if abs(t / median - 1) <= OUTLIER_MIN:
+            return False
+        return mad == 0 or 0.6745 * abs(t - median) / mad > OUTLIER_Z
+
+    outliers = [i for i, t in enumerate(times_s) if far(t)]
+    if outliers and len(outliers) < len(times_s) / 2:
+        values = ", ".join(f"{times_s[i] * 1e3:.3g}" for i in outliers)
+        return (f"outlier repeat{'s' if len(outliers) > 1 else ''} {','.join(map(str, outliers))}: {values} "
+                f"ms/sample against a median of {median * 1e3:.3g} (MAD {mad * 1e3:.2g})")
+    cv = MAD_TO_SD * mad / median if median else float("inf")
     if cv > NOISE_CV:
-        return f"repeats vary: CV {cv:.0%} > {NOISE_CV:.0%}"
+        return f"repeats vary: CV {cv:.0%} (robust: 1.4826 MAD / median) > {NOISE_CV:.0%}"
     return None

@@ -26,6 +26,7 @@ import torch
 from shared.db.types import utcnow
 from shared.specs import BenchSpec
 from worker.bench import RepeatMeasurement, run_benchmark, warm_up
+from worker.contention import WindowGuard
 from worker.devices.base import DeviceHandle
 from worker.latency import LatencyRecorder
 from worker.memory import peak_memory
@@ -88,14 +89,16 @@ def wait_until(deadline: float) -> float:
 def run_scenario(runner: Runner, data: ImageSet, spec: BenchSpec, device: DeviceHandle, meter: Meter, *,
                  on_repeat: Callable[[RepeatMeasurement], None] | None = None,
                  probe: Callable[[], dict[str, Any]] | None = None,
-                 checkpoint: Callable[[], None] | None = None) -> list[RepeatMeasurement]:
-    """The repeats of `spec.scenario` (see the module's docstring)."""
+                 checkpoint: Callable[[], None] | None = None,
+                 guard: WindowGuard | None = None) -> list[RepeatMeasurement]:
+    """The repeats of `spec.scenario` (see the module's docstring). `guard` applies FARM_CONTENTION to the closed-loop
+    scenarios' windows (worker/contention.py); a server window's contention is not judged."""
     if spec.scenario == "offline":
         return run_benchmark(runner, data, spec, device, meter, on_repeat=on_repeat, probe=probe,
-                             checkpoint=checkpoint)
+                             checkpoint=checkpoint, guard=guard)
     if spec.scenario == "single-stream":
         return run_benchmark(runner, data, replace(spec, batch_size=1), device, meter, on_repeat=on_repeat,
-                             probe=probe, checkpoint=checkpoint)
+                             probe=probe, checkpoint=checkpoint, guard=guard)
     return run_server(runner, data, spec, device, meter, on_repeat=on_repeat, probe=probe, checkpoint=checkpoint)
 
 

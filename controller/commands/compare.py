@@ -36,35 +36,65 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="With --here: cpu or cuda:N.")
 @click.option("--queue-anyway", is_flag=True, help="Queue even when no live worker serves --on.")
 @click.option("--timeout", type=finite(min=1), default=None, help="Give up waiting after this many s.")
+@click.option("--precision", type=click.FloatRange(min=0.1, max=100), default=10.0, show_default=True,
+              metavar="PCT", help="State a difference only when its 95 % interval is within ±PCT % (and excludes "
+                                  "no change); otherwise the verdict is inconclusive, with the pairs it would take.")
+@click.option("--until-conclusive", is_flag=True,
+              help="Add pairs after --pairs until both intervals are within ±--precision, at most --max-pairs; "
+                   "intervals then use Bonferroni alpha spending over the looks, valid under that stopping rule.")
+@click.option("--max-pairs", type=click.IntRange(min=2), default=30, show_default=True,
+              help="With --until-conclusive: the most pairs to run.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str,
             runtime: str | None, runtime_b: str | None, here: bool, device: Device, queue_anyway: bool,
-            timeout: float | None, fmt: str, batch_size: int | None = None) -> None:
+            timeout: float | None, precision: float, until_conclusive: bool, max_pairs: int, fmt: str,
+            batch_size: int | None = None) -> None:
     """Compare variant B with variant A on one worker: A and B run in back-to-back pairs whose order alternates
     (A B, B A, ...), so drift over the run (temperature, clocks, the seed's time of day) hits both alike. Prints
     B/A for time and energy per sample with 95 % intervals (paired t on the log ratios of the pairs), the top-1
-    difference, and a verdict. The rows are stored as one job, each tagged with its pair."""
+    difference, and a verdict that states a difference only when the data support one (see --precision). `farm
+    compare A A` (an A/A run) measures the machine's noise and says "no difference". The rows are stored as one
+    job, each tagged with its pair; reports leave pair rows out of the variants' statistics unless asked."""
     settings = load_settings()
     check_bound("--pairs", pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
     bench = bench_fields(batch_size=batch_sizes(batch_size, None)[0])
     spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime, bench=bench)
     spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls, runtime=runtime_b or runtime, bench=bench)
-    if a == b and spec_a.runtime == spec_b.runtime:
-        raise click.UsageError("A and B are the same variant on the same runtime")
-    spec = replace(spec_a, compare=CompareSpec(spec_b.variant, pairs, spec_b.runtime))
+    same = a == b and spec_a.runtime == spec_b.runtime
+    if until_conclusive and max_pairs < pairs:
+        raise click.UsageError(f"--max-pairs {max_pairs} is below --pairs {pairs}")
+    spec = replace(spec_a, compare=CompareSpec(spec_b.variant, pairs, spec_b.runtime,
+                                               max_pairs if until_conclusive else None, precision / 100))
     job_id = _run_here(settings, spec, device) if here else _submit(settings, spec, target, queue_anyway, timeout)
     rows = job_rows(settings, job_id)
-    if spec_a.runtime != spec_b.runtime:  # name each side by variant and runtime (baseline vs baseline)
+    from controller.comparison import sides_of_same, summarise
+
+    if same:
+        rows, a, b = sides_of_same(rows, a)
+    elif spec_a.runtime != spec_b.runtime:  # name each side by variant and runtime (baseline vs baseline)
         a, b = f"{a} ({spec_a.runtime})", f"{b} ({spec_b.runtime})"
         rows = [{**r, "variant": f"{r['variant']} ({r['runtime']})"} for r in rows]
-    from controller.comparison import summarise
-
-    answer = {"job_id": str(job_id), **summarise(rows, a, b)}
+    answer = {"job_id": str(job_id), **summarise(rows, a, b, precision=precision / 100, same=same,
+                                                   max_pairs=max_pairs if until_conclusive else None,
+                                                   min_pairs=pairs, floor=noise_floor(settings, rows))}
     if fmt == "json":
         click.echo(json.dumps(answer, indent=2))
         return
     _print(answer, rows)
+
+
+def noise_floor(settings: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest `farm calibrate` row for the comparison's machine and device (None if never calibrated)."""
+    from sqlmodel import Session
+
+    from shared.db import crud
+
+    if not rows or not rows[0].get("hardware_id"):
+        return None
+    with Session(open_engine(settings)) as session:
+        floor = crud.latest_noise_floor(session=session, hardware_id=rows[0]["hardware_id"], device=rows[0]["device"])
+        return None if floor is None else floor.model_dump()
 
 
 def _run_here(settings: Any, spec: Any, device: Device) -> uuid.UUID:

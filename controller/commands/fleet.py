@@ -56,9 +56,10 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     queues = worker_queues(settings.hostname, where)
     node = name or f"farm-{str(where).replace(':', '')}@{settings.hostname}"
     if threads is None:
+        from controller.cpu_share import register_start
         from worker.devices.numa import device_cpus
 
-        threads = default_threads(live_workers(client), node, len(device_cpus(where)))
+        threads = default_threads(live_workers(client), node, len(device_cpus(where)), register_start(client, node))
     _claim_identity(client, node, settings.lease_timeout_s)
     click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}, {threads} torch threads", err=True)
     make_app(settings, device=where, threads=threads, on_stop=on_stop).worker_main([
@@ -81,15 +82,15 @@ def _claim_identity(client: Any, node: str, ttl_s: float) -> None:
     os.environ[INSTANCE_ENV] = instance
 
 
-def default_threads(workers: list[dict[str, Any]], node: str, cpus: int) -> int:
+def default_threads(workers: list[dict[str, Any]], node: str, cpus: int, starting: set[str] = frozenset()) -> int:
     """`cpus` (those of the worker's device's NUMA node, or of the machine: worker/devices/numa.py), divided
-    evenly among this worker and the other farm workers alive on this machine (their heartbeats name it); at
-    least 1."""
+    evenly among this worker and the other farm workers on this machine: alive (their heartbeats name it) or
+    starting (`starting`, from controller/cpu_share.py); at least 1."""
     import socket
 
     here = socket.gethostname()
-    others = sum(1 for w in workers if w.get("machine") == here and w.get("worker") != node)
-    return max(1, cpus // (others + 1))
+    others = {w.get("worker") for w in workers if w.get("machine") == here} | set(starting)
+    return max(1, cpus // (len(others - {node}) + 1))
 
 
 def _broker_persistence_warning(client: Any) -> str | None:

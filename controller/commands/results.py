@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -50,18 +51,30 @@ def _carbon(grid_intensity: float | None, grid_csv: str | None) -> Any:
     return Carbon(flat_g_per_kwh=grid_intensity) if grid_intensity is not None else None
 
 
-def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
-            ) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+def trust_options(fn: Any) -> Any:
+    """--include-contended and --include-pairs: what report and recommend leave out unless asked."""
+    fn = click.option("--include-pairs", is_flag=True,
+                      help="Count `farm compare` pair rows into each variant's statistics (left out by default: "
+                           "one pass each, measured beside another variant).")(fn)
+    return click.option("--include-contended", is_flag=True,
+                        help="Keep rows whose window ran while other work used the machine (left out by default; "
+                             "see FARM_CONTENTION).")(fn)
+
+
+def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True, include_contended: bool = False,
+            include_pairs: bool = False) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
     """The variant table (with baselines, whatever the variant filter), its notes, and the hourly table (empty
-    unless `hourly`: with many hosts it has many groups, and only --by hour and the figures need it)."""
+    unless `hourly`: with many hosts it has many groups, and only --by hour and the figures need it). Contended
+    rows and compare pair rows are left out unless included, and the notes say how many."""
     from sqlmodel import Session
 
     from controller import report as rep
     from controller.services import load_settings, open_engine
     from shared.db import crud
 
-    f = result_filter(**filters)
+    f = replace(result_filter(**filters), exclude_contended=not include_contended, exclude_pairs=not include_pairs)
     with Session(open_engine(load_settings())) as session:
+        left_out = crud.count_left_out(session=session, filters=f, with_baselines=True)
         groups = crud.aggregate_results(session=session, filters=f, by=rep.VARIANT_GROUP, with_baselines=True)
         if not groups or (f.variants and not any(g["variant"] in f.variants for g in groups)):
             raise FarmError("no results match these filters")
@@ -69,7 +82,12 @@ def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
         by_hour = (crud.aggregate_results(session=session, filters=f, by=(*rep.VARIANT_GROUP, "local_hour"),
                                           with_baselines=True)
                    if carbon is not None and carbon.by_hour_g_per_kwh is not None else [])
+        floors = {(t["hardware_id"], t["device"]): crud.latest_noise_floor(
+            session=session, hardware_id=t["hardware_id"], device=t["device"])
+            for t in groups if t.get("hardware_id")}
     table, notes = rep.variant_table(groups, carbon, by_hour)
+    notes = rep.left_out_notes(left_out) + notes + rep.noise_floor_notes(table, {
+        k: v.model_dump() for k, v in floors.items() if v is not None})
     return table, notes, rep.hourly_table(hourly_groups)
 
 
@@ -91,8 +109,10 @@ def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True
               help="Per variant: seconds (and joules) to load it on the device, its first batch (cold) against the "
                    "steady median, its weight and artifact MB.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@trust_options
 def report(by: str, plot_dir: str | None, html_path: str | None, grid_intensity: float | None,
-           grid_csv: str | None, fmt: str, load: bool = False, **filters: Any) -> None:
+           grid_csv: str | None, fmt: str, include_contended: bool, include_pairs: bool, load: bool = False,
+           **filters: Any) -> None:
     """Summarise results like the seed paper, aggregated by the database. Each variant is compared with the
     baseline on the same hardware (hardware_id), model, data and device, even when --variant names only it:
     Δ energy with a 95 % interval (Welch t on log ratios of the repeats), Δ time, Δ top-1 in points. A place
@@ -101,7 +121,8 @@ def report(by: str, plot_dir: str | None, html_path: str | None, grid_intensity:
     from controller import report as rep
 
     carbon = _carbon(grid_intensity, grid_csv)
-    table, notes, hourly = _tables(filters, carbon, hourly=by == "hour" or bool(plot_dir or html_path))
+    table, notes, hourly = _tables(filters, carbon, hourly=by == "hour" or bool(plot_dir or html_path),
+                                   include_contended=include_contended, include_pairs=include_pairs)
     if load:
         shown, view = table, rep.load_view(table)
         columns = list(view[0]) if view else []
@@ -163,8 +184,10 @@ def _write_html(path: str, table: list[dict[str, Any]], hourly: list[dict[str, A
                    "(top-1 as measured on other machines), each marked `predicted` with its 90 % interval. They are "
                    "never merged into the measured answer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@trust_options
 def recommend(max_drop: float | None, min_top1: float | None, max_p99_ms: float | None, max_memory_mb: float | None,
-              scenario: str | None, predicted: bool, fmt: str, **filters: Any) -> None:
+              scenario: str | None, predicted: bool, fmt: str, include_contended: bool, include_pairs: bool,
+              **filters: Any) -> None:
     """For each machine (hardware_id), model, dataset and device: the variant with the least energy per sample
     that keeps accuracy, its saving against the baseline with a 95 % interval, and the runner-up. From stored
     rows only: it names what is missing (no baseline there, one repeat only) instead of guessing; --predicted
@@ -179,7 +202,8 @@ def recommend(max_drop: float | None, min_top1: float | None, max_p99_ms: float 
               "max_memory_bytes": None if max_memory_mb is None else max_memory_mb * 2**20}
     criterion = Criterion(min_top1=min_top1 / 100, **limits) if min_top1 is not None else Criterion(
         max_drop=(1.0 if max_drop is None else max_drop) / 100, **limits)
-    table, _notes, _hourly = _tables(filters, None, hourly=False)
+    table, notes, _hourly = _tables(filters, None, hourly=False, include_contended=include_contended,
+                                    include_pairs=include_pairs)
     if scenario is not None:
         table = [t for t in table if (t.get("scenario") or "offline") == scenario]
         if not table:
@@ -196,6 +220,9 @@ def recommend(max_drop: float | None, min_top1: float | None, max_p99_ms: float 
                                    for a in answers]))
         return
     click.echo(f"criterion: {criterion.describe()}")
+    for note in notes:
+        if note.startswith("left out:"):
+            click.echo(note)
     for a in answers:
         click.echo(f"\n{a['model_id']} on {a['dataset_id']}, {a['hardware_label'] or '?'} [{a['hardware_id']}] "
                    f"{a['device']}, batch {a.get('batch_size') or '-'}, {a.get('scenario') or 'offline'}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,7 +12,7 @@ from sqlalchemy import String, case, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from shared import chains
-from shared.db.models import FINISHED_STATES, Job, Result, TrainingEpoch
+from shared.db.models import FINISHED_STATES, Job, NoiseFloor, Result, TrainingEpoch
 from shared.db.quick import new_job_row
 from shared.db.types import utcnow
 from shared.errors import FarmError
@@ -271,6 +271,10 @@ class ResultFilter:
     sweep_id: uuid.UUID | None = None
     runtime: str | None = None
     job_ids: tuple[uuid.UUID, ...] = ()
+    # What reports and answers leave out unless asked (issue 20): windows measured while other work ran, and the
+    # rows of `farm compare` pairs (one pass each, measured beside another variant).
+    exclude_contended: bool = False
+    exclude_pairs: bool = False
 
     @property
     def variants(self) -> list[str]:
@@ -323,7 +327,32 @@ def _where(stmt: Any, f: ResultFilter, *, with_baselines: bool = False) -> Any:
         stmt = stmt.where(col(Result.job_id).in_(f.job_ids))
     if f.sweep_id:
         stmt = stmt.where(col(Result.job_id).in_(select(Job.id).where(Job.sweep_id == f.sweep_id)))
+    if f.exclude_contended:
+        stmt = stmt.where(col(Result.contended).is_(False))
+    if f.exclude_pairs:
+        stmt = stmt.where(col(Result.pair_index).is_(None))
     return stmt
+
+
+def count_left_out(*, session: Session, filters: ResultFilter, with_baselines: bool = False) -> dict[str, int]:
+    """How many rows matching `filters` its exclusions leave out: {"contended": n, "pairs": n}."""
+    wide = replace(filters, exclude_contended=False, exclude_pairs=False)
+    out = {"contended": 0, "pairs": 0}
+    if filters.exclude_contended:
+        stmt = _where(select(func.count()).select_from(Result), wide, with_baselines=with_baselines)
+        out["contended"] = int(session.execute(stmt.where(col(Result.contended).is_(True))).scalar_one())
+    if filters.exclude_pairs:
+        narrowed = replace(wide, exclude_contended=filters.exclude_contended)
+        stmt = _where(select(func.count()).select_from(Result), narrowed, with_baselines=with_baselines)
+        out["pairs"] = int(session.execute(stmt.where(col(Result.pair_index).is_not(None))).scalar_one())
+    return out
+
+
+def latest_noise_floor(*, session: Session, hardware_id: str, device: str) -> NoiseFloor | None:
+    """The newest `farm calibrate` measurement of this machine and device, or None."""
+    stmt = (select(NoiseFloor).where(NoiseFloor.hardware_id == hardware_id, NoiseFloor.device == device)
+            .order_by(col(NoiseFloor.measured_at).desc()).limit(1))
+    return session.exec(stmt).first()
 
 
 def query_results(

@@ -40,6 +40,11 @@ COMMENTS: dict[str, str] = {
     "weight_bytes": "bytes of the loaded model's weights in memory (by dtype in weight_bytes_by_dtype)",
     "load_s": "seconds to load the model on the device (runtime session, compile, quantization at load)",
     "cold_latency_s": "seconds of the first batch after loading, before warm-up",
+    "foreign_cpu_cores": "cores busy outside the worker's process tree during the window (/proc/stat or cgroup)",
+    "foreign_gpu": "other processes on the GPU and its utilisation (%) during the window (NVML)",
+    "contended": "the window ran while other work used more than FARM_CONTENTION_CORES (noise says how much)",
+    "cooldown_s": "seconds waited before the window for the device to cool back to its starting temperature",
+    "min_window_s": "the shortest window the meter needed, seconds (min_window_reason says why)",
 }
 
 
@@ -192,6 +197,14 @@ class ResultFields(SQLModel):
     late_queries: int | None = None
     dropped_queries: int | None = None
     energy_per_query_j: float | None = None
+    # Added in migration 0010: contention measured during the window, the cool-down before it, its minimum length.
+    foreign_cpu_cores: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["foreign_cpu_cores"]})
+    foreign_gpu: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True,
+                                               sa_column_kwargs={"comment": COMMENTS["foreign_gpu"]})
+    contended: bool = Field(default=False, index=True, sa_column_kwargs={"comment": COMMENTS["contended"]})
+    cooldown_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["cooldown_s"]})
+    min_window_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["min_window_s"]})
+    min_window_reason: str | None = None
 
 
 class ResultCreate(ResultFields):
@@ -214,6 +227,29 @@ class Result(ResultFields, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     job_id: uuid.UUID = Field(foreign_key="job.id", index=True)
+
+
+class NoiseFloor(SQLModel, table=True):
+    """What `farm calibrate` measured of one machine and device: an A/A campaign's spread (CV of time and energy
+    per sample across its runs) and the smallest B/A difference its pairs resolve (95 % half-width, fractions)."""
+
+    __tablename__ = "noise_floor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="job.id", index=True)
+    hardware_id: str = Field(index=True)
+    hardware_label: str | None = None
+    device: str
+    runtime: str
+    variant: str
+    pairs: int
+    window_s: float | None = None
+    time_cv: float
+    energy_cv: float
+    time_resolvable_fraction: float
+    energy_resolvable_fraction: float
+    foreign_cpu_cores_max: float | None = None
+    measured_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 # Columns in the order that JSON and CSV output use: ids first, then the fields as declared.

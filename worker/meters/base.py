@@ -104,6 +104,8 @@ class Meter(ABC):
     # the data inside one window until it lasts this long (an energy counter that updates every ~100 ms cannot
     # meter a 60 ms pass).
     min_window_s: float = 0.0
+    # Why min_window_s is what it is; every result row records both.
+    min_window_reason: str = "no minimum: one pass over the data is one window"
 
     @abstractmethod
     def _begin(self) -> object:

@@ -17,7 +17,8 @@ class CombinedMeter(Meter):
         if not meters:
             raise ValueError("CombinedMeter needs at least one meter")
         self.meters, self.notes = list(meters), notes
-        self.min_window_s = max(m.min_window_s for m in self.meters)
+        longest = max(self.meters, key=lambda m: m.min_window_s)
+        self.min_window_s, self.min_window_reason = longest.min_window_s, longest.min_window_reason
         self.name = "+".join(m.name for m in self.meters)
 
     def describe(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ class CpuTimeEstimate(Meter):
     """
 
     name = "estimated:cpu-time"
+    min_window_reason = "process CPU time is read at ns resolution (CLOCK_PROCESS_CPUTIME_ID): one pass is a window"
 
     def __init__(self, watts_per_core: float) -> None:
         if watts_per_core <= 0:

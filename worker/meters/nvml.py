@@ -75,8 +75,11 @@ class NvmlMeter(Meter):
         ]
         self.polling = not all(g.has_energy_counter for g in self.gpus)
         self.name = "measured:nvml-polling" if self.polling else "measured:nvml-counter"
-        # The counter advances every ~100 ms (polling samples every 50 ms): 1 s keeps that step to ~10 % of a reading.
-        self.min_window_s = 1.0
+        # The counter advances every ~100 ms and the board averages power over ~1 s, so a window must span several
+        # seconds before either edge is a small part of it (ML.ENERGY counts >= 30 s of steady state; MLPerf 600 s).
+        self.min_window_s = 5.0
+        self.min_window_reason = ("NVML energy advances every ~100 ms and board power is averaged over ~1 s: "
+                                  "5 s keeps both edges to a few % of a window")
         self.overhead_s = 0.0
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -154,6 +154,9 @@ class RaplMeter(Meter):
     """CPU energy from RAPL, by domain: each socket's `package-N` and `dram-N` (or `psys`, in that mode)."""
 
     name = "measured:rapl"
+    min_window_s = 1.0
+    min_window_reason = ("RAPL counters update every ~1 ms but in uneven steps: 1 s keeps the step and the window's "
+                         "edges under 1 % of a reading")
 
     def __init__(self, root: str | Path, poll_interval_s: float | None = None, mode: str = "package+dram") -> None:
         self.domains = discover_domains(root, mode)
