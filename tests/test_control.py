@@ -140,11 +140,11 @@ def test_a_gpu_worker_takes_its_gpus_numa_node_cpus_FAKE_sysfs_and_nvml(tmp_path
     gpu.mkdir(parents=True)
     (gpu / "numa_node").write_text("1\n")
     nvml = fake_pynvml(has_counter=True, bus_ids=("00000000:3B:00.0",))
-    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path, nvml=nvml) == set(half)  # 4096+ are not ours
-    assert device_cpus(Device.parse("cpu"), sysfs=tmp_path, nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), "nvidia", sysfs=tmp_path, nvml=nvml) == set(half)  # 4096+ are not ours
+    assert device_cpus(Device.parse("cpu"), "cpu", sysfs=tmp_path, nvml=nvml) == allowed
     (gpu / "numa_node").write_text("-1\n")
-    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path, nvml=nvml) == allowed
-    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path / "absent", nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), "nvidia", sysfs=tmp_path, nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), "nvidia", sysfs=tmp_path / "absent", nvml=nvml) == allowed
 
 
 def test_sigterm_finishes_the_job_and_a_second_one_requeues_it(pg_env: dict[str, str],

@@ -351,6 +351,8 @@ def test_fake_nvml_is_chosen_for_a_cuda_device_beside_the_cpu_meter(tmp_path: Pa
     from worker.meters import nvml
 
     class FakeCuda(DeviceHandle):
+        vendor = "nvidia"
+
         def synchronize(self) -> None:
             return None
 

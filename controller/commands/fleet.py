@@ -42,7 +42,7 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
 
     settings = load_settings()
     where = device
-    open_device(where)
+    vendor = open_device(where).vendor
     client = check_broker(settings)
     open_engine(settings)  # fail fast on a bad store, and migrate it
     warning = _broker_persistence_warning(client)
@@ -53,7 +53,7 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     if threads is None:
         from worker.devices.numa import device_cpus
 
-        threads = default_threads(live_workers(client), node, len(device_cpus(where)))
+        threads = default_threads(live_workers(client), node, len(device_cpus(where, vendor)))
     click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}, {threads} torch threads", err=True)
     make_app(settings, device=where, threads=threads, on_stop=on_stop).worker_main([
         "worker", "--queues", ",".join(queues), "--concurrency", "1", "--pool", "prefork",
