@@ -112,12 +112,12 @@ def enqueue_burst(lab: Lab, jobs: int) -> list[str]:
     does, minus starting a process per job), so the burst measures draining, not the CLI."""
     from sqlmodel import Session
 
+    from shared.celery_app import make_app
     from shared.db import crud
     from shared.db.engine import get_engine
     from shared.dispatch import dispatch, redis_client
     from shared.settings import Settings
     from shared.specs import BenchSpec, JobSpec, parse_variant
-    from worker.app import make_app
 
     settings = Settings(broker_url=lab.redis.url, database_url=lab.direct_db)
     engine, app, client = get_engine(settings.database_url), make_app(settings), redis_client(settings.broker_url)

@@ -90,3 +90,15 @@ def test_help_texts_name_every_runtime() -> None:
     for command in (["submit", "--help"], ["compare", "--help"], ["results", "--help"]):
         out = CliRunner().invoke(main, command).output
         assert all(r in out for r in RUNTIMES), command
+
+
+def test_the_controller_builds_the_celery_app_without_importing_the_worker() -> None:
+    """shared/celery_app.py builds the app both sides use; only `farm worker` itself may import worker.app."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "controller"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "worker.app":
+                raise AssertionError(f"{path.name} imports worker.app")

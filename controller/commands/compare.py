@@ -89,9 +89,9 @@ def _submit(settings: Any, spec: Any, target: str, queue_anyway: bool, timeout: 
     from sqlmodel import Session
 
     from controller.commands.control import wait_for
+    from shared.celery_app import make_app
     from shared.db import crud
     from shared.dispatch import dispatch
-    from worker.app import make_app
 
     queue = queue_for_target(target)
     client = check_broker(settings)

@@ -36,8 +36,8 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     Workers that share a FARM_HOSTNAME take turns to train and measure; workers on one machine split its
     CPUs between them (see --threads).
     """
+    from shared.celery_app import make_app
     from shared.routing import worker_queues
-    from worker.app import make_app
     from worker.devices import open_device
 
     settings = load_settings()

@@ -58,7 +58,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     hosts (--on all) make one sweep, whose id `results`, `report` and `status` take with --sweep; each host
     of a sweep also gets a baseline, unless it has baseline results for that model and data already.
     """
-    from worker.app import make_app
+    from shared.celery_app import make_app
 
     names = _variant_names(variant, variants, sweep)
     settings = load_settings()
@@ -290,9 +290,9 @@ def retry(job: str) -> None:
     delivery count and dead letters are cleared. A chain stage is retried with the stages after it."""
     from sqlmodel import Session
 
+    from shared.celery_app import make_app
     from shared.db import crud
     from shared.dispatch import cancel_key, deliveries_key, dispatch, forget_dead_letters, lease_key
-    from worker.app import make_app
 
     settings = load_settings()
     client = check_broker(settings)
