@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.fakes import FakePowercap, fake_amdsmi
+from harness.fakes import FakePowercap, fake_amdsmi
 from shared.devices import Device
 from shared.settings import Settings
 from worker.devices.base import DeviceHandle

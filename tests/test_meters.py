@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.fakes import FakePowercap, fake_pynvml
+from harness.fakes import FakePowercap, fake_pynvml
 from shared.settings import Settings
 from worker.bench import measure_idle
 from worker.conditions import cpu_governor, cpu_temperature_c
