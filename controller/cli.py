@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "compare": "controller.commands.compare:compare",
     "variants": "controller.commands.catalog:variants",
     "inspect": "controller.commands.catalog:inspect",
+    "predict": "controller.commands.predict:predict",
+    "plan": "controller.commands.predict:plan",
 }
 
 

@@ -236,7 +236,10 @@ class Lab:
                 "FARM_SPOOL": str(self.folder / "spool"), **extra}
 
     def start_worker(self, name: str, **extra: str) -> Worker:
-        w = Worker(self.worker_env(**extra), name, self.folder / f"{name.split('@')[0]}.log")
+        log = self.folder / f"{name.split('@')[0]}.log"
+        if log.exists():  # a second worker of the same name keeps its own log
+            log = log.with_name(f"{log.stem}-{len(self.workers)}.log")
+        w = Worker(self.worker_env(**extra), name, log)
         self.workers.append(w)
         return w
 
@@ -534,6 +537,156 @@ def payload_disagrees(lab: Lab) -> Row:
                 note=f"{refused}/2 refused, failed with the reason")
 
 
+def redis_blip_at_pickup(lab: Lab) -> Row:
+    """Redis freezes for 12 s while a worker takes the lease at pickup (the store was slow, so the lease comes
+    late). Once, this read the broker error as "held by another live delivery", acked the message, and the job
+    stayed queued for ever."""
+    import threading
+
+    w = lab.start_worker("w1@fault-host")
+    lab.wait_worker(w)
+    lab.proxy.down()  # the worker's store read waits, so its lease is taken while Redis is frozen
+    job = lab.submit(*JOB)
+    _wait_log(w, "the store did not answer", 60)
+    freezer = threading.Thread(target=lab.redis.pause, args=(12.0,))
+    freezer.start()
+    time.sleep(1.0)
+    t = time.monotonic()
+    lab.proxy.up()
+    freezer.join()
+    jobs = lab.wait_state([job], ("done",), 180)
+    return _row(lab, "Redis frozen 12 s while a worker takes the lease at pickup", [job], 3, t,
+                note=f"deliveries {jobs[job]['deliveries']}")
+
+
+def backlog_then_worker_dies(lab: Lab) -> Row:
+    """10,000 jobs parked for GPU workers (older than everything else), then a CPU worker dies mid-job: its job is
+    still requeued within the lease bound (once, the reaper read the oldest 10,000 active jobs and never saw it)."""
+    import redis
+
+    parked = 10_000
+    lab.farm("status")  # creates the store's schema
+    with psycopg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{lab.db}") as conn:
+        spec = json.dumps({"variant": {"name": "baseline"}})
+        conn.execute("INSERT INTO job (id, variant, spec, queue, state, submitted_at, stage, deliveries) "
+                     "SELECT gen_random_uuid(), 'baseline', %s::json, 'gpu', 'queued', now() - interval '1 hour', "
+                     "'benchmark', 0 FROM generate_series(1, %s)", (spec, parked))
+        ids = [r[0] for r in conn.execute("SELECT id::text FROM job").fetchall()]
+    client = redis.Redis.from_url(lab.redis.url)
+    for i in range(0, len(ids), 1000):  # their messages wait on the gpu queue, which no worker here reads
+        client.mset({f"farm:dispatched:{j}": "queued" for j in ids[i:i + 1000]})
+    first = lab.start_worker("w1@fault-host", FARM_IDLE_S="20")
+    lab.wait_worker(first)
+    job = lab.submit(*JOB)
+    lab.wait_state([job], ("running",), 60)
+    second = lab.start_worker("w2@fault-host", FARM_IDLE_S="0")
+    lab.wait_worker(second)
+    t = time.monotonic()
+    first.kill_group()
+    jobs = lab.wait_state([job], ("done",), 240)
+    return _row(lab, f"{parked:,} jobs parked for GPU workers, then a CPU worker dies mid-job", [job], 3, t,
+                note=f"finished on {jobs[job]['worker']}")
+
+
+def skewed_clock_lost_queue(lab: Lab) -> Row:
+    """The only worker's clock is an hour behind (a FAKE wall clock, scripts/fake_clock), Redis restarts without
+    persistence with 3 jobs queued: the reaper times its suspicion on the broker's clock and sends them again; each
+    row records the skew, and `farm status` shows it."""
+    jobs = [lab.submit(*JOB) for _ in range(3)]
+    lab.redis.restart(down_s=0.5)
+    t = time.monotonic()
+    fake = str(Path(__file__).with_name("fake_clock"))  # a FAKE wall clock an hour behind (sitecustomize)
+    w = lab.start_worker("w1@fault-host", FARM_FAKE_CLOCK_OFFSET_S="-3600",
+                         PYTHONPATH=os.pathsep.join(p for p in (fake, os.environ.get("PYTHONPATH")) if p))
+    lab.wait_worker(w)
+    lab.wait_state(jobs, ("done",), 180)
+    time.sleep(2.5)  # a heartbeat with the measured skew
+    status = json.loads(lab.farm("status", "--format", "json").stdout)
+    shown = [w.get("clock_skew_s") for w in status["workers"]]
+    skews = [r[0] for r in lab._query("SELECT DISTINCT round(clock_skew_s) FROM result WHERE job_id::text = ANY(%s)",
+                                      jobs)]
+    order = lab._query("SELECT count(*) FROM job WHERE id::text = ANY(%s) AND started_at < submitted_at", jobs)[0][0]
+    return _row(lab, "worker clock 1 h behind, Redis restarted without persistence, 3 jobs queued", jobs, 3, t,
+                note=f"rows' skew {skews} s, status showed {shown}, {order} started before submitted")
+
+
+def refused_outcome_in_spool(lab: Lab) -> Row:
+    """A spooled outcome that the store refuses (a NULL into a NOT NULL column) sits first in the spool while another
+    job's outcome waits behind it: the refused one is moved aside, its job failed with the reason and
+    dead-lettered; the other flushes (once, the flush stopped at the first failing file for ever)."""
+    from shared.outcome import Outcome
+
+    w = lab.start_worker("w1@fault-host", FARM_IDLE_S="1")
+    lab.wait_worker(w)
+    bad = lab.submit(*JOB, "--on", "host:nobody")  # parked: never runs, its refused outcome is planted
+    job = lab.submit(*JOB)
+    lab.wait_state([job], ("running",), 60)
+    lab.proxy.down()
+    poison = Outcome(bad, "done", epochs=[{"artifact_key": "k", "kind": "distilled", "epoch": 0, "train_loss": None,
+                                           "val_top1": 0.5, "duration_s": 1.0}])
+    spool = lab.folder / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    (spool / f"{bad}.json").write_text(poison.to_json())
+    os.utime(spool / f"{bad}.json", (time.time() - 3600, time.time() - 3600))  # oldest: flushed first
+    deadline = time.monotonic() + 120
+    while not (spool / f"{job}.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    t = time.monotonic()
+    lab.proxy.up()
+    final = lab.wait_state([job, bad], ("done", "failed"), 120)
+    dead = [d for d in lab.dead_letters() if d.get("job_id") == bad]
+    row = _row(lab, "a spooled outcome the store refuses, ahead of another", [job], 3, t,
+               note=f"refused one {final[bad]['state']}, {len(dead)} dead letter, "
+                    f"{len(list((spool / 'dead').glob('*.json')))} kept aside")
+    if final[job]["state"] != "done":
+        row.expected_rows += 1
+    return row
+
+
+def same_name_workers(lab: Lab) -> Row:
+    """A second worker with the same node name is refused at start, naming the first; a worker stopped cleanly
+    leaves `farm status` at once (once, it stayed listed as live for a lease period)."""
+    first = lab.start_worker("w1@fault-host")
+    lab.wait_worker(first)
+    second = lab.start_worker("w1@fault-host")
+    second.proc.wait(timeout=60)
+    said = second.log_path.read_text()
+    refused = second.proc.returncode == 2 and "already running as w1@fault-host" in said
+    job = lab.submit(*JOB)
+    t = time.monotonic()
+    lab.wait_state([job], ("done",), 120)
+    first.stop()
+    listed = json.loads(lab.farm("status", "--format", "json").stdout)["workers"]
+    return _row(lab, "a second worker with the same name; the first stops cleanly", [job], 3, t,
+                note=f"second {'refused' if refused else 'STARTED'}, "
+                     f"{len(listed)} listed right after the clean stop")
+
+
+def redelivered_past_max_while_running(lab: Lab) -> Row:
+    """Redis redelivers a running job's message (visibility 3 s) to a second worker, past FARM_MAX_DELIVERIES=1:
+    the redelivery sees the live lease and drops itself (once, it failed the healthy job first)."""
+    extra = {"FARM_IDLE_S": "8", "FARM_VISIBILITY_TIMEOUT_S": "3", "FARM_MAX_DELIVERIES": "1"}
+    w1 = lab.start_worker("w1@fault-host", **extra)
+    w2 = lab.start_worker("w2@fault-host", **extra)
+    lab.wait_worker(w1)
+    lab.wait_worker(w2)
+    job = lab.submit(*JOB)
+    t = time.monotonic()
+    jobs = lab.wait_state([job], ("done", "failed"), 120)
+    held = lab.logs().count("held by another live delivery")
+    row = _row(lab, "redelivered past FARM_MAX_DELIVERIES=1 while it runs", [job], 3, t,
+               note=f"job {jobs[job]['state']}, {held} redeliveries dropped")
+    if jobs[job]["state"] != "done":
+        row.expected_rows += 1
+    return row
+
+
+def _wait_log(w: Worker, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in w.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 SCENARIOS: dict[str, Callable[[Lab], Row]] = {
     "redis-restart-aof": redis_restart_mid_job,
     "redis-restart": redis_restart_mid_job,
@@ -547,6 +700,12 @@ SCENARIOS: dict[str, Callable[[Lab], Row]] = {
     "poison": poison_message,
     "pool-dies-every-time": pool_dies_every_delivery,
     "payload-disagrees": payload_disagrees,
+    "redis-blip-at-pickup": redis_blip_at_pickup,
+    "backlog-worker-dies": backlog_then_worker_dies,
+    "skewed-clock": skewed_clock_lost_queue,
+    "refused-outcome-in-spool": refused_outcome_in_spool,
+    "same-name-workers": same_name_workers,
+    "redelivered-past-max": redelivered_past_max_while_running,
 }
 AOF = {"redis-restart-aof"}
 

@@ -45,7 +45,7 @@ def make_app(settings: Settings | None = None, device: Device | None = None, thr
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.broker_timeout_s,
         # A job may run for hours (training); Redis redelivers unacked messages after this many seconds. Keep it
-        # long: a dead worker's job comes back sooner through its lease (worker.lease, worker.maintenance).
+        # long: a dead worker's job comes back sooner through its lease (worker.delivery).
         broker_transport_options=_transport_options(settings),
         # A task body never raises for a job's own failure (it stores it); what escapes is a bug or a full disk,
         # and then the message goes back to the queue rather than being acked and lost.

@@ -1,16 +1,8 @@
-"""Putting a job on the queue, and the Redis keys that say where each job is.
+"""Putting a job on the queue, job logs and dead letters. The Redis keys they use are in shared/keys.py.
 
 One function, `dispatch`, sends every job message (submit, the next stage of a chain, the reaper's
 requeue, `farm retry`): the Celery task id is the farm job id, and the only argument is the job's spec,
-which the worker checks against the stored one. Keys on the broker's Redis:
-
-- `farm:dispatched:<job>`  "queued" while a message for the job waits; "claimed:<token>" once a delivery has
-  taken it. A queued job without this key has lost its message (say, Redis restarted with no persistence).
-- `farm:lease:<job>`       the token of the delivery running the job, renewed every few seconds; it expires
-  when the worker dies, and the reaper then requeues the job.
-- `farm:deliveries:<job>`  how many times the job was delivered; past FARM_MAX_DELIVERIES it is dead-lettered.
-- `farm:dead`              dead letters (JSON), newest first: `farm dead` lists them, `farm retry` requeues.
-- `farm:worker:<node>`     each live worker's heartbeat (host, device, pid, current job, spool backlog).
+which the worker checks against the stored one.
 """
 
 from __future__ import annotations
@@ -23,44 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from shared.keys import DEAD_LETTERS, dispatched_key, job_log_key
 from shared.redact import redact
 
 log = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "farm.run_job"
 COMPRESS_TASK = "farm.compress"
-DEAD_LETTERS = "farm:dead"
 DEAD_LETTER_LIMIT = 10_000
 PAYLOAD_SHOWN = 2_000  # characters of a dead message's raw payload that are kept
-
-
-def dispatched_key(job_id: uuid.UUID | str) -> str:
-    return f"farm:dispatched:{job_id}"
-
-
-def lease_key(job_id: uuid.UUID | str) -> str:
-    return f"farm:lease:{job_id}"
-
-
-def deliveries_key(job_id: uuid.UUID | str) -> str:
-    return f"farm:deliveries:{job_id}"
-
-
-def cancel_key(job_id: uuid.UUID | str) -> str:
-    """Set by `farm cancel` on a running job; the lease thread of the delivery that runs it sees it."""
-    return f"farm:cancel:{job_id}"
-
-
-def stop_key(job_id: uuid.UUID | str) -> str:
-    """Set by a worker asked to stop now (a second SIGTERM): the job's delivery stops and requeues the job."""
-    return f"farm:stop:{job_id}"
-
-
-def job_log_key(job_id: uuid.UUID | str) -> str:
-    """A job's own log lines (claims, progress, its end), newest last; `farm logs` reads them."""
-    return f"farm:log:{job_id}"
-
-
 JOB_LOG_LINES = 500  # kept per job
 JOB_LOG_TTL_S = 7 * 24 * 3600
 
@@ -76,10 +39,6 @@ def job_log(client: Any, job_id: uuid.UUID | str, worker: str, text: str) -> Non
             pipe.expire(job_log_key(job_id), JOB_LOG_TTL_S).execute()
     except Exception:  # noqa: S110  (a log line is not worth failing a job)
         pass
-
-
-def worker_key(node: str) -> str:
-    return f"farm:worker:{node}"
 
 
 def redis_client(broker_url: str, timeout_s: float = 3.0) -> Any | None:

@@ -1,12 +1,49 @@
 """Queue names, in one place: a queue per device class (`cpu`, `gpu`), per host (`host.NAME`) and per host
-and class (`host.NAME.cpu`). Submitters name a target (`--on`), workers consume the queues of their device."""
+and class (`host.NAME.cpu`). Submitters name a target (`--on`), workers consume the queues of their device.
+
+A host name becomes part of a queue name escaped (every character but letters, digits, `-` and `_` as `~XX`, its
+UTF-8 bytes in hex), so `lab.cpu` cannot share `lab`'s class queue and an FQDN or a unicode name keeps its own
+queue; names that the `--on` grammar or Celery's queue list cannot carry (commas, colons, spaces, control
+characters) are refused where a worker starts."""
 
 from __future__ import annotations
+
+import re
 
 from shared.devices import DEVICE_CLASSES, Device, DeviceClass
 from shared.errors import FarmError
 
 TARGET_GRAMMAR = "cpu, gpu, host:NAME or host:NAME:cpu|gpu"
+_PLAIN = re.compile(r"[A-Za-z0-9_-]")
+_REFUSED = re.compile(r"[\s,:\x00-\x1f\x7f]")
+MAX_HOST_CHARS = 128
+
+
+def check_hostname(name: str, what: str = "FARM_HOSTNAME") -> str:
+    """`name` when it can name a farm host; FarmError saying why not."""
+    if not name or len(name) > MAX_HOST_CHARS:
+        raise FarmError(f"{what} must be 1 to {MAX_HOST_CHARS} characters, got {name!r}")
+    bad = _REFUSED.search(name)
+    if bad:
+        raise FarmError(f"{what} {name!r} cannot name a farm host: {bad.group(0)!r} is not allowed (no commas, "
+                        "colons, spaces or control characters; dots and other characters are fine)")
+    return name
+
+
+def escape_host(name: str) -> str:
+    """`name` as it appears in a queue name: letters, digits, - and _ as they are, every other byte as ~XX."""
+    return "".join(c if _PLAIN.fullmatch(c) else "".join(f"~{b:02x}" for b in c.encode()) for c in name)
+
+
+def unescape_host(part: str) -> str:
+    return re.sub(rb"~([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), part.encode()).decode(
+        errors="replace")
+
+
+def queue_host(queue: str) -> str | None:
+    """The host a `host.NAME[.class]` queue belongs to (None for a class queue)."""
+    parts = queue.split(".")
+    return unescape_host(parts[1]) if len(parts) in (2, 3) and parts[0] == "host" else None
 
 
 def class_queue(device_class: DeviceClass) -> str:
@@ -16,7 +53,8 @@ def class_queue(device_class: DeviceClass) -> str:
 
 def host_queue(hostname: str, device_class: DeviceClass | None = None) -> str:
     """The queue that only workers on `hostname` consume (only its `cpu` or `gpu` workers, if given)."""
-    return f"host.{hostname}" if device_class is None else f"host.{hostname}.{device_class}"
+    host = escape_host(hostname)
+    return f"host.{host}" if device_class is None else f"host.{host}.{device_class}"
 
 
 def queue_for_target(target: str) -> str:
@@ -29,6 +67,8 @@ def queue_for_target(target: str) -> str:
             return host_queue(parts[1])
         if parts[2] in DEVICE_CLASSES:
             return host_queue(parts[1], parts[2])  # type: ignore[arg-type]
+        raise FarmError(f"--on {target!r}: a host name cannot hold ':' (farm refuses such FARM_HOSTNAMEs); the part "
+                        f"after the host is a device class, cpu or gpu")
     raise FarmError(f"--on must be {TARGET_GRAMMAR}, got {target!r}")
 
 

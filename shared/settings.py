@@ -11,6 +11,7 @@ import platformdirs
 
 from shared.errors import FarmError
 from shared.redact import remember_secrets
+from shared.routing import check_hostname
 
 
 def _default_database_url() -> str:
@@ -101,7 +102,7 @@ class Settings:
             broker_url=env.get("FARM_BROKER_URL") or defaults.broker_url,
             database_url=env.get("FARM_DATABASE_URL") or defaults.database_url,
             artifacts=env.get("FARM_ARTIFACTS") or defaults.artifacts,
-            hostname=env.get("FARM_HOSTNAME") or defaults.hostname,
+            hostname=check_hostname(env.get("FARM_HOSTNAME") or defaults.hostname),
             cpu_watts_per_core=_float_env("FARM_CPU_WATTS_PER_CORE", defaults.cpu_watts_per_core),
             idle_s=_float_env("FARM_IDLE_S", defaults.idle_s),
             powercap_root=env.get("FARM_POWERCAP_ROOT") or defaults.powercap_root,

@@ -113,7 +113,7 @@ def test_help_explains_every_command(env: dict[str, str]) -> None:
     from controller.cli import main
 
     commands = ["run", "submit", "worker", "status", "results", "report", "inspect", "variants", "dead", "retry",
-                "cancel", "wait", "logs", "recommend", "compare"]
+                "cancel", "wait", "logs", "recommend", "compare", "predict", "plan"]
     ctx = main.make_context("farm", ["--help"], resilient_parsing=True)
     assert sorted(commands) == sorted(main.list_commands(ctx))  # a new command joins this list
     for command in commands:  # each lazily loaded entry is the click command of that name

@@ -13,7 +13,8 @@ import pytest
 from harness.faultkit import SCENARIOS, run_scenario
 
 # Seconds after which a scenario's recovery is too slow even on a loaded 2-core CI machine.
-RECOVERY_LIMIT_S = {"worker-dies": 120.0, "worker-stalls": 120.0, "redis-lost-queued": 120.0}
+RECOVERY_LIMIT_S = {"worker-dies": 120.0, "worker-stalls": 120.0, "redis-lost-queued": 120.0,
+                    "backlog-worker-dies": 120.0, "skewed-clock": 120.0}
 
 
 @pytest.mark.slow
@@ -41,6 +42,19 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
         assert row.note == "deliveries 1, reruns 0", row
     if scenario == "postgres-down-during-job":
         assert row.note == "1 outcome spooled, status showed 1", row
+    if scenario == "redis-blip-at-pickup":
+        assert row.note.startswith("deliveries "), row  # a redelivery after the freeze finds the lease held
+    if scenario == "backlog-worker-dies":
+        assert row.note == "finished on w2@fault-host", row
+    if scenario == "skewed-clock":
+        assert "[-3600" in row.note and ", 0 started before submitted" in row.note, row
+        assert "status showed [-36" in row.note, row
+    if scenario == "refused-outcome-in-spool":
+        assert row.note == "refused one failed, 1 dead letter, 1 kept aside", row
+    if scenario == "same-name-workers":
+        assert row.note == "second refused, 0 listed right after the clean stop", row
+    if scenario == "redelivered-past-max":
+        assert row.note.startswith("job done,"), row
 
 
 @pytest.mark.slow

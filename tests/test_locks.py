@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from worker.locks import broker_lock
+from worker.delivery.locks import broker_lock
 
 
 def test_lock_is_renewed_while_held_beyond_its_ttl(redis_url: str) -> None:
@@ -23,7 +23,7 @@ def test_lock_is_renewed_while_held_beyond_its_ttl(redis_url: str) -> None:
 def test_lock_of_a_killed_holder_expires_after_its_ttl(redis_url: str) -> None:
     script = (
         "import os, sys\n"
-        "from worker.locks import broker_lock\n"
+        "from worker.delivery.locks import broker_lock\n"
         f"with broker_lock({redis_url!r}, ttl_s=1.0)('build:r'):\n"
         "    print('held', flush=True)\n"
         "    os._exit(9)  # dies holding it, as a SIGKILLed worker would\n"
@@ -78,7 +78,7 @@ def test_a_lease_recreated_after_a_stall_is_given_up_when_the_store_names_anothe
     import time
 
     from harness.faultkit import LocalRedis
-    from worker.lease import Lease
+    from worker.delivery.lease import Lease
 
     broker = LocalRedis(tmp_path / "redis", aof=False)
     try:
@@ -88,7 +88,7 @@ def test_a_lease_recreated_after_a_stall_is_given_up_when_the_store_names_anothe
         time.sleep(1.2)  # Redis up about a second: a "stall" of 5 s is longer than its uptime
         stale = Lease(client, "job-1", "t-stale", "w1@h", ttl_s=30.0, still_ours=lambda: False)
         stale._renewed_at -= 5.0
-        assert stale.renew_once() is False and stale.lost and "taken by another delivery" in stale.lost
+        assert stale.renew_once() is False and stale.lost and "taken by another holder" in stale.lost
         assert client.get(stale.key) is None  # the recreated key was given back
         ours = Lease(client, "job-2", "t-ours", "w1@h", ttl_s=30.0, still_ours=lambda: True)
         ours._renewed_at -= 5.0

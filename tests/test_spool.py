@@ -11,7 +11,7 @@ from shared.db import crud
 from shared.db.engine import make_engine, upgrade_schema
 from shared.outcome import Outcome
 from tests.test_store import _row
-from worker.spool import Spool
+from worker.delivery.spool import Spool
 
 
 def _outcome(job_id: str, token: str) -> Outcome:

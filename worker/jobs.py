@@ -1,5 +1,5 @@
 """A job's two entry points, pure of queues and stores: `execute` (build, load on a runtime, benchmark inside
-meters, return the rows) and `build_stage` (a chain's compress stage). `worker.lifecycle` claims a delivery,
+meters, return the rows) and `build_stage` (a chain's compress stage). `worker.delivery.handle` claims a delivery,
 calls one of them and stores the outcome; `preflight` checks a job's inputs for `farm run`.
 """
 
@@ -18,8 +18,8 @@ from shared.specs import JobSpec
 
 if TYPE_CHECKING:
     from worker.cost import ModelCost
+    from worker.delivery.locks import LockHold
     from worker.devices.base import DeviceHandle
-    from worker.locks import LockHold
     from worker.runtimes.base import Runner
     from worker.variants import BuildLock, CompressedModel, EpochCallback
     from worker.workloads.types import ImageSet
@@ -55,8 +55,8 @@ def execute(
 
     from worker.artifacts import ArtifactStore
     from worker.cost import model_cost
+    from worker.delivery.locks import no_lock
     from worker.devices import open_device
-    from worker.locks import no_lock
     from worker.runtimes import get_runtime
     from worker.runtimes.onnx_export import ExportCache, export_key
     from worker.variants import build_compressed, example_inputs
@@ -171,8 +171,8 @@ def build_stage(
     once; `host_lock()` keeps benchmarks on this host from running meanwhile.
     """
     from worker.artifacts import ArtifactStore, ensure_writable
+    from worker.delivery.locks import no_lock
     from worker.devices import open_device
-    from worker.locks import no_lock
     from worker.variants import build_compressed
 
     handle = open_device(device)

@@ -1,6 +1,6 @@
 """Thin Celery tasks: the task id is the farm job id and the one argument is the job's spec as JSON.
 
-Each task hands the delivery to `worker.lifecycle.handle_delivery`, which checks the payload against the
+Each task hands the delivery to `worker.delivery.handle.handle_delivery`, which checks the payload against the
 stored job, runs it and makes its outcome durable before the task returns (and Celery acks).
 """
 
@@ -17,16 +17,16 @@ from worker.app import COMPRESS_TASK, RUN_JOB_TASK, app
 def _deliver(task: Task, stage: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     from shared.settings import Settings
     from worker.app import app_device, app_threads
-    from worker.lifecycle import RequeueLater, handle_delivery, worker_context
+    from worker.delivery.handle import Handled, handle_delivery, worker_context
 
     payload = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
     worker = task.request.hostname or Settings.from_env().hostname
     ctx = worker_context(worker, app_device(task.app), app_threads(task.app))
     queue = (task.request.delivery_info or {}).get("routing_key")
-    try:
-        return handle_delivery(ctx, task.request.id, payload, stage, queue=queue)
-    except RequeueLater as exc:
-        raise Reject(str(exc), requeue=True) from None
+    handled = handle_delivery(ctx, task.request.id, payload, stage, queue=queue)
+    if handled is Handled.RETRY_LATER:  # the store or broker stayed away: the message goes back on its queue
+        raise Reject(f"job {task.request.id}: store or broker unreachable; requeued", requeue=True)
+    return handled.value
 
 
 @app.task(name=RUN_JOB_TASK, bind=True)
@@ -42,4 +42,4 @@ def compress_task(self: Task, *args: Any, **kwargs: Any) -> str:
 
 
 # The worker's maintenance thread (heartbeat, spool, reaper) starts with the worker's main process.
-import worker.maintenance  # noqa: E402,F401
+import worker.delivery.maintenance  # noqa: E402,F401

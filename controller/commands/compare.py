@@ -69,9 +69,9 @@ def _run_here(settings: Any, spec: Any, device: Device) -> uuid.UUID:
     from sqlmodel import Session
 
     from shared.db import crud
+    from worker.delivery.handle import handle_delivery, local_context
     from worker.devices import open_device
     from worker.jobs import preflight
-    from worker.lifecycle import handle_delivery, local_context
 
     open_device(device)
     preflight(spec, settings)

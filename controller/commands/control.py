@@ -56,7 +56,8 @@ def cancel(jobs: tuple[str, ...], fmt: str) -> None:
     from sqlmodel import Session
 
     from shared.db import crud
-    from shared.dispatch import cancel_key, dispatched_key, redis_client
+    from shared.dispatch import redis_client
+    from shared.keys import cancel_key, dispatched_key
 
     settings = load_settings()
     client, broker_error = None, None
@@ -128,7 +129,7 @@ def logs(job: str, follow: bool, fmt: str) -> None:
     from controller.services import check_broker
     from shared.db import crud
     from shared.db.models import FINISHED_STATES
-    from shared.dispatch import job_log_key
+    from shared.keys import job_log_key
 
     settings = load_settings()
     with Session(open_engine(settings)) as session:

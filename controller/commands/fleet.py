@@ -54,11 +54,26 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
         from worker.devices.numa import device_cpus
 
         threads = default_threads(live_workers(client), node, len(device_cpus(where, vendor)))
+    _claim_identity(client, node, settings.lease_timeout_s)
     click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}, {threads} torch threads", err=True)
     make_app(settings, device=where, threads=threads, on_stop=on_stop).worker_main([
         "worker", "--queues", ",".join(queues), "--concurrency", "1", "--pool", "prefork",
         "--hostname", node, "--loglevel", loglevel, "--without-gossip", "--without-mingle",
     ])
+
+
+def _claim_identity(client: Any, node: str, ttl_s: float) -> None:
+    """One live process per node name: refuse to start as a name another live worker has (FarmError naming it).
+    The instance id goes to this process's environment, which Celery's pool processes inherit (leases name it)."""
+    import os
+
+    from worker.delivery.identity import claim, new_instance
+    from worker.delivery.lease import INSTANCE_ENV
+
+    instance = new_instance()
+    if client is not None:
+        claim(client, node, instance, ttl_s)
+    os.environ[INSTANCE_ENV] = instance
 
 
 def default_threads(workers: list[dict[str, Any]], node: str, cpus: int) -> int:
@@ -131,7 +146,7 @@ def _recent_jobs(settings: Any, limit: int, sweep: str | None) -> list[dict[str,
 
 def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
     from controller import render
-    from shared.dispatch import DEAD_LETTERS
+    from shared.keys import DEAD_LETTERS
 
     settings = load_settings()
     now = datetime.now(UTC)
@@ -140,12 +155,16 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
     broker_error, dead = None, None
     try:
         client = check_broker(settings)
+        now_s = _broker_now(client)
         for w in live_workers(client):
+            skew = w.get("clock_skew_s")
             workers.append({"worker": w["worker"], "host": w.get("host"), "device": w.get("device"),
                             "threads": w.get("threads"), "runtimes": ",".join(w.get("runtimes", [])),
                             "queues": ",".join(w.get("queues", [])),
                             "running": len(w.get("jobs", [])), "jobs": ",".join(j[:8] for j in w.get("jobs", [])),
-                            "spool": w.get("spool", 0), "beat_s_ago": round(time.time() - w.get("beat_at", 0), 1)})
+                            "spool": w.get("spool", 0), "beat_s_ago": round(now_s - w.get("beat_at", 0), 1),
+                            "clock_skew_s": skew,
+                            "clock": None if skew is None else f"{skew:+.1f} s" + (" !" if abs(skew) > 2 else "")})
         dead = int(client.llen(DEAD_LETTERS)) if client is not None else None
     except FarmError as exc:
         broker_error = str(exc)
@@ -162,9 +181,13 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
         click.echo(f"workers: unknown ({broker_error})")
     elif workers:
         click.echo(render.to_table(workers, ("worker", "host", "device", "threads", "runtimes", "queues", "jobs",
-                                             "spool", "beat_s_ago"),
+                                             "spool", "beat_s_ago", "clock"),
                                    ("worker", "host", "device", "threads", "runtimes", "queues", "jobs", "spool",
-                                    "last beat (s ago)")))
+                                    "last beat (s ago)", "clock skew")))
+        skewed = [w["worker"] for w in workers if w["clock_skew_s"] is not None and abs(w["clock_skew_s"]) > 2]
+        if skewed:
+            click.echo(f"clock: {', '.join(skewed)} more than 2 s off the store's clock: their rows' timestamps and "
+                       "local hours carry that error (run NTP there)")
         backlog = sum(w["spool"] or 0 for w in workers)
         if backlog:
             click.echo(f"spool: {backlog} finished job(s) wait on worker disks for the store to return")
@@ -172,6 +195,15 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
         click.echo("workers: none alive")
     if dead:
         click.echo(f"dead letters: {dead} (`farm dead` lists them, `farm retry JOB` runs a job again)")
+
+
+def _broker_now(client: Any) -> float:
+    """Now on the broker's clock (heartbeats are stamped with it), else this machine's."""
+    try:
+        seconds, micros = client.time()
+        return float(seconds) + float(micros) / 1e6
+    except Exception:
+        return time.time()
 
 
 _FRACTION = re.compile(r"(\d+)/(\d+)")

@@ -140,11 +140,16 @@ def _write_html(path: str, table: list[dict[str, Any]], hourly: list[dict[str, A
               help="Keep top-1 within PTS percentage points of the baseline on the same hardware (default 1).")
 @click.option("--min-top1", type=click.FloatRange(0, 100), default=None, metavar="PCT",
               help="Keep top-1 at or above PCT % instead.")
+@click.option("--predicted", is_flag=True,
+              help="Also list variants NOT measured on that machine that `farm predict` says would use less energy "
+                   "(top-1 as measured on other machines), each marked `predicted` with its 90 % interval. They are "
+                   "never merged into the measured answer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def recommend(max_drop: float | None, min_top1: float | None, fmt: str, **filters: Any) -> None:
+def recommend(max_drop: float | None, min_top1: float | None, predicted: bool, fmt: str, **filters: Any) -> None:
     """For each machine (hardware_id), model, dataset and device: the variant with the least energy per sample
     that keeps accuracy, its saving against the baseline with a 95 % interval, and the runner-up. From stored
-    rows only: it names what is missing (no baseline there, one repeat only) instead of guessing."""
+    rows only: it names what is missing (no baseline there, one repeat only) instead of guessing; --predicted
+    adds, apart, what the predictor expects of variants nobody measured there."""
     from controller import render
     from controller.recommend import Criterion, verdict
     from controller.recommend import recommend as choose
@@ -155,12 +160,15 @@ def recommend(max_drop: float | None, min_top1: float | None, fmt: str, **filter
         max_drop=(1.0 if max_drop is None else max_drop) / 100)
     table, _notes, _hourly = _tables(filters, None, hourly=False)
     answers = choose(table, criterion)
+    alternatives = _predicted(answers, criterion) if predicted else {}
     if fmt == "json":
         click.echo(render.to_json([{**{k: v for k, v in a.items() if k not in ("choice", "runner_up", "baseline")},
                                     "choice": a["choice"] and _brief(a["choice"]),
                                     "runner_up": a["runner_up"] and _brief(a["runner_up"]),
                                     "baseline": a["baseline"] and _brief(a["baseline"]),
-                                    "verdict": verdict(a)} for a in answers]))
+                                    "verdict": verdict(a),
+                                    **({"predicted": alternatives.get(_place(a), [])} if predicted else {})}
+                                   for a in answers]))
         return
     click.echo(f"criterion: {criterion.describe()}")
     for a in answers:
@@ -173,6 +181,38 @@ def recommend(max_drop: float | None, min_top1: float | None, fmt: str, **filter
                        f"top-1 {render.signed_pts(r['top1_change_fraction'])})")
         for note in a["notes"]:
             click.echo(f"  note: {note}")
+        for r in alternatives.get(_place(a), [])[:3]:
+            click.echo(f"  predicted (not measured here): {r['variant']}"
+                       + ("" if r["runtime"] == "torch" else f" on {r['runtime']}")
+                       + f" {render.scaled(r['predicted_energy_per_sample_j'], 1e3, 3)} mJ/sample "
+                       f"[{render.scaled(r['energy_low_j'], 1e3, 3)}, {render.scaled(r['energy_high_j'], 1e3, 3)}] "
+                       f"({100 * r['level']:g} % interval), top-1 {render.pct(r['top1_elsewhere'])} % elsewhere: "
+                       f"measure it before trusting it")
+
+
+def _place(a: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (a["model_id"], a["dataset_id"], a["hardware_id"], a["device"])
+
+
+def _predicted(answers: list[dict[str, Any]], criterion: Any) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+    """`farm predict`'s view of the variants each place lacks (one model fitted per model id in the answers)."""
+    from sqlmodel import Session
+
+    from controller.predict.features import load_cells
+    from controller.predict.grid import fit_and_calibrate, predicted_alternatives
+    from controller.services import load_settings, open_engine
+
+    out: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for model_id in sorted({a["model_id"] for a in answers}):
+        with Session(open_engine(load_settings())) as session:
+            cells = load_cells(session, model_id=model_id)
+        try:
+            fitted = fit_and_calibrate(cells, 0.9)
+        except FarmError:
+            continue  # too little stored to predict from: the measured answer stands alone
+        out.update(predicted_alternatives(fitted, [a for a in answers if a["model_id"] == model_id],
+                                          criterion.max_drop, criterion.min_top1))
+    return out
 
 
 def _brief(t: dict[str, Any]) -> dict[str, Any]:

@@ -33,9 +33,9 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     from sqlmodel import Session
 
     from shared.db import crud
+    from worker.delivery.handle import flush_spool, handle_delivery, local_context
     from worker.devices import open_device
     from worker.jobs import preflight
-    from worker.lifecycle import flush_spool, handle_delivery, local_context
 
     if not variant:
         raise click.UsageError("Missing option '--variant' / '-v'.")

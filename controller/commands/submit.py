@@ -17,7 +17,7 @@ from controller.services import check_broker, describe_fleet, job_rows, live_wor
 from shared.devices import DeviceClass
 from shared.errors import FarmError
 from shared.redact import redact
-from shared.routing import host_queue, queue_device_class, queue_for_target, training_queue
+from shared.routing import host_queue, queue_device_class, queue_for_target, queue_host, training_queue
 from shared.settings import Settings
 from shared.specs import JobSpec, parse_variant
 
@@ -205,7 +205,7 @@ def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: Job
     for q in dict.fromkeys(q for _, q in plan):
         if any(s.variant.name == "baseline" and pq == q for s, pq in plan):
             continue
-        host = q.split(".")[1] if q.startswith("host.") else None
+        host = queue_host(q)
         if host and crud.has_baseline(session=session, host=host, model_id=template.model, dataset_id=template.dataset):
             continue
         out.insert(0, (job_spec("baseline", model, dataset, repeats, limit, until_cv), q))
@@ -292,7 +292,8 @@ def retry(job: str) -> None:
 
     from shared.celery_app import make_app
     from shared.db import crud
-    from shared.dispatch import cancel_key, deliveries_key, dispatch, forget_dead_letters, lease_key
+    from shared.dispatch import dispatch, forget_dead_letters
+    from shared.keys import cancel_key, deliveries_key, lease_key
 
     settings = load_settings()
     client = check_broker(settings)

@@ -12,9 +12,16 @@ from sqlalchemy import String, case, cast, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.db.models import FINISHED_STATES, Job, Result, TrainingEpoch
+from shared.db.quick import new_job_row
 from shared.db.types import utcnow
 from shared.errors import FarmError
 from shared.outcome import Outcome
+
+
+def store_now(session: Session) -> Any:
+    """Now on the store's clock where it has one (Postgres `now()`, in SQL), else this machine's (SQLite's file is
+    local): job timestamps never mix a submitter's clock with a worker's."""
+    return func.now() if session.get_bind().dialect.name == "postgresql" else utcnow()
 
 
 def create_job(
@@ -27,8 +34,8 @@ def create_job(
     chain_id: uuid.UUID | None = None,
     sweep_id: uuid.UUID | None = None,
 ) -> Job:
-    job = Job(variant=variant, spec=spec, queue=queue, state="queued", stage=stage, chain_id=chain_id,
-              sweep_id=sweep_id)
+    job = Job(**new_job_row(variant=variant, spec=spec, queue=queue, stage=stage, chain_id=chain_id,
+                            sweep_id=sweep_id), submitted_at=store_now(session))
     session.add(job)
     session.commit()
     session.refresh(job)
@@ -90,8 +97,8 @@ def claim_job(*, session: Session, job_id: uuid.UUID, token: str, worker: str, d
     stmt = (
         update(Job)
         .where(col(Job.id) == job_id, col(Job.state).in_(("queued", "running")))
-        .values(state="running", worker=worker, started_at=utcnow(), lease_token=token, deliveries=deliveries,
-                error=None, progress=None)
+        .values(state="running", worker=worker, started_at=store_now(session), lease_token=token,
+                deliveries=deliveries, error=None, progress=None)
     )
     claimed = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
@@ -153,14 +160,15 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     """Store a job's outcome in one transaction, replacing rows from any earlier delivery.
 
     Fenced: with a token, only while the job still carries it (another delivery has not taken it over);
-    without one, only while the job has not finished. Returns what happened.
+    without one (tests, tools), only while the job is queued: a token-less outcome never ends a running job.
+    Returns what happened.
     """
     job_id = uuid.UUID(outcome.job_id)
     job = session.exec(select(Job).where(col(Job.id) == job_id).with_for_update()).one_or_none()
     if job is None:
         return "gone"
     if (outcome.token is not None and job.lease_token != outcome.token) or (
-        outcome.token is None and job.state in FINISHED_STATES
+        outcome.token is None and job.state != "queued"
     ):
         session.rollback()
         return "taken"
@@ -183,10 +191,32 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     return "written"
 
 
-def active_jobs(*, session: Session, limit: int = 10_000) -> list[Job]:
-    """Jobs that are queued or running, oldest first (the reaper's view)."""
-    stmt = select(Job).where(col(Job.state).in_(("queued", "running"))).order_by(col(Job.submitted_at)).limit(limit)
-    return list(session.exec(stmt).all())
+def running_jobs(*, session: Session) -> list[Job]:
+    """Every running job (the reaper's first read, on the state index: at most one per live worker, never capped)."""
+    return list(session.exec(select(Job).where(Job.state == "running")).all())
+
+
+def queued_page(*, session: Session, after: tuple[datetime, uuid.UUID] | None, limit: int
+                ) -> tuple[list[Job], tuple[datetime, uuid.UUID] | None]:
+    """One page of queued jobs in (submitted_at, id) order after `after`, by the (state, submitted_at, id) index,
+    and where the next page starts (None: the walk starts over)."""
+    stmt = select(Job).where(Job.state == "queued")
+    if after is not None:
+        stmt = stmt.where(or_(col(Job.submitted_at) > after[0],
+                              (col(Job.submitted_at) == after[0]) & (col(Job.id) > after[1])))
+    page = list(session.exec(stmt.order_by(col(Job.submitted_at), col(Job.id)).limit(limit)).all())
+    return page, ((page[-1].submitted_at, page[-1].id) if len(page) == limit else None)
+
+
+def chains_waiting(*, session: Session, jobs: Sequence[Job]) -> set[uuid.UUID]:
+    """The ids of those `jobs` that are a chain's benchmark stage whose compress stage is not done (they are sent
+    when it is), in one query."""
+    later = {j.chain_id: j.id for j in jobs if j.chain_id is not None and j.stage == "benchmark"}
+    if not later:
+        return set()
+    done = set(session.exec(select(Job.chain_id).where(col(Job.chain_id).in_(later), Job.stage == "compress",
+                                                       Job.state == "done")).all())
+    return {job_id for chain, job_id in later.items() if chain not in done}
 
 
 def chain_stage(*, session: Session, chain_id: uuid.UUID, stage: str) -> Job | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -73,7 +75,31 @@ def schema_is_current(engine: Engine) -> bool:
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Apply every Alembic migration that the database lacks."""
+    """Apply every Alembic migration that the database lacks. Processes that open a new store at once take turns:
+    an advisory lock on Postgres, a lock file beside a SQLite store (a worker and `farm submit` creating one file
+    at the same moment both ran the first migration, and one died on "table alembic_version already exists")."""
+    with _sqlite_migration_lock(engine):
+        if engine.dialect.name == "sqlite" and schema_is_current(engine):
+            return  # another process migrated it while this one waited
+        _upgrade(engine)
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        yield
+        return
+    import fcntl
+
+    with open(f"{Path(engine.url.database).expanduser()}.migrate-lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _upgrade(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 

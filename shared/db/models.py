@@ -28,6 +28,7 @@ COMMENTS: dict[str, str] = {
     "noise": "set when the run's repeats vary more than farm accepts: why (CV, outlier repeat)",
     "pair_index": "a comparison's pair (farm compare): rows of one pair ran back to back",
     "passes": "passes over the test split inside the repeat's window (samples counts them all)",
+    "clock_skew_s": "the worker's clock minus the store's (or broker's) clock, in seconds, when the row was measured",
 }
 
 
@@ -35,6 +36,7 @@ class Job(SQLModel, table=True):
     """A submitted job and its lifecycle; `spec` is the JobSpec as JSON."""
 
     __tablename__ = "job"
+    __table_args__ = (Index("ix_job_state_submitted", "state", "submitted_at", "id"),)  # the reaper's walk
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     variant: str = Field(index=True)
@@ -134,6 +136,8 @@ class ResultFields(SQLModel):
     noise: str | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["noise"]})
     pair_index: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["pair_index"]})
     passes: int | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["passes"]})
+    # Added in migration 0008: the worker's clock skew (its timestamps and local hour carry that error).
+    clock_skew_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["clock_skew_s"]})
 
 
 class ResultCreate(ResultFields):

@@ -120,30 +120,25 @@ def check(database_url: str, head: str) -> None:
 def insert_jobs(database_url: str, head: str, jobs: list[dict[str, Any]]) -> list[uuid.UUID]:
     """Store new queued jobs in one transaction, as `crud.create_job` would, and return their ids. Each of `jobs`
     has variant, spec (a dict), queue, and optionally stage ("benchmark"), chain_id and sweep_id."""
-    import json
-
     with connect(database_url, write=True) as (conn, mark):
         sqlite = mark == "?"
         if schema_revision(conn) != [head]:
             raise NotQuick("schema not at the newest migration")
-        columns = ("id", "variant", "spec", "queue", "state", "submitted_at", "stage", "chain_id", "sweep_id",
-                   "deliveries")
-        sql = f"INSERT INTO job ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        columns = (*NEW_JOB_COLUMNS, "submitted_at")
+        # submitted_at on the store's clock where it has one (Postgres), as crud.create_job stamps it
+        marks = [mark] * len(columns)
+        if not sqlite:
+            marks[-1] = "now()"
+        sql = f"INSERT INTO job ({', '.join(columns)}) VALUES ({', '.join(marks)})"
         ids = []
         cur = conn.cursor()
         try:
             for job in jobs:
-                job_id = uuid.uuid4()
-                now = datetime.now(UTC)
-                if sqlite:  # as SQLAlchemy stores them there: 32 hex digits, naive UTC text, JSON text
-                    values = (job_id.hex, job["variant"], json.dumps(job["spec"]), job["queue"], "queued",
-                              now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f"),
-                              job.get("stage", "benchmark"), _hex(job.get("chain_id")), _hex(job.get("sweep_id")), 0)
-                else:
-                    from psycopg.types.json import Json
-
-                    values = (job_id, job["variant"], Json(job["spec"]), job["queue"], "queued", now,
-                              job.get("stage", "benchmark"), job.get("chain_id"), job.get("sweep_id"), 0)
+                row = new_job_row(**job)
+                values = _encode(row, sqlite)
+                if sqlite:  # as SQLAlchemy stores it there: naive UTC text
+                    values += (datetime.now(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f"),)
+                job_id = row["id"]
                 cur.execute(sql, values)
                 ids.append(job_id)
             conn.commit()
@@ -157,3 +152,27 @@ def insert_jobs(database_url: str, head: str, jobs: list[dict[str, Any]]) -> lis
 
 def _hex(value: uuid.UUID | None) -> str | None:
     return None if value is None else value.hex
+
+
+NEW_JOB_COLUMNS = ("id", "variant", "spec", "queue", "state", "stage", "chain_id", "sweep_id", "deliveries")
+
+
+def new_job_row(*, variant: str, spec: dict[str, Any], queue: str, stage: str = "benchmark",
+                chain_id: uuid.UUID | None = None, sweep_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """What a new queued job holds, column by column (submitted_at aside: the store stamps it). The one encoder of
+    new jobs: `crud.create_job` builds its ORM row from it, `insert_jobs` its driver row."""
+    return {"id": uuid.uuid4(), "variant": variant, "spec": spec, "queue": queue, "state": "queued", "stage": stage,
+            "chain_id": chain_id, "sweep_id": sweep_id, "deliveries": 0}
+
+
+def _encode(row: dict[str, Any], sqlite: bool) -> tuple[Any, ...]:
+    """`row`'s NEW_JOB_COLUMNS as the driver takes them, stored as SQLAlchemy stores them: on SQLite UUIDs as 32 hex
+    digits and JSON as text; on Postgres native UUIDs and JSON."""
+    import json
+
+    if sqlite:
+        return tuple(_hex(row[c]) if c in _UUIDS else json.dumps(row[c]) if c == "spec" else row[c]
+                     for c in NEW_JOB_COLUMNS)
+    from psycopg.types.json import Json
+
+    return tuple(Json(row[c]) if c == "spec" else row[c] for c in NEW_JOB_COLUMNS)

@@ -2,7 +2,7 @@
 
 One JSON file per job, written atomically (temporary file, fsync, rename), so a crash leaves either the
 whole outcome or none. A worker's maintenance thread writes them to the store, idempotently, and deletes each
-file only after its transaction committed.
+file only after its transaction committed (worker.delivery.sink); outcomes the store refuses go to `dead/`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ class Spool:
 
     def put(self, outcome: Outcome) -> Path:
         """Write `outcome` durably; raises OSError when the disk cannot hold it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{outcome.job_id}.json"
+        return self._put(self.folder, outcome)
+
+    def put_dead(self, outcome: Outcome) -> Path:
+        """Keep an outcome the store refused in `dead/`, out of the flush's way (a person can read it)."""
+        return self._put(self.folder / "dead", outcome)
+
+    def _put(self, folder: Path, outcome: Outcome) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{outcome.job_id}.json"
         tmp = path.with_suffix(".partial")
         with tmp.open("w") as fh:
             fh.write(outcome.to_json())
@@ -34,7 +41,7 @@ class Spool:
             os.fsync(fh.fileno())
         tmp.replace(path)
         with contextlib.suppress(OSError):  # make the rename itself durable where the filesystem allows
-            fd = os.open(self.folder, os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:

@@ -1,13 +1,13 @@
-"""The worker's maintenance thread, in its main process: heartbeat, spool, and the reaper.
+"""The worker's maintenance thread, in its main process: heartbeat, identity, spool, and the reaper.
 
 Every BEAT_S seconds it
 - publishes the worker's heartbeat (`farm:worker:<node>`: host, machine, device, threads, CPU model, runtimes,
-  pid, queues, current jobs, spool backlog, start and beat times), the registry that `farm status` and `farm
-  submit` read; it expires FARM_LEASE_TIMEOUT_S after the last beat, so a dead worker drops out;
+  pid, queues, current jobs, spool backlog, clock skew, start and beat times on the broker's clock), the registry
+  that `farm status` and `farm submit` read; it expires FARM_LEASE_TIMEOUT_S after the last beat, so a dead worker
+  drops out, and a clean stop removes it at once;
+- renews the worker's claim on its node name (worker.delivery.identity);
 - writes spooled outcomes to the store once it answers, keeping their leases alive meanwhile;
-and every REAP_S seconds, on whichever worker takes the `farm:reaper` turn,
-- requeues running jobs whose lease expired (their worker died), once per loss;
-- re-sends queued jobs that no queue holds (Redis restarted without persistence, a claim that died).
+and every REAP_S seconds, on whichever worker takes the `farm:reaper` turn, runs the reaper (worker.delivery.reaper).
 On a SIGTERM it says what happens to the running job; on a second one (or the first, with `--on-stop requeue`)
 it marks the running job to stop at its next batch or epoch and go back to its queue.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -24,34 +25,22 @@ from functools import cache
 from typing import Any
 
 from celery import signals
-from sqlmodel import Session
 
-from shared.db import crud
-from shared.db.engine import get_engine
-from shared.db.types import utcnow
-from shared.dispatch import dispatch, dispatched_key, lease_key, worker_key
+from shared.keys import worker_key
 from shared.redact import redact
 from shared.routing import worker_queues
-from worker import held_keys
+from worker.delivery import clock, identity
+from worker.delivery.reaper import REAP_S, Reaper
 
 log = logging.getLogger(__name__)
 BEAT_S = 2.0
-REAP_S = 5.0
-QUEUED_GRACE_S = 10.0  # a job this young may still be between its store row and its message
-_CAS = """
-local v = redis.call('GET', KEYS[1])
-if (v == false and ARGV[1] == '') or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
-return 0
-"""
+SKEW_EVERY_S = 60.0  # how often the heartbeat measures the worker's clock skew
 
 _stop = threading.Event()
 _stop_now = threading.Event()  # set by a second SIGTERM (or the first, with --on-stop requeue)
 _term_count = 0
 _thread: threading.Thread | None = None
-# Running jobs this reaper has seen without a lease, and since when (monotonic seconds). A lease must stay gone
-# for a third of the lease timeout (two of its holder's renewal beats) before the job is requeued: after a
-# broker outage longer than the lease, a live holder gets to take its lease again first.
-_missing_since: dict[str, float] = {}
+_ctx_node: tuple[Any, str] | None = None
 
 
 @cache
@@ -61,8 +50,8 @@ def _cpu_model() -> str:
     return cpu_model()
 
 
-def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
-    """Publish this worker's heartbeat; it expires after the lease timeout."""
+def beat(ctx: Any, node: str, started_at_s: float, spool_backlog: int, skew_s: float | None) -> None:
+    """Publish this worker's heartbeat, stamped on the broker's clock; it expires after the lease timeout."""
     from celery.worker.state import active_requests
 
     info = {
@@ -70,68 +59,16 @@ def beat(ctx: Any, node: str, started_at: float, spool_backlog: int) -> None:
         "pid": os.getpid(), "queues": worker_queues(ctx.settings.hostname, ctx.device), "threads": ctx.threads,
         "cpu_model": _cpu_model(), "runtimes": _runtimes(ctx.settings.runtimes),
         "jobs": sorted(r.id for r in list(active_requests)), "spool": spool_backlog,
-        "started_at": started_at, "beat_at": time.time(),
+        "started_at": started_at_s, "beat_at": clock.broker_now_s(ctx.client), "clock_skew_s": skew_s,
     }
     ctx.client.set(worker_key(node), json.dumps(info), px=int(ctx.settings.lease_timeout_s * 1000))
-
-
-def reap(ctx: Any, node: str) -> list[str]:
-    """Requeue what died or was lost (see the module doc); returns what it did, a line each."""
-    client, settings = ctx.client, ctx.settings
-    if client is None or ctx.app is None or not client.set("farm:reaper", node, nx=True, px=int(REAP_S * 1000)):
-        return []
-    # Right after a Redis restart every lease is missing, the live ones too: give holders a lease period to
-    # renew (they recreate their keys) before reading a missing lease as a dead worker.
-    fresh_broker = held_keys.broker_restarted_within(client, settings.lease_timeout_s + REAP_S)
-    engine = get_engine(settings.database_url)
-    with Session(engine) as session:
-        jobs = crud.active_jobs(session=session)
-        for job in jobs:
-            session.expunge(job)
-    if not jobs:
-        return []
-    leases = client.mget([lease_key(j.id) for j in jobs])
-    markers = client.mget([dispatched_key(j.id) for j in jobs])
-    now, done, tick = utcnow(), [], time.monotonic()
-    leaseless = {str(j.id) for j, lease in zip(jobs, leases, strict=True) if lease is None and j.state == "running"}
-    for job_id in set(_missing_since) - leaseless:
-        del _missing_since[job_id]
-    for job, lease, marker in zip(jobs, leases, markers, strict=True):
-        if lease is not None:
-            continue
-        if job.state == "running":
-            if fresh_broker or tick - _missing_since.setdefault(str(job.id), tick) < settings.lease_timeout_s / 3:
-                continue
-            reason = (f"requeued: worker {job.worker} stopped renewing its lease for "
-                      f"{settings.lease_timeout_s:g} s")
-            with Session(engine) as session:
-                if not crud.requeue_job(session=session, job_id=job.id, expected_token=job.lease_token,
-                                        reason=reason):
-                    continue
-        else:
-            if (now - job.submitted_at).total_seconds() < QUEUED_GRACE_S:
-                continue
-            if marker is not None and (not marker.startswith(b"claimed:") or fresh_broker):
-                continue  # its message waits on a queue
-            if job.chain_id is not None and job.stage == "benchmark":
-                with Session(engine) as session:
-                    first = crud.chain_stage(session=session, chain_id=job.chain_id, stage="compress")
-                if first is None or first.state != "done":
-                    continue  # sent when its compress stage is done
-            reason = "requeued: its message was lost from the broker"
-        if not int(client.eval(_CAS, 1, dispatched_key(job.id), marker or b"", "queued")):
-            continue  # another reaper, or a delivery, moved first
-        dispatch(ctx.app, client, job_id=job.id, stage=job.stage, queue=job.queue, spec=job.spec)
-        log.warning("job %s %s", job.id, reason)
-        done.append(f"{job.id} {reason}")
-    return done
 
 
 def mark_running_jobs_to_stop(ctx: Any) -> list[str]:
     """Ask the deliveries running in this worker to stop at their next batch or epoch and requeue their jobs."""
     from celery.worker.state import active_requests
 
-    from shared.dispatch import stop_key
+    from shared.keys import stop_key
 
     ids = sorted(r.id for r in list(active_requests))
     for job_id in ids:
@@ -139,10 +76,20 @@ def mark_running_jobs_to_stop(ctx: Any) -> list[str]:
     return ids
 
 
-def _loop(ctx: Any, node: str) -> None:
-    from worker.lifecycle import flush_spool
+def identity_value() -> str | None:
+    """This worker's claim on its node name, as `farm worker` made it (None for a worker started otherwise)."""
+    from worker.delivery.lease import instance_id
 
-    started_at, last_reap, failing = time.time(), 0.0, False
+    instance = instance_id()
+    return None if instance == "-" else f"{instance} {socket.gethostname()} {os.getpid()}"
+
+
+def _loop(ctx: Any, node: str) -> None:
+    from worker.delivery.handle import flush_spool
+
+    started_at = clock.broker_now_s(ctx.client) if ctx.client is not None else time.time()
+    last_reap, last_skew, skew, failing = 0.0, -SKEW_EVERY_S, None, False
+    reaper, claim = Reaper(ctx, node), identity_value()
     while True:
         if _stop_now.is_set() and ctx.client is not None:
             try:
@@ -155,10 +102,22 @@ def _loop(ctx: Any, node: str) -> None:
         try:
             backlog = flush_spool(ctx)
             if ctx.client is not None:
-                beat(ctx, node, started_at, backlog)
+                if claim and not identity.renew(ctx.client, node, claim, ctx.settings.lease_timeout_s):
+                    log.error("another process now runs as %s (this one stalled past its claim); stopping", node)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    claim = None
+                if time.monotonic() - last_skew >= SKEW_EVERY_S:
+                    from shared.db.engine import get_engine
+
+                    skew = clock.worker_skew_s(get_engine(ctx.settings.database_url), ctx.client)
+                    last_skew = time.monotonic()
+                    if skew is not None and abs(skew) > clock.SKEW_BOUND_S:
+                        log.warning("this machine's clock is %+.1f s off the store's: result timestamps carry that "
+                                    "error (run NTP); farm's own timing decisions use the broker's clock", skew)
+                beat(ctx, node, started_at, backlog, skew)
                 if time.monotonic() - last_reap >= REAP_S:
                     last_reap = time.monotonic()
-                    reap(ctx, node)
+                    reaper.reap()
             if failing:
                 log.warning("maintenance: broker and store answer again")
             failing = False
@@ -183,12 +142,14 @@ def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
 @signals.worker_ready.connect
 def _start(sender: Any = None, **_: Any) -> None:
     global _thread
+    global _ctx_node
     from worker.app import app_device, app_threads
-    from worker.lifecycle import worker_context
+    from worker.delivery.handle import worker_context
 
     node = getattr(sender, "hostname", None) or socket.gethostname()
     app = getattr(sender, "app", None)
     ctx = worker_context(node, app_device(app), app_threads(app))
+    _ctx_node = (ctx, node)
     _stop.clear()
     _thread = threading.Thread(target=_loop, args=(ctx, node), name="farm-maintenance", daemon=True)
     _thread.start()
@@ -218,6 +179,13 @@ def _shutdown(**_: Any) -> None:
     _stop.set()
     if _thread is not None:
         _thread.join(timeout=5)
+    if _ctx_node is not None and _ctx_node[0].client is not None:
+        ctx, node = _ctx_node
+        try:
+            identity.deregister(ctx.client, node, identity_value())
+        except Exception as exc:  # the broker is away: the heartbeat and the claim expire by themselves
+            log.warning("could not deregister %s (%s); it drops out within %g s", node, redact(exc),
+                        ctx.settings.lease_timeout_s)
 
 
 def _runtimes(allowed: tuple[str, ...] | None) -> list[str]:

@@ -1,0 +1,248 @@
+"""`farm predict`, `farm plan` and `recommend --predicted` on REAL measured rows of the built-in model
+(tests/data/predict_rows.json, made by scripts/collect_predict_rows.py on a shared, contended 2-CPU VM), loaded
+into real stores (SQLite and Postgres). No synthetic formula: the model is judged on what was measured."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlmodel import Session
+
+from controller.predict.conformal import conformal_q
+from controller.predict.linalg import nnls
+from controller.predict.plan import Priors, plan
+from shared.db import crud
+from shared.db.engine import make_engine, upgrade_schema
+from shared.db.models import ResultCreate
+from shared.outcome import Outcome
+from tests.conftest import REDIS_BASE, REDIS_DB, run_farm
+
+FIXTURE = Path(__file__).parent / "data" / "predict_rows.json"
+ROWS: list[dict[str, Any]] = json.loads(FIXTURE.read_text())["rows"]
+
+
+def _store(url: str, rows: list[dict[str, Any]]) -> None:
+    """`rows` (fixture rows) as one done job per (variant, runtime, hardware), in the store at `url`."""
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    fields = ResultCreate.model_fields
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["runtime"], r["hardware_id"]), []).append(r)
+    with Session(engine) as s:
+        for (variant, _, _), rs in groups.items():
+            full = []
+            for r in rs:
+                started = datetime.fromisoformat(r["started_at"]).replace(tzinfo=UTC)  # stored in UTC
+                row = {"cpu_model": "AMD EPYC", "timezone": "UTC", "local_hour": started.hour, "software": {},
+                       "top5": None, **{k: v for k, v in r.items() if k in fields}, "started_at": started}
+                full.append(row)
+            job = crud.create_job(session=s, variant=variant, spec={}, queue="cpu")
+            crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=full))
+    engine.dispose()
+
+
+def _env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update(FARM_DATABASE_URL=url, FARM_BROKER_URL=f"{REDIS_BASE}/{REDIS_DB}", FARM_BROKER_TIMEOUT_S="2")
+    return env
+
+
+@pytest.fixture(scope="module")
+def sqlite_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('predict') / 'rows.db'}"
+    _store(url, ROWS)
+    return _env(url)
+
+
+def _json(args: list[str], env: dict[str, str]) -> Any:
+    out = run_farm(args, env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_fixture_is_real_rows_of_the_builtin_model_on_two_machines() -> None:
+    assert {r["model_id"] for r in ROWS} == {"builtin:vit-digits"}
+    assert len({r["hardware_id"] for r in ROWS}) >= 2
+    assert {"torch", "onnxruntime", "openvino"} <= {r["runtime"] for r in ROWS}
+    sweeps = {"baseline", "quant-uint8", "quant-float8", "pruned", "pruned-distilled", "pruned-distilled-uint8",
+              *(f"prune-r{r:.2f}" for r in (0.05, 0.10, 0.15, 0.20, 0.25, 0.30))}
+    assert sweeps <= {r["variant"] for r in ROWS}
+    assert FIXTURE.stat().st_size < 1_000_000
+
+
+def test_nnls_recovers_a_nonnegative_solution_and_clips_a_negative_one() -> None:
+    a = [[1.0, 2.0, 0.5], [0.3, 1.0, 2.0], [2.0, 0.1, 1.0], [1.0, 1.0, 1.0], [0.2, 3.0, 0.7]]
+    x_true = [1.5, 0.0, 0.25]
+    b = [sum(ai * xi for ai, xi in zip(row, x_true, strict=True)) for row in a]
+    assert nnls(a, b) == pytest.approx(x_true, abs=1e-9)
+    x = nnls(a, [-v for v in b])
+    assert x == [0.0, 0.0, 0.0]
+
+
+def test_the_conformal_half_width_follows_the_finite_sample_rule() -> None:
+    residuals = [float(i) for i in range(1, 20)]  # n = 19: ceil(20 * 0.9) = 18th smallest
+    assert conformal_q(residuals, 0.9) == 18.0
+    assert math.isinf(conformal_q(residuals[:8], 0.9))  # too few to promise 90 %
+
+
+def test_the_plan_measures_what_the_targets_depend_on() -> None:
+    priors = Priors(config_var=1.0, variant_var=1.0, noise_var=0.01)
+    measured = [("A", "v1"), ("A", "v2"), ("B", "v1")]
+    # Target: v2 on B. Measuring v2 on B itself beats anything else; v3 on C, a machine and variant no target
+    # shares, teaches it almost nothing (only through the chain C-v3-A-v2).
+    picks = plan(measured, [("C", "v3"), ("B", "v2"), ("A", "v3")], [("B", "v2")], 3, priors)
+    assert (picks[0].config, picks[0].variant) == ("B", "v2")
+    assert picks[0].remaining_var < 0.02
+    assert all(p1.gain >= p2.gain for p1, p2 in zip(picks, picks[1:], strict=False))
+    assert picks[-1].gain < picks[0].gain / 100
+
+
+def test_validation_on_real_rows(sqlite_env: dict[str, str]) -> None:
+    out = _json(["predict", "--validate", "--format", "json"], sqlite_env)
+    cells, variants = out["summary"]
+    floor = out["noise_floor"]
+    assert cells["cells"] >= 50 and len(out["configurations"]) >= 6
+    for row in (cells, variants):
+        # The issue's coverage goal: a 90 % interval covers 85-95 % of held-out cells (each calibrated without
+        # its own residual, and without its variant's when the variant is held out).
+        for t in ("time", "energy"):
+            assert 0.85 <= row[f"{t}_coverage"] <= 0.95, row
+        # Energy (estimated from CPU time, which contention disturbs less) meets the issue's 15 % goal.
+        assert row["energy_median_ape_pct"] <= 15, row
+        # Time does not meet the 10 % goal on these rows: their own repeats disagree by more (the noise floor,
+        # two halves of each cell's repeats); the model must do no worse than the data reproduces itself.
+        assert row["time_median_ape_pct"] <= floor["time_median_ape_pct"], (row, floor)
+    assert floor["time_median_ape_pct"] > 10  # why the time goal cannot be checked on contended rows
+
+
+def test_a_prediction_is_never_reported_as_a_measurement(tmp_path: Path) -> None:
+    hw = sorted({r["hardware_id"] for r in ROWS})[0]
+    gone = ("prune-r0.20", "torch", hw)
+    url = f"sqlite:///{tmp_path / 'rows.db'}"
+    _store(url, [r for r in ROWS if (r["variant"], r["runtime"], r["hardware_id"]) != gone])
+    rows = _json(["predict", "--all", "--format", "json"], _env(url))
+    by_cell = {(r["variant"], r["runtime"], r["hardware_id"]): r for r in rows}
+    unmeasured = by_cell[gone]
+    assert unmeasured["status"] == "predicted"
+    assert unmeasured["measured_time_per_sample_s"] is None and unmeasured["measured_energy_per_sample_j"] is None
+    assert unmeasured["repeats"] == 0
+    for key, r in by_cell.items():
+        stored = [x for x in ROWS if (x["variant"], x["runtime"], x["hardware_id"]) == key and key != gone]
+        if r["status"] == "measured":
+            assert r["measured_time_per_sample_s"] == pytest.approx(
+                statistics.median(x["time_per_sample_s"] for x in stored))
+            # The prediction beside it was made without the cell: it is not the measurement copied.
+            assert r["predicted_time_per_sample_s"] != r["measured_time_per_sample_s"]
+        else:
+            assert not stored and r["measured_time_per_sample_s"] is None
+    table = run_farm(["predict", "-v", "prune-r0.20", "--hardware", hw], _env(url))
+    assert table.returncode == 0, table.stderr
+    line = next(x for x in table.stdout.splitlines() if x.startswith("prune-r0.20") and " torch " in x
+                and hw[:8] in x)
+    assert "predicted" in line and "measured " not in line
+
+
+def test_postgres_and_sqlite_stores_give_the_same_predictions(sqlite_env: dict[str, str], pg_url: str) -> None:
+    _store(pg_url, ROWS)
+    args = ["predict", "-v", "prune-r0.40,quant-int8dyn", "--format", "json"]
+    a, b = _json(args, sqlite_env), _json(args, _env(pg_url))
+    assert len(a) == len(b) > 0
+    for x, y in zip(sorted(a, key=str), sorted(b, key=str), strict=True):
+        assert x["status"] == y["status"]
+        assert x["predicted_time_per_sample_s"] == pytest.approx(y["predicted_time_per_sample_s"], rel=1e-6)
+        assert x["energy_high_j"] == pytest.approx(y["energy_high_j"], rel=1e-6)
+    unseen = [r for r in a if r["variant"] == "prune-r0.40"]
+    assert unseen and all(r["status"] == "predicted" and r["basis"].startswith("variant") for r in unseen)
+    assert all(r["time_low_s"] < r["predicted_time_per_sample_s"] < r["time_high_s"] for r in a)
+
+
+def test_user_errors_are_one_line_and_exit_2(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    for args in (["predict", "-v", "prune-unstructured-r0.50"],  # no stored params/MACs for it
+                 ["predict", "-v", "not-a-variant"],
+                 ["predict", "--all", "--hardware", "ffffffff"]):
+        out = run_farm(args, sqlite_env)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+    empty = run_farm(["predict", "--all"], _env(f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert empty.returncode == 2 and "no stored results" in empty.stderr
+    assert run_farm(["predict", "--all", "--batch-size", "8", "--format", "csv"], sqlite_env).returncode == 0
+
+
+def test_a_batch_size_nobody_measured_is_predicted_without_an_interval(sqlite_env: dict[str, str]) -> None:
+    rows = _json(["predict", "-v", "baseline,quant-int8dyn", "--batch-size", "64", "--runtime", "torch",
+                  "--format", "json"], sqlite_env)
+    assert rows and all(r["batch_size"] == 64 and r["status"] == "predicted" for r in rows)
+    assert all(r["basis"].endswith("+batch") and r["time_high_s"] is None for r in rows)
+    at8 = {(r["variant"], r["hardware_id"]): r for r in _json(
+        ["predict", "-v", "baseline,quant-int8dyn", "--batch-size", "8", "--runtime", "torch", "--format", "json"],
+        sqlite_env)}
+    for r in rows:
+        # Bigger batches spread the per-batch cost over more samples: never slower per sample.
+        assert r["predicted_time_per_sample_s"] <= at8[r["variant"], r["hardware_id"]]["predicted_time_per_sample_s"]
+
+
+def test_plan_proposes_unmeasured_cells_and_submit_queues_them(tmp_path: Path, redis_url: str) -> None:
+    hw2 = max({r["hardware_id"]: r["threads"] for r in ROWS}.items(), key=lambda kv: kv[1])[0]
+    keep = [r for r in ROWS if r["hardware_id"] != hw2 or r["variant"] in ("baseline", "quant-uint8")]
+    url = f"sqlite:///{tmp_path / 'rows.db'}"
+    _store(url, keep)
+    env = _env(url)
+    picks = _json(["plan", "--budget", "3", "--hardware", hw2, "--format", "json"], env)
+    measured = {(r["variant"], r["runtime"], r["hardware_id"]) for r in keep}
+    assert len(picks) == 3 and len({(p["variant"], p["runtime"]) for p in picks}) == 3
+    assert all((p["variant"], p["runtime"], p["hardware_id"]) not in measured for p in picks)
+    out = run_farm(["plan", "--budget", "2", "--hardware", hw2, "--submit", "--queue-anyway"], env)
+    assert out.returncode == 0, out.stderr
+    engine = make_engine(url)
+    with Session(engine) as s:
+        jobs = [j for j in crud.list_jobs(session=s, limit=200) if j.state == "queued"]
+    engine.dispose()
+    assert {j.variant for j in jobs} == {p["variant"] for p in picks[:2]}
+    client = redis.Redis.from_url(redis_url)
+    messages = sum(client.llen(k) for k in client.scan_iter() if client.type(k) == b"list")
+    assert messages >= 2, (out.stdout, out.stderr)
+
+
+def test_recommend_lists_predicted_variants_apart_from_measured_ones(tmp_path: Path) -> None:
+    hw2 = max({r["hardware_id"]: r["threads"] for r in ROWS}.items(), key=lambda kv: kv[1])[0]
+    # On the 2-thread machine only baselines (one per runtime) and quant-uint8 stay measured.
+    keep = [r for r in ROWS if r["hardware_id"] != hw2 or r["variant"] in ("baseline", "quant-uint8")]
+    url = f"sqlite:///{tmp_path / 'rows.db'}"
+    _store(url, keep)
+    answers = _json(["recommend", "--predicted", "--format", "json"], _env(url))
+    here = next(a for a in answers if a["hardware_id"] == hw2)
+    measured_here = {r["variant"] for r in keep if r["hardware_id"] == hw2}
+    assert here["choice"] is None or here["choice"]["variant"] in measured_here
+    assert here["predicted"], "the predictor should find cheaper variants nobody measured on this machine"
+    for r in here["predicted"]:
+        assert r["status"] == "predicted" and r["measured_energy_per_sample_j"] is None
+        assert (r["variant"], r["runtime"]) not in {(x["variant"], x["runtime"]) for x in keep
+                                                    if x["hardware_id"] == hw2}
+        assert r["energy_low_j"] < r["predicted_energy_per_sample_j"] < r["energy_high_j"]
+    text = run_farm(["recommend", "--predicted"], _env(url))
+    assert "predicted (not measured here)" in text.stdout
+
+
+def test_predict_and_plan_load_neither_torch_nor_numpy(sqlite_env: dict[str, str]) -> None:
+    """The controller is the light install: the predictor is pure Python."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from click.testing import CliRunner\n"
+              "from controller.cli import main\n"
+              "for args in (['predict', '-v', 'pruned', '--format', 'json'], ['plan', '--budget', '2']):\n"
+              "    r = CliRunner().invoke(main, args)\n"
+              "    print(args[0], r.exit_code)\n"
+              "print('torch' in sys.modules, 'numpy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], env={**sqlite_env, "PYTHONPATH": str(Path.cwd())},
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines() == ["predict 0", "plan 0", "False False"], out.stdout + out.stderr
