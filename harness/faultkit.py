@@ -681,6 +681,26 @@ def redelivered_past_max_while_running(lab: Lab) -> Row:
     return row
 
 
+def worker_dies_at_pickup(lab: Lab) -> Row:
+    """Found by review: the store is away when a worker takes a job's message, and the worker's machine dies while it
+    waits for the store. The message sat in Redis's unacked set for the visibility timeout (12 h) and the job's
+    marker said "queued", which the reaper trusts. Now the delivery marks its claim as it counts itself, so the
+    reaper sees a claim without a lease and sends the job again."""
+    first = lab.start_worker("w1@fault-host")
+    lab.wait_worker(first)
+    lab.proxy.down()
+    job = lab.submit(*JOB)
+    _wait_log(first, "the store did not answer", 60)
+    first.kill_group()
+    t = time.monotonic()
+    lab.proxy.up()
+    second = lab.start_worker("w2@fault-host")
+    lab.wait_worker(second)
+    jobs = lab.wait_state([job], ("done",), 180)
+    return _row(lab, "the store away at pickup, then the worker's machine dies while it waits", [job], 3, t,
+                note=f"finished on {jobs[job]['worker']}")
+
+
 def _wait_log(w: Worker, text: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in w.log_path.read_text() and time.monotonic() < deadline:
@@ -706,6 +726,7 @@ SCENARIOS: dict[str, Callable[[Lab], Row]] = {
     "refused-outcome-in-spool": refused_outcome_in_spool,
     "same-name-workers": same_name_workers,
     "redelivered-past-max": redelivered_past_max_while_running,
+    "worker-dies-at-pickup": worker_dies_at_pickup,
 }
 AOF = {"redis-restart-aof"}
 

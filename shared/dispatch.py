@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from shared.keys import DEAD_LETTERS, dispatched_key, job_log_key
+from shared.keys import CAS, DEAD_LETTERS, RELEASE, dispatched_key, job_log_key
 from shared.redact import redact
 
 log = logging.getLogger(__name__)
@@ -55,22 +55,31 @@ def task_for_stage(stage: str) -> str:
     return COMPRESS_TASK if stage == "compress" else RUN_JOB_TASK
 
 
+SENDING_MARK_S = 30  # a "sending" marker whose send failed (and whose cleanup failed too) expires by itself
+
+
 def dispatch(app: Any, client: Any | None, *, job_id: uuid.UUID | str, stage: str, queue: str,
              spec: dict[str, Any], producer: Any = None) -> None:
-    """Mark the job queued on the broker and send its message (task id = job id). Raises when the broker is away.
-    `producer` (from `ready_producer`) sends on a connection that is already open."""
+    """Send the job's message (task id = job id) and mark it queued on the broker. Raises when the broker is away.
+    `producer` (from `ready_producer`) sends on a connection that is already open.
+
+    The marker says "sending" (expiring) until the send has returned, then "queued", unless a delivery has claimed
+    the job meanwhile: a send that fails never leaves a "queued" marker without a message (which the reaper would
+    trust for ever); it leaves none, and the reaper sends the job again."""
     key = dispatched_key(job_id)
     if client is not None:
-        client.set(key, "queued")
+        client.set(key, "sending", px=SENDING_MARK_S * 1000)
     try:
         app.send_task(task_for_stage(stage), args=[spec], task_id=str(job_id), queue=queue, producer=producer)
     except Exception:
         if client is not None:
             try:
-                client.delete(key)
-            except Exception:  # the reaper finds the job without a marker and sends it again
+                client.eval(RELEASE, 1, key, "sending")
+            except Exception:  # the marker expires by itself; then the reaper finds the job without one
                 pass
         raise
+    if client is not None:
+        client.eval(CAS, 1, key, "sending", "queued")
 
 
 @contextmanager

@@ -3,7 +3,8 @@
 A submitter can make a worker read only:
 - the built-in workload (`digits`, `builtin:vit-digits`) and `synthetic:N` random images;
 - files and folders under the worker's FARM_DATA_ROOTS (symlinks resolved first, so a link cannot lead out);
-- hub model ids (`org/name`), loaded without remote code.
+- hub model ids (`org/name`), resolved only through the Hugging Face hub cache (never a folder of that name in
+  the worker's current directory) and loaded without remote code (worker/workloads/models.py hub_snapshot).
 Anything else is refused with one line. CIFAR-100 archives (a pickle format) are read with a restricted
 unpickler that admits only the format's types (see worker/workloads/safe_pickle.py).
 """

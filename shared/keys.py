@@ -2,8 +2,9 @@
 
 Key schema (`<job>` is a farm job id, `<node>` a worker's Celery node name); writer; expiry:
 
-- `farm:dispatched:<job>` string: "queued" while a message for the job waits, "claimed:<token>" once a delivery
-  took it; a queued job without it lost its message. Dispatch, deliveries, the reaper. Never expires.
+- `farm:dispatched:<job>` string: "sending" (expires in 30 s) while a message is being sent, "queued" once it was
+  sent, "claimed:<token>" once a delivery took it; a queued job without it, or with a claim whose lease is gone,
+  lost its message. Dispatch, deliveries, the reaper. Never expires once sent.
 - `farm:lease:<job>` string: "<token> <node> <pid> <instance>", the delivery running the job. Its delivery,
   renewed every lease/6 s; expires FARM_LEASE_TIMEOUT_S after the last renewal.
 - `farm:deliveries:<job>` int: how many times the job's message was delivered (INCR per delivery); cleared when
@@ -86,9 +87,13 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# Compare-and-set: set KEYS[1] to ARGV[2] only while it holds ARGV[1] ('' for "absent"). Returns 1 set, 0 not.
+# Compare-and-set: set KEYS[1] to ARGV[2] only while it holds ARGV[1] ('' for "absent"), expiring after ARGV[3] ms
+# if given. Returns 1 set, 0 not.
 CAS = """
 local v = redis.call('GET', KEYS[1])
-if (v == false and ARGV[1] == '') or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+if (v == false and ARGV[1] == '') or v == ARGV[1] then
+  if ARGV[3] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[1], ARGV[2]) end
+  return 1
+end
 return 0
 """

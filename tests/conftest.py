@@ -81,6 +81,9 @@ def builtin_model(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     from worker.artifacts import ArtifactStore
     from worker.workloads.models import load_builtin
 
+    seed = os.environ.get("FARM_TEST_BASE_FROM")  # an artifacts root holding a trained base/ (saves a training)
+    if seed and (Path(seed) / "base").is_dir():
+        shutil.copytree(Path(seed) / "base", artifacts_dir / "base", dirs_exist_ok=True)  # verified on load
     if not _XDIST:
         return load_builtin(ArtifactStore(str(artifacts_dir)))
     common = tmp_path_factory.getbasetemp().parent / "builtin-artifacts"

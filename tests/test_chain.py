@@ -81,3 +81,68 @@ def test_failed_compress_stage_fails_its_benchmark_stage(
     jobs = json.loads(run_farm(["status", "--format", "json"], env).stdout)["jobs"]
     assert {(j["stage"], j["state"]) for j in jobs} == {("compress", "failed"), ("benchmark", "failed")}
     assert all(str(junk) in j["error"] for j in jobs)
+
+
+def test_one_compress_job_per_recipe_is_planned_for_every_host() -> None:
+    from controller.commands.submit import _one_chain_per_recipe
+    from shared.specs import JobSpec, parse_variant
+
+    pruned, base = JobSpec(variant=parse_variant("pruned")), JobSpec(variant=parse_variant("baseline"))
+    plan = [(base, "host.a"), (pruned, "host.a"), (base, "host.b"), (pruned, "host.b")]
+    assert _one_chain_per_recipe(plan) == [(base, ["host.a"]), (pruned, ["host.a", "host.b"]), (base, ["host.b"])]
+
+
+def test_on_all_builds_once_and_benchmarks_on_each_host(
+    farm_env: dict[str, str], fresh_pg_url: str, redis_url: str, artifacts_dir: Path, tmp_path: Path,
+    start_worker,  # noqa: ANN001
+) -> None:
+    shared_artifacts = tmp_path / "shared-artifacts"
+    shutil.copytree(artifacts_dir / "base", shared_artifacts / "base")
+    common = {**farm_env, "FARM_DATABASE_URL": fresh_pg_url, "FARM_BROKER_URL": redis_url,
+              "FARM_ARTIFACTS": str(shared_artifacts)}
+    env_a, env_b = {**common, "FARM_HOSTNAME": "host-a"}, {**common, "FARM_HOSTNAME": "host-b"}
+    worker_a, worker_b = start_worker(env_a), start_worker(env_b)
+    assert worker_a.wait_ready() == "farm-cpu@host-a"
+    assert worker_b.wait_ready() == "farm-cpu@host-b"
+    proc = run_farm(["submit", "--variant", "pruned", "--on", "all", "--train-on", "cpu", "--repeats", "1",
+                     "--limit", "16", "--format", "json"], env_a)
+    assert proc.returncode == 0, proc.stderr
+    pruned = [j for j in json.loads(proc.stdout)["jobs"] if j["variant"] == "pruned"]
+    assert sorted(j["queue"] for j in pruned) == ["host.host-a", "host.host-b"]
+    assert len({j["compress_job_id"] for j in pruned}) == 1 and len({j["chain_id"] for j in pruned}) == 1
+    ids = {j["job_id"] for j in pruned} | {pruned[0]["compress_job_id"]}
+    jobs = {j["id"]: j for j in _wait_done(env_a, ids)}
+    assert all(jobs[i]["state"] == "done" for i in ids), [jobs[i] for i in ids]
+    assert {jobs[j["job_id"]]["worker"] for j in pruned} == {"farm-cpu@host-a", "farm-cpu@host-b"}
+    assert jobs[pruned[0]["compress_job_id"]]["trained"] is True
+
+
+def test_cancelling_one_hosts_benchmark_stage_leaves_the_other_hosts(tmp_path: Path) -> None:
+    import uuid
+
+    from shared.db.engine import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'farm.db'}")
+    chain = uuid.uuid4()
+    with Session(engine) as session:
+        compress = crud.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress",
+                                   chain_id=chain)
+        a, b = (crud.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
+                for q in ("host.a", "host.b"))
+        assert [j.id for j, _ in crud.cancel_job(session=session, job=a)] == [a.id]
+        assert {crud.get_job(session=session, job_id=i).state for i in (compress.id, b.id)} == {"queued"}
+        assert {j.id for j, _ in crud.cancel_job(session=session, job=b)} == {compress.id, b.id}
+
+
+def test_every_benchmark_stage_of_an_on_all_chain_waits_for_its_compress_stage(tmp_path: Path) -> None:
+    import uuid
+
+    from shared.db.engine import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'farm.db'}")
+    chain = uuid.uuid4()
+    with Session(engine) as session:
+        crud.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress", chain_id=chain)
+        bench = [crud.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
+                 for q in ("host.a", "host.b", "host.c")]
+        assert crud.chains_waiting(session=session, jobs=bench) == {j.id for j in bench}  # none sent early

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -187,3 +188,57 @@ def test_clock_skew_is_measured_against_a_reference_clock() -> None:
     assert measure_skew_s(lambda: None) is None
 
 
+
+
+def test_the_spool_keeper_does_not_recreate_a_lease_that_expired_while_redis_stayed_up(redis_url: str) -> None:
+    """Found by review: the spool's keep-alive re-created a lapsed lease unconditionally, so once the reaper had
+    requeued the job, its new delivery found it "held" and dropped itself."""
+    from worker.delivery.lease import Lease, keep_alive
+
+    client = redis.Redis.from_url(redis_url)
+    assert int(client.info("server")["uptime_in_seconds"]) > 60  # the broker did not restart just now
+    job = "00000000-0000-0000-0000-0000000000aa"
+    assert keep_alive(client, job, "oldtoken w1@host 1 inst", 6.0) is False
+    new = Lease(client, job, "newtoken", "w2@host", 6.0)
+    assert new.acquire(), client.get(lease_key(job))
+    new.release()
+
+
+def test_cancel_does_not_overwrite_an_outcome_written_after_its_read(tmp_path: Path) -> None:
+    """Found by review: `farm cancel` read a running job, its worker then committed done, and the cancel wrote
+    cancelled over it (rows stayed). The cancel is now conditional on the row as it is when it writes."""
+    from sqlmodel import select
+
+    from shared.db.engine import make_engine, upgrade_schema
+    from shared.db.models import Job
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    upgrade_schema(engine)
+    with Session(engine) as s:
+        job_id = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+        assert crud.claim_job(session=s, job_id=job_id, token="t1", worker="w@h", deliveries=1)
+    with Session(engine) as canceller, Session(engine) as worker:
+        found = crud.find_job(session=canceller, prefix=str(job_id)[:8])
+        assert found.state == "running"
+        assert crud.apply_outcome(session=worker, outcome=Outcome(str(job_id), "done", token="t1")) == "written"
+        assert crud.cancel_job(session=canceller, job=found, reason="cancelled by farm cancel") == []
+    with Session(engine) as s:
+        assert s.exec(select(Job.state).where(Job.id == job_id)).one() == "done"
+
+
+def test_a_failed_send_never_leaves_a_queued_marker(redis_url: str) -> None:
+    """Found by review: dispatch marked a job "queued" before sending; a send that failed with a cleanup that failed
+    too left a "queued" marker without a message, which the reaper trusts for ever."""
+    from shared.dispatch import dispatch
+
+    class Broken:
+        def send_task(self, *a: object, **k: object) -> None:
+            raise ConnectionError("broker went away mid-send")
+
+    client = redis.Redis.from_url(redis_url)
+    job = uuid.uuid4()
+    with pytest.raises(ConnectionError):
+        dispatch(Broken(), client, job_id=job, stage="benchmark", queue="cpu", spec={})
+    assert client.get(dispatched_key(job)) is None  # no marker: the reaper sends it again
+    client.set(dispatched_key(job), "sending", px=30_000)
+    assert 0 < client.pttl(dispatched_key(job)) <= 30_000  # and a stuck "sending" expires by itself

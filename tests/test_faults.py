@@ -14,7 +14,7 @@ from harness.faultkit import SCENARIOS, run_scenario
 
 # Seconds after which a scenario's recovery is too slow even on a loaded 2-core CI machine.
 RECOVERY_LIMIT_S = {"worker-dies": 120.0, "worker-stalls": 120.0, "redis-lost-queued": 120.0,
-                    "backlog-worker-dies": 120.0, "skewed-clock": 120.0}
+                    "backlog-worker-dies": 120.0, "skewed-clock": 120.0, "worker-dies-at-pickup": 120.0}
 
 
 @pytest.mark.slow
@@ -53,6 +53,8 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
         assert row.note == "refused one failed, 1 dead letter, 1 kept aside", row
     if scenario == "same-name-workers":
         assert row.note == "second refused, 0 listed right after the clean stop", row
+    if scenario == "worker-dies-at-pickup":
+        assert row.note == "finished on w2@fault-host", row
     if scenario == "redelivered-past-max":
         assert row.note.startswith("job done,"), row
 

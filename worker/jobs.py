@@ -47,13 +47,14 @@ def execute(
     The variant's model comes from the artifact cache, or is built (and trained, on `device`) when
     `allow_train` is true; its runtime (spec.runtime) loads and quantizes it. `host_lock()` is held while
     anything heavy runs (training, the idle baseline and the benchmark), so that workers sharing a machine do
-    not disturb each other's energy readings. `checkpoint()` runs before every batch; it raises to stop the job
+    not disturb each other's energy readings; never while waiting for a build lock.
+    `checkpoint()` runs before every batch; it raises to stop the job
     (cancelled, or its lease lost). `threads` sets torch's intra-op threads (None: leave torch's choice); the
     rows record the number used.
     """
     import torch
 
-    from worker.artifacts import ArtifactStore
+    from worker.artifacts import ArtifactStore, store_ledger
     from worker.cost import model_cost
     from worker.delivery.locks import no_lock
     from worker.devices import open_device
@@ -70,13 +71,17 @@ def execute(
     runtimes = [get_runtime(one.runtime, settings.runtimes) for one in ones]
     if threads is not None:
         torch.set_num_threads(threads)
-    store = ArtifactStore(settings.artifacts)
+    store = ArtifactStore(settings.artifacts, store_ledger(settings.database_url))
     roots = settings.data_roots
-    with (host_lock or (lambda: no_lock("host")))() as hold:
+    host = host_lock or (lambda: no_lock("host"))
+    # Built (or found) before the host lock is taken: waiting for another worker's build holds no host lock;
+    # training itself takes the host lock (train_lock), so it never overlaps a measurement on this host.
+    built = [build_compressed(one, store, device=handle.torch_device, on_epoch=on_epoch, allow_train=allow_train,
+                              roots=roots, build_lock=build_lock, train_lock=host, note=on_progress or log_line)
+             for one in ones]
+    with host() as hold:
         loaded = []
-        for one, runtime in zip(ones, runtimes, strict=True):
-            compressed = build_compressed(one, store, device=handle.torch_device, on_epoch=on_epoch,
-                                          allow_train=allow_train, roots=roots, build_lock=build_lock)
+        for one, runtime, compressed in zip(ones, runtimes, built, strict=True):
             example = example_inputs(compressed.fmt)
             cost = model_cost(compressed.model, example)
             runner = runtime.load(compressed.model, one.variant.quant, handle, example,
@@ -164,14 +169,15 @@ def build_stage(
     build_lock: BuildLock | None = None,
     host_lock: HostLock | None = None,
     threads: int | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> CompressedModel:
     """The compress stage of a chain: build (prune, train on `device`) and store the variant's artifact.
 
     `build_lock(key)` is held while building, so that chains of the same recipe submitted at once train it
-    once; `host_lock()` keeps benchmarks on this host from running meanwhile.
+    once; `host_lock()` is taken only while training (not while waiting for the build lock), so that benchmarks
+    on this host do not run meanwhile. `on_progress` hears of a stored artifact that failed verification.
     """
-    from worker.artifacts import ArtifactStore, ensure_writable
-    from worker.delivery.locks import no_lock
+    from worker.artifacts import ArtifactStore, ensure_writable, store_ledger
     from worker.devices import open_device
     from worker.variants import build_compressed
 
@@ -180,11 +186,10 @@ def build_stage(
         import torch
 
         torch.set_num_threads(threads)
-    store = ArtifactStore(settings.artifacts)
+    store = ArtifactStore(settings.artifacts, store_ledger(settings.database_url))
     ensure_writable(store)
-    with (host_lock or (lambda: no_lock("host")))():
-        return build_compressed(spec, store, device=handle.torch_device, on_epoch=on_epoch,
-                                roots=settings.data_roots, build_lock=build_lock)
+    return build_compressed(spec, store, device=handle.torch_device, on_epoch=on_epoch, roots=settings.data_roots,
+                            build_lock=build_lock, train_lock=host_lock, note=on_progress)
 
 
 def _measure(loaded: Loaded, settings: Settings, device: DeviceHandle, data: ImageSet, notes: tuple[str, ...],

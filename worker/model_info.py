@@ -36,12 +36,14 @@ def architecture(model_id: str) -> tuple[nn.Module, ImageFormat]:
     from transformers import AutoConfig, AutoModelForImageClassification
 
     from shared.inputs import model_kind
-    from worker.workloads.models import image_format_for
+    from worker.workloads.models import hub_snapshot, image_format_for
 
-    if model_kind(model_id) == "path" and not Path(model_id).expanduser().is_dir():
+    hub = model_kind(model_id) == "hub"
+    if not hub and not Path(model_id).expanduser().is_dir():
         raise FarmError(f"model folder not found: {model_id}")
+    source = hub_snapshot(model_id, ["*.json"]) if hub else Path(model_id).expanduser()  # never ./org/name
     try:
-        config = AutoConfig.from_pretrained(model_id)
+        config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FarmError(f"cannot load a config for model {model_id!r}: {str(exc).splitlines()[0]}") from None
     torch.manual_seed(0)
@@ -49,7 +51,7 @@ def architecture(model_id: str) -> tuple[nn.Module, ImageFormat]:
         model = AutoModelForImageClassification.from_config(config).eval()
     except ValueError as exc:
         raise FarmError(f"{model_id!r} is not an image classifier: {str(exc).splitlines()[0]}") from None
-    return model, image_format_for(model_id, config)
+    return model, image_format_for(model_id, config, source)
 
 
 def inspect_variant(variant: VariantSpec, model_id: str) -> Inspection:

@@ -48,7 +48,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     open_device(where)  # FarmError now when the device is absent here
     preflight(target, settings)
     engine = open_engine(settings)
-    ctx = local_context(settings, where, threads)
+    ctx = local_context(settings, where, threads, echo=lambda text: click.echo(f"  {text}", err=True))
     if flush_spool(ctx):
         click.echo(f"warning: outcomes still wait in the spool {settings.spool_dir}", err=True)
     rows: list[dict[str, Any]] = []

@@ -52,11 +52,12 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
            queue_anyway: bool, wait: bool, timeout: float | None, fmt: str) -> None:
     """Queue benchmark jobs for the farm's workers (prints the job id, or a sweep's ids).
 
-    A pruned variant becomes a chain of two jobs: compress (prune, retrain or distill) on the training
-    queue, then benchmark on the target queue. The compressed model is stored under FARM_ARTIFACTS by
-    recipe, so benchmarking it on many machines trains it once. Several variants (--variants, --sweep) or
-    hosts (--on all) make one sweep, whose id `results`, `report` and `status` take with --sweep; each host
-    of a sweep also gets a baseline, unless it has baseline results for that model and data already.
+    A pruned variant becomes a chain: one compress job (prune, retrain or distill) on the training queue,
+    then a benchmark job on each target queue (one per host with --on all), sent when the compress job is done.
+    The compressed model is stored under FARM_ARTIFACTS by recipe, so benchmarking it on many machines trains
+    it once. Several variants (--variants, --sweep) or hosts (--on all) make one sweep, whose id `results`,
+    `report` and `status` take with --sweep; each host of a sweep also gets a baseline, unless it has baseline
+    results for that model and data already.
     """
     from shared.celery_app import make_app
 
@@ -108,8 +109,9 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     gc.freeze()
     try:
         with ready_producer(app) as producer:
-            submitted = [_enqueue(settings, quick, app, client, spec, q, train_queue, sweep_id, producer)
-                         for spec, q in plan]
+            submitted = [entry for spec, qs in _one_chain_per_recipe(plan)
+                         for entry in _enqueue(settings, quick, app, client, spec, qs, train_queue, sweep_id,
+                                               producer)]
     except FarmError:
         raise
     except Exception as exc:  # the broker went away between the check and the send
@@ -246,37 +248,62 @@ def _store_jobs(settings: Settings, quick: bool, jobs: list[dict[str, Any]]) -> 
         return [crud.create_job(session=session, **job).id for job in jobs]
 
 
-def _enqueue(settings: Settings, quick: bool, app: Any, client: Any, spec: JobSpec, queue: str, train_queue: str,
-             sweep_id: uuid.UUID | None, producer: Any = None) -> dict[str, Any]:
-    """Store the job (a chain's two stages for a pruned variant) and send its first message; what was queued."""
+def _one_chain_per_recipe(plan: list[tuple[JobSpec, str]]) -> list[tuple[JobSpec, list[str]]]:
+    """The plan with each pruned spec's queues gathered: one compress stage builds it for all of them (`--on all`
+    would otherwise train one recipe once per host, each waiting on the build lock). Order is kept."""
+    out: list[tuple[JobSpec, list[str]]] = []
+    chains: dict[str, list[str]] = {}
+    for spec, q in plan:
+        if spec.variant.prune is None:
+            out.append((spec, [q]))
+            continue
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key in chains:
+            chains[key].append(q)
+        else:
+            chains[key] = [q]
+            out.append((spec, chains[key]))
+    return out
+
+
+def _enqueue(settings: Settings, quick: bool, app: Any, client: Any, spec: JobSpec, queues: list[str],
+             train_queue: str, sweep_id: uuid.UUID | None, producer: Any = None) -> list[dict[str, Any]]:
+    """Store the job (for a pruned variant, a chain: one compress stage and a benchmark stage per queue) and send
+    its first message; what was queued, one entry per benchmark job."""
     from shared.dispatch import dispatch
 
     payload = spec.to_dict()
     chained = spec.variant.prune is not None
+    if not chained and len(queues) != 1:
+        raise ValueError("an unchained job runs on one queue")
     chain_id = uuid.uuid4() if chained else None
-    compress_id = None
     job = {"variant": spec.variant.name, "spec": payload, "chain_id": chain_id, "sweep_id": sweep_id}
-    stages = ([{**job, "queue": train_queue, "stage": "compress"}] if chained else []) + [{**job, "queue": queue}]
+    stages = ([{**job, "queue": train_queue, "stage": "compress"}] if chained else []) + [
+        {**job, "queue": q} for q in queues]
     stored = _store_jobs(settings, quick, stages)
-    compress_id, job_id = (stored[0], stored[1]) if chained else (None, stored[0])
-    try:  # a chain's benchmark stage is sent by the worker that finishes its compress stage
+    compress_id, job_ids = (stored[0], stored[1:]) if chained else (None, stored)
+    try:  # a chain's benchmark stages are sent by the worker that finishes its compress stage
         if compress_id is not None:
             dispatch(app, client, job_id=compress_id, stage="compress", queue=train_queue, spec=payload,
                      producer=producer)
         else:
-            dispatch(app, client, job_id=job_id, stage="benchmark", queue=queue, spec=payload, producer=producer)
+            dispatch(app, client, job_id=job_ids[0], stage="benchmark", queue=queues[0], spec=payload,
+                     producer=producer)
     except Exception as exc:
         from sqlmodel import Session
 
         from shared.db import crud
 
         with Session(open_engine(settings)) as session:
-            for jid in ([compress_id] if compress_id else []) + [job_id]:
+            for jid in stored:
                 crud.delete_job(session=session, job_id=jid)
         raise FarmError(f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}") from None
-    out: dict[str, Any] = {"job_id": str(job_id), "queue": queue, "variant": spec.variant.name}
-    if compress_id is not None:
-        out.update(chain_id=str(chain_id), compress_job_id=str(compress_id), train_queue=train_queue)
+    out: list[dict[str, Any]] = []
+    for job_id, q in zip(job_ids, queues, strict=True):
+        entry: dict[str, Any] = {"job_id": str(job_id), "queue": q, "variant": spec.variant.name}
+        if compress_id is not None:
+            entry.update(chain_id=str(chain_id), compress_job_id=str(compress_id), train_queue=train_queue)
+        out.append(entry)
     return out
 
 
@@ -302,10 +329,9 @@ def retry(job: str) -> None:
         if found.state not in RETRYABLE:
             raise FarmError(f"job {found.id} is {found.state}; only a failed or cancelled job can be retried")
         jobs = [found]
-        if found.chain_id is not None and found.stage == "compress":
-            later = crud.chain_stage(session=session, chain_id=found.chain_id, stage="benchmark")
-            if later is not None and later.state in RETRYABLE:
-                jobs.append(later)
+        if found.chain_id is not None and found.stage == "compress":  # and every host's benchmark stage after it
+            jobs += [later for later in crud.chain_stages(session=session, chain_id=found.chain_id, stage="benchmark")
+                     if later.state in RETRYABLE]
         for j in jobs:
             crud.reset_for_retry(session=session, job=j)
             if client is not None:  # a stale lease of the delivery that died last would hold the job back

@@ -127,20 +127,24 @@ def reset_for_retry(*, session: Session, job: Job) -> None:
 
 def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list[tuple[Job, str]]:
     """Cancel `job` and every unfinished stage of its chain, in one transaction; returns (job, state before).
+    One host's benchmark stage of an `--on all` chain is cancelled alone while another host's is unfinished.
 
     A cancelled job loses its lease token, so an outcome its worker still writes is fenced out.
     """
     jobs = [job]
     if job.chain_id is not None:
-        jobs = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
+        chain = list(session.exec(select(Job).where(Job.chain_id == job.chain_id).order_by(col(Job.submitted_at))))
+        others = [j for j in chain if j.stage == "benchmark" and j.id != job.id and j.state not in FINISHED_STATES]
+        jobs = [job] if job.stage == "benchmark" and others else chain
     changed = []
-    now = utcnow()
+    now = store_now(session)
     for j in jobs:
-        if j.state in FINISHED_STATES:
-            continue
-        changed.append((j, j.state))
-        j.state, j.error, j.finished_at, j.lease_token = "cancelled", reason, now, None
-        session.add(j)
+        before = j.state
+        # Conditional on the row as it is now, not as it was read: an outcome that landed since stays.
+        stmt = (update(Job).where(col(Job.id) == j.id, col(Job.state).not_in(FINISHED_STATES))
+                .values(state="cancelled", error=reason, finished_at=now, lease_token=None))
+        if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
+            changed.append((j, before))
     session.commit()
     for j, _ in changed:
         session.refresh(j)
@@ -176,7 +180,8 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     session.execute(delete(TrainingEpoch).where(col(TrainingEpoch.job_id) == job_id))
     session.add_all(Result(job_id=job_id, **row) for row in outcome.rows)
     session.add_all(TrainingEpoch(job_id=job_id, **e) for e in outcome.epochs)
-    job.state, job.error, job.finished_at = outcome.state, outcome.error, outcome.finished_at
+    # finished_at on the store's clock, as started_at: a worker's skewed clock never puts an end before a start
+    job.state, job.error, job.finished_at = outcome.state, outcome.error, store_now(session)
     if outcome.progress is not None:
         job.progress = outcome.progress
     if outcome.artifact_key is not None or outcome.trained is not None:
@@ -184,7 +189,7 @@ def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "
     session.add(job)
     if outcome.state == "failed" and job.chain_id is not None:
         for later in session.exec(select(Job).where(Job.chain_id == job.chain_id, Job.state == "queued")).all():
-            later.state, later.finished_at = "failed", outcome.finished_at
+            later.state, later.finished_at = "failed", store_now(session)
             later.error = f"{job.stage} stage {job.id} failed: {outcome.error}"
             session.add(later)
     session.commit()
@@ -211,16 +216,23 @@ def queued_page(*, session: Session, after: tuple[datetime, uuid.UUID] | None, l
 def chains_waiting(*, session: Session, jobs: Sequence[Job]) -> set[uuid.UUID]:
     """The ids of those `jobs` that are a chain's benchmark stage whose compress stage is not done (they are sent
     when it is), in one query."""
-    later = {j.chain_id: j.id for j in jobs if j.chain_id is not None and j.stage == "benchmark"}
+    later = [(j.chain_id, j.id) for j in jobs if j.chain_id is not None and j.stage == "benchmark"]
     if not later:
         return set()
-    done = set(session.exec(select(Job.chain_id).where(col(Job.chain_id).in_(later), Job.stage == "compress",
+    chains = {chain for chain, _ in later}  # an `--on all` chain has a benchmark stage per host
+    done = set(session.exec(select(Job.chain_id).where(col(Job.chain_id).in_(chains), Job.stage == "compress",
                                                        Job.state == "done")).all())
-    return {job_id for chain, job_id in later.items() if chain not in done}
+    return {job_id for chain, job_id in later if chain not in done}
 
 
 def chain_stage(*, session: Session, chain_id: uuid.UUID, stage: str) -> Job | None:
     return session.exec(select(Job).where(Job.chain_id == chain_id, Job.stage == stage)).first()
+
+
+def chain_stages(*, session: Session, chain_id: uuid.UUID, stage: str) -> list[Job]:
+    """Every job of a chain at `stage` (`--on all` chains have one benchmark stage per host), oldest first."""
+    stmt = select(Job).where(Job.chain_id == chain_id, Job.stage == stage).order_by(col(Job.submitted_at))
+    return list(session.exec(stmt).all())
 
 
 def list_epochs(*, session: Session, job_id: uuid.UUID | None = None, artifact_key: str | None = None

@@ -78,6 +78,22 @@ class TrainingEpoch(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Artifact(SQLModel, table=True):
+    """A stored artifact's content hash beside its recipe key (migration 0009): a load that does not match it is
+    rebuilt or refused, never measured (worker/artifacts.py)."""
+
+    __tablename__ = "artifact"
+    __table_args__ = (Index("ix_artifact_kind_key_name", "kind", "key", "name", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # base, variants, onnx
+    key: str  # the recipe key (worker/artifacts.py recipe_key)
+    name: str  # the file under <root>/<kind>/<key>/
+    sha256: str
+    bytes: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class ResultFields(SQLModel):
     """The columns of one benchmark repeat that a worker fills. Energies are joules per sample; times are
     seconds per sample. Rows are built through `ResultCreate`, which refuses a misspelled or missing key."""

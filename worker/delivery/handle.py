@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from functools import cache
@@ -23,7 +24,7 @@ from sqlmodel import Session
 
 from shared.db import crud
 from shared.db.engine import get_engine
-from shared.db.models import Job
+from shared.db.models import FINISHED_STATES, Job
 from shared.db.types import utcnow
 from shared.devices import Device
 from shared.dispatch import dead_letter, dispatch, job_log, redis_client
@@ -86,6 +87,7 @@ class WorkerContext:
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     app: Any | None = None  # the Celery app, to send a chain's next stage
     lock: LockFactory | None = None
+    echo: Callable[[str], None] | None = None  # `farm run`: each progress line is printed here too
 
 
 @cache
@@ -99,9 +101,11 @@ def worker_context(worker: str, device: Device, threads: int | None = None) -> W
                          app=make_app(settings), lock=broker_lock(settings.broker_url, settings.lock_ttl_s))
 
 
-def local_context(settings: Settings, device: Device, threads: int | None = None) -> WorkerContext:
-    """For `farm run`: no broker, no leases; the outcome is still fenced and spooled like a worker's."""
-    return WorkerContext(settings, device, f"local@{settings.hostname}:{os.getpid()}", threads=threads)
+def local_context(settings: Settings, device: Device, threads: int | None = None,
+                  echo: Callable[[str], None] | None = None) -> WorkerContext:
+    """For `farm run`: no broker, no leases; the outcome is still fenced and spooled like a worker's. `echo`
+    prints the job's progress lines (the built-in model's training epochs, benchmark repeats)."""
+    return WorkerContext(settings, device, f"local@{settings.hostname}:{os.getpid()}", threads=threads, echo=echo)
 
 
 def _canonical(value: Any) -> str:
@@ -149,8 +153,11 @@ class _Delivery:
         if self.ctx.client is None:
             self.deliveries = 1
             return
-        try:
-            self.deliveries = int(self.ctx.client.incr(deliveries_key(self.key)))
+        try:  # one round trip: counted, and marked as taken by this delivery (a worker that dies while it waits
+            # for the store leaves a claim without a lease, which the reaper resends; a "queued" mark it would trust)
+            with self.ctx.client.pipeline() as pipe:
+                pipe.incr(deliveries_key(self.key)).set(dispatched_key(self.key), f"claimed:{self.token}")
+                self.deliveries = int(pipe.execute()[0])
         except Exception as exc:
             log.warning("job %s: broker unreachable while counting the delivery (%s)", self.key, redact(exc))
 
@@ -252,9 +259,14 @@ def handle_delivery(ctx: WorkerContext, job_id: str, payload: Any, stage: str, q
             d.read_row()
         elif act is Act.DROP:
             log.info("job %s: %s", key, decision.reason)
+            if d.job is not None and d.job.state in FINISHED_STATES:  # nothing of a finished job needs its keys
+                _broker(ctx, "clearing a finished job's keys", lambda: ctx.client.delete(
+                    dispatched_key(key), deliveries_key(key)))
             return Handled.DUPLICATE
         elif act is Act.DROP_HELD:
             _mark_claimed_by_holder(ctx, d)
+            # a duplicate message is not a delivery that died: it must not count towards FARM_MAX_DELIVERIES
+            _broker(ctx, "un-counting a duplicate delivery", lambda: ctx.client.decr(deliveries_key(key)))
             log.info("job %s is held by another live delivery; this one is dropped", key)
             return Handled.HELD
         elif act is Act.DEAD_LETTER:
@@ -284,12 +296,12 @@ def _mark_claimed_by_holder(ctx: WorkerContext, d: _Delivery) -> None:
 
 
 def _put_back(ctx: WorkerContext, d: _Delivery, reason: str) -> Handled:
-    """The store or broker stayed away for FARM_DB_WAIT_S: un-count this delivery, leave the marker saying a message
-    waits, and let the task put the message back on its queue."""
+    """The store or broker stayed away for FARM_DB_WAIT_S: un-count this delivery and let the task put the message
+    back on its queue. The marker keeps this delivery's claim (no lease): if the message does not make it back, the
+    reaper sends the job again; if it does, the duplicate is harmless."""
     log.warning("job %s: %s for %g s; putting the message back on its queue", d.key, reason, ctx.settings.db_wait_s)
     if d.deliveries is not None:
         _broker(ctx, "un-counting the delivery", lambda: ctx.client.decr(deliveries_key(d.key)))
-    _broker(ctx, "marking the job queued", lambda: ctx.client.set(dispatched_key(d.key), "queued"))
     return Handled.RETRY_LATER
 
 
@@ -325,6 +337,8 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
 
     def progress(text: str) -> None:
         check_lease()
+        if ctx.echo is not None:
+            ctx.echo(text)
         job_log(ctx.client, job_id, ctx.worker, text)
         try:  # progress is for people watching; a store blip must not stop the job
             with Session(engine) as session:
@@ -336,6 +350,12 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
             store_ok[0] = False
 
     def on_epoch(artifact_key: str, kind: str, m: EpochMetrics) -> None:
+        if kind == "base":  # the built-in base model, trained once before anything else (minutes on a CPU)
+            from worker.workloads.models import BUILTIN_RECIPE
+
+            progress(f"training the built-in base model: epoch {m.epoch + 1}/{BUILTIN_RECIPE['fit']['epochs']}, "
+                     f"loss {m.train_loss:.3f}, val top-1 {m.val_top1:.1%}")
+            return
         epochs.append({"artifact_key": artifact_key, "kind": kind, "epoch": m.epoch, "train_loss": m.train_loss,
                        "val_top1": m.val_top1, "duration_s": m.duration_s, "recorded_at": utcnow()})
         total = spec.variant.train.epochs if spec.variant.train else 0
@@ -348,7 +368,7 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
         if job.stage == "compress":
             progress("building")
             built = build_stage(spec, settings, ctx.device, on_epoch=on_epoch, build_lock=build_lock,
-                                host_lock=host_lock, threads=ctx.threads)
+                                host_lock=host_lock, threads=ctx.threads, on_progress=progress)
             outcome = Outcome(job_id, "done", token, epochs=epochs, artifact_key=built.artifact_key,
                               trained=built.trained_now,
                               progress="built" if built.trained_now else "found in the artifact cache")
@@ -457,7 +477,8 @@ def after_stored(ctx: WorkerContext, outcome: Outcome, where: Stored) -> None:
 
 
 def send_next_stage(ctx: WorkerContext, job_id: uuid.UUID) -> None:
-    """After a chain's compress stage is done, queue its benchmark stage (the reaper does it if this fails)."""
+    """After a chain's compress stage is done, queue its benchmark stages, one per host of `--on all` (the reaper
+    does it if this fails)."""
     if ctx.app is None:
         return
     try:
@@ -465,10 +486,9 @@ def send_next_stage(ctx: WorkerContext, job_id: uuid.UUID) -> None:
             job = session.get(Job, job_id)
             if job is None or job.chain_id is None or job.stage != "compress":
                 return
-            nxt = crud.chain_stage(session=session, chain_id=job.chain_id, stage="benchmark")
-            if nxt is None or nxt.state != "queued":
-                return
-            dispatch(ctx.app, ctx.client, job_id=nxt.id, stage=nxt.stage, queue=nxt.queue, spec=nxt.spec)
+            for nxt in crud.chain_stages(session=session, chain_id=job.chain_id, stage="benchmark"):
+                if nxt.state == "queued":
+                    dispatch(ctx.app, ctx.client, job_id=nxt.id, stage=nxt.stage, queue=nxt.queue, spec=nxt.spec)
     except Exception as exc:
         log.warning("could not queue the next stage after job %s (%s); the reaper will", job_id, redact(exc))
 

@@ -55,8 +55,10 @@ def value_of(client: Any, node: str) -> str | None:
 
 
 def deregister(client: Any, node: str, value: str | None) -> None:
-    """A clean stop: drop the heartbeat and give the name back now, so `farm status` and `--on` stop naming it."""
-    client.delete(worker_key(node))
+    """A clean stop: drop the heartbeat and give the name back now, so `farm status` and `--on` stop naming it; only
+    while the name is still this process's (another that took it over keeps its heartbeat)."""
+    if value is None or value_of(client, node) == value:
+        client.delete(worker_key(node))
     if value:
         client.eval(RELEASE, 1, identity_key(node), value)
 

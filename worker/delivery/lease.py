@@ -82,8 +82,11 @@ class Lease(RenewableKey):
 
 
 def keep_alive(client: Any, job_id: str, value: str, ttl_s: float) -> bool:
-    """Renew, from another thread, the lease of a job whose outcome waits in the spool; False when it is lost."""
-    return renewable.renew_once(client, lease_key(job_id), value, ttl_s, lambda _s: True, 0.0) is not Renewal.LOST
+    """Renew, from another thread, the lease of a job whose outcome waits in the spool; False when it is lost. A
+    missing key is taken again only after a Redis restart: if it expired while Redis was up, the reaper may have
+    requeued the job, and a new delivery must be able to take it (the spooled outcome is then fenced out)."""
+    return renewable.renew_once(client, lease_key(job_id), value, ttl_s,
+                                lambda _s: renewable.broker_restarted_within(client, ttl_s), 0.0) is not Renewal.LOST
 
 
 def release_value(client: Any, job_id: str, value: str) -> None:

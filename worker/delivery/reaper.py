@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from shared.db import crud
 from shared.db.engine import get_engine
-from shared.dispatch import dispatch
+from shared.dispatch import SENDING_MARK_S, dispatch
 from shared.keys import CAS, REAPER_TURN, dispatched_key, lease_key
 from worker.delivery import clock
 from worker.delivery.ownership import Act, Marker, ReapLimits, ReapSeen, decide_reap, looks_orphaned
@@ -43,6 +43,7 @@ class Reaper:
         self.ctx, self.node, self.page = ctx, node, page
         self.first_seen_s: dict[str, float] = {}
         self.cursor: tuple[Any, Any] | None = None
+        self.last_pass_s = float("-inf")  # broker seconds of this reaper's last pass
         self.limits = ReapLimits(running_grace_s=ctx.settings.lease_timeout_s / 3, queued_grace_s=QUEUED_GRACE_S)
 
     def my_turn(self) -> bool:
@@ -55,6 +56,11 @@ class Reaper:
         if client is None or ctx.app is None or not self.my_turn():
             return []
         now_s = clock.broker_now_s(client)
+        if now_s - self.last_pass_s > 2.5 * REAP_S:
+            # The turn was another worker's meanwhile: what this one timed then is stale (a lease gap it saw long ago
+            # must not count towards a new one).
+            self.first_seen_s.clear()
+        self.last_pass_s = now_s
         fresh = broker_restarted_within(client, ctx.settings.lease_timeout_s + REAP_S)
         engine = get_engine(ctx.settings.database_url)
         with Session(engine) as session:
@@ -92,7 +98,7 @@ class Reaper:
                 if not crud.requeue_job(session=session, job_id=job.id, expected_token=job.lease_token,
                                         reason=reason):
                     return False
-        if not int(client.eval(CAS, 1, dispatched_key(job.id), marker or b"", "queued")):
+        if not int(client.eval(CAS, 1, dispatched_key(job.id), marker or b"", "sending", SENDING_MARK_S * 1000)):
             return False  # another reaper, or a delivery, moved first
         dispatch(self.ctx.app, client, job_id=job.id, stage=job.stage, queue=job.queue, spec=job.spec)
         log.warning("job %s %s", job.id, reason)

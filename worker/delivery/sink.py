@@ -54,14 +54,19 @@ def write(settings: Settings, outcome: Outcome) -> Stored:
 
 def store_outcome(settings: Settings, outcome: Outcome, client: Any = None) -> Stored:
     """Write `outcome` to the store, or to the spool when the store is away; an outcome the store refuses is
-    failed in its place (see `refuse`). Raises OSError only when neither the store nor the disk can hold it (the
-    message is then requeued, not acked)."""
+    failed in its place (see `refuse`). Raises OSError when neither the store nor the disk can hold it: Celery then
+    rejects the message without requeueing it, and the reaper requeues the job once its lease lapses."""
     try:
         return write(settings, outcome)
     except STORE_ERRORS as exc:
         if not store_is_away(exc):
             return refuse(settings, outcome, exc, client)
-        path = Spool(settings.spool_dir).put(outcome)
+        try:
+            path = Spool(settings.spool_dir).put(outcome)
+        except OSError as disk:
+            log.error("job %s: the store is away (%s) and the spool %s cannot hold the outcome (%s); the job is "
+                      "requeued once its lease lapses", outcome.job_id, redact(exc), settings.spool_dir, disk)
+            raise
         log.warning("job %s: store unreachable (%s); outcome kept in %s until it returns", outcome.job_id,
                     redact(exc), path)
         return Stored.SPOOLED
@@ -90,6 +95,13 @@ def flush(settings: Settings, client: Any, on_stored: Any) -> int:
     finds the store away (the rest wait for the next beat); one the store refuses is moved aside and the flush
     goes on. `on_stored(outcome, stored)` runs after each one leaves the spool."""
     spool = Spool(settings.spool_dir)
+    with spool.flushing() as mine:
+        if not mine:  # another worker of this machine flushes this spool now
+            return spool.count()
+        return _flush(settings, client, on_stored, spool)
+
+
+def _flush(settings: Settings, client: Any, on_stored: Any, spool: Spool) -> int:
     for path, outcome in spool.pending():
         try:
             where = write(settings, outcome)

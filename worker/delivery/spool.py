@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from shared.outcome import Outcome
@@ -61,6 +62,26 @@ class Spool:
                 with contextlib.suppress(OSError):
                     path.replace(path.with_suffix(".bad"))
         return out
+
+    @contextlib.contextmanager
+    def flushing(self) -> Iterator[bool]:
+        """Hold this spool's flush lock if no other process holds it (workers of one machine share a spool): yields
+        whether this one may flush now."""
+        if not self.folder.is_dir():
+            yield True
+            return
+        import fcntl
+
+        with (self.folder / ".flush-lock").open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def count(self) -> int:
         return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0

@@ -50,18 +50,44 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def refuse_external_data(data: bytes, where: str) -> None:
+    """FarmError when an ONNX model names external data (tensor bytes in another file): ONNX Runtime and OpenVINO
+    would read that file, wherever it points. farm's exports never use external data (they are one file)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # not an ONNX model at all
+        raise FarmError(f"{where} is not a readable ONNX model: {type(exc).__name__}") from None
+    outside = sorted({e.value for t in _get_all_tensors(model) if uses_external_data(t)
+                      for e in t.external_data if e.key == "location"})
+    if outside:
+        raise FarmError(f"{where} names external data files ({', '.join(map(repr, outside[:3]))}); refused: a farm "
+                        "export is one self-contained file")
+
+
 @dataclass
 class ExportCache:
     """Where a variant's ONNX export lives: `store` (an ArtifactStore) under `key`, or nowhere (None: export
-    every time, for scripts)."""
+    every time, for scripts). A cached export that fails verification (its sha256, a path outside the artifact
+    root, external data) is exported again and replaces it; what this returns never names external data."""
 
     store: Any = None
     key: str | None = None
 
     def onnx(self, model: nn.Module, example: torch.Tensor) -> bytes:
+        from worker.artifacts import ArtifactMismatch
+
         if self.store is not None and self.key and self.store.exists("onnx", self.key, "model.onnx"):
-            return bytes(self.store.read_bytes("onnx", self.key, "model.onnx"))
+            try:
+                data = bytes(self.store.read_bytes("onnx", self.key, "model.onnx"))
+                refuse_external_data(data, f"{self.store.url('onnx', self.key)}/model.onnx")
+                return data
+            except (ArtifactMismatch, FarmError) as exc:
+                log.warning("%s; exporting it again", exc)
         data = export_onnx(model, example)
+        refuse_external_data(data, "the ONNX export")
         if self.store is not None and self.key:
             try:
                 self.store.write_bytes("onnx", self.key, "model.onnx", data)

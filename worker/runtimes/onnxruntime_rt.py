@@ -9,7 +9,7 @@ from torch import nn
 from shared.specs import QuantSpec
 from worker.devices.base import DeviceHandle
 from worker.runtimes.base import Runner, Runtime, quantizer
-from worker.runtimes.onnx_export import Calibration, ExportCache
+from worker.runtimes.onnx_export import Calibration, ExportCache, refuse_external_data
 
 
 class OnnxRuntime(Runtime):
@@ -26,6 +26,7 @@ class OnnxRuntime(Runtime):
         data = (export or ExportCache()).onnx(model, example)
         if quant is not None:
             data = quantizer(quant, self.name, device)(data, quant, calibration)
+        refuse_external_data(data, "the model given to ONNX Runtime")  # it would read any file the model names
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1

@@ -9,15 +9,17 @@ from torch import nn
 from shared.specs import QuantSpec
 from worker.devices.base import DeviceHandle
 from worker.runtimes.base import Runner, Runtime, quantizer
-from worker.runtimes.onnx_export import Calibration, ExportCache
+from worker.runtimes.onnx_export import Calibration, ExportCache, refuse_external_data
 
 
 def read_onnx(data: bytes) -> object:
-    """An OpenVINO model from ONNX bytes (its reader wants a file)."""
+    """An OpenVINO model from ONNX bytes (its reader wants a file); FarmError for a model naming external data,
+    which OpenVINO would read from wherever it points."""
     import tempfile
 
     import openvino as ov
 
+    refuse_external_data(data, "the model given to OpenVINO")
     with tempfile.NamedTemporaryFile(suffix=".onnx") as fh:
         fh.write(data)
         fh.flush()
