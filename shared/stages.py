@@ -92,8 +92,6 @@ STAGES: tuple[Stage, ...] = (
           lambda g: {"scheme": "uint8"}, {"torch": "worker.compression.quantize:quanto_weights"}),
     Stage("quant", "float8", "float8", "optimum-quanto qfloat8 (e4m3) weights, activations in float",
           lambda g: {"scheme": "float8"}, {"torch": "worker.compression.quantize:quanto_weights"}),
-    Stage("quant", "int4", "int4", "optimum-quanto qint4 weights (4-bit, a scale per group), activations in float",
-          lambda g: {"scheme": "int4"}, {"torch": "worker.compression.int4:quanto_int4"}),
     Stage("quant", "int8dyn", "int8dyn",
           "int8 weights and int8 activations with dynamic per-batch scales (torch fbgemm/oneDNN)",
           lambda g: {"scheme": "int8dyn"}, {"torch": "worker.compression.quantize:dynamic_int8"},
