@@ -3,7 +3,7 @@
 Weights are stored 4-bit (two per byte) with one float scale and zero point per group of input channels
 (quanto's group size, 128, or the whole row where a layer is narrower), then frozen; every matmul dequantizes
 them. It halves the weight memory of `uint8` again; like `uint8`, it is slower than fp32 on a CPU, where quanto
-has no int4 kernel. Declared in shared/stages.py (the stage `int4`): this module and that one line are all it
+has no int4 kernel. Meant for shared/stages.py (a stage `int4`): this module and that one line are all it
 took (docs/extending.md); not registered: qint4 fails under torch.inference_mode on the CPU.
 """
 
