@@ -90,6 +90,6 @@ def main() -> None:
     """farm: measure how much energy and time model compression saves at inference.
 
     Settings come from FARM_BROKER_URL, FARM_DATABASE_URL, FARM_ARTIFACTS and FARM_HOSTNAME
-    (see the README). `farm run` needs no broker; `farm submit` sends jobs to `farm worker`s.
+    (see docs/settings.md). `farm run` needs no broker; `farm submit` sends jobs to `farm worker`s.
     """
 

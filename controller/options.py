@@ -13,6 +13,8 @@ from controller.deployer import deployer_options
 from controller.services import load_settings, open_engine
 from shared.devices import Device, DeviceClass
 from shared.errors import FarmError
+from shared.inputs import DATASET_GRAMMAR
+from shared.runtimes import DEFAULT_RUNTIME, runtime_choices
 from shared.specs import (
     BUILTIN_MODEL,
     DEFAULT_DATASET,
@@ -129,14 +131,14 @@ def job_options(fn: Any) -> Any:
         click.option("--model", "-m", default=BUILTIN_MODEL, show_default=True,
                      help="Base model: the built-in ViT, a hub id, or a local model folder."),
         click.option("--dataset", "-d", default=DEFAULT_DATASET, show_default=True,
-                     help="digits, cifar100:PATH (archive or folder) or synthetic:N."),
+                     help=f"{DATASET_GRAMMAR}."),
         click.option("--repeats", "-r", default=5, show_default=True, type=int,
                      help="Benchmark passes over the test split; one result row each (at most FARM_MAX_REPEATS)."),
         click.option("--limit", type=int, default=None,
                      help="Benchmark only the first N test samples (at most FARM_MAX_LIMIT, 10,000,000)."),
         click.option("--runtime", default=None,
-                     help="torch, onnxruntime or openvino (default: the one the variant's int8 scheme belongs to, "
-                          "else torch). Every result row records it."),
+                     help=f"{runtime_choices()} (default: the one the variant's int8 scheme belongs to, "
+                          f"else {DEFAULT_RUNTIME}). Every result row records it."),
         click.option("--until-cv", type=finite(0, 1, min_open=True, max_open=True), default=None,
                      help="Repeat until time/sample's coefficient of variation is at most this (e.g. 0.02)."),
         click.option("--epochs", type=int, default=None,
@@ -165,7 +167,7 @@ def result_filters(fn: Any) -> Any:
         click.option("--hardware", default=None,
                      help="Any part of the hardware: CPU model, GPU name, device, an ISA feature (avx512_vnni), the "
                           "label, or a hardware_id prefix (case-insensitive)."),
-        click.option("--runtime", default=None, help="Only results of this runtime (torch, ...)."),
+        click.option("--runtime", default=None, help=f"Only results of this runtime ({runtime_choices()})."),
         click.option("--since", default=None,
                      help="Started at or after: ISO date/time (local if no zone) or an age (2h, 7d)."),
         click.option("--until", default=None, help="Started before: same forms as --since."),

@@ -8,7 +8,7 @@ Everything runs for real on loopback, measured side by side in one run on this m
   job.started_at), which in a burst is mostly time spent waiting in the queue;
 - submit-to-start latency for jobs sent one at a time to an idle worker.
 
-Each part gets its own redis-server and Postgres database (scripts/faultkit.py). The built-in model is trained
+Each part gets its own redis-server and Postgres database (harness/faultkit.py). The built-in model is trained
 once into --artifacts. Usage:
 
     python scripts/bench_farm.py [--runs 5] [--burst 30] [--artifacts DIR] [--json out.json]
@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.faultkit import FARM, Lab  # noqa: E402
+from harness.faultkit import FARM, Lab  # noqa: E402
 
 CHEAP = ("--variant", "baseline", "--repeats", "1", "--limit", "8")
 
@@ -112,12 +112,12 @@ def enqueue_burst(lab: Lab, jobs: int) -> list[str]:
     does, minus starting a process per job), so the burst measures draining, not the CLI."""
     from sqlmodel import Session
 
+    from shared.celery_app import make_app
     from shared.db import crud
     from shared.db.engine import get_engine
     from shared.dispatch import dispatch, redis_client
     from shared.settings import Settings
     from shared.specs import BenchSpec, JobSpec, parse_variant
-    from worker.app import make_app
 
     settings = Settings(broker_url=lab.redis.url, database_url=lab.direct_db)
     engine, app, client = get_engine(settings.database_url), make_app(settings), redis_client(settings.broker_url)

@@ -2,7 +2,7 @@
 
 Each meter measures one window of `--window-s` seconds while the main thread runs a torch matmul loop.
 Real sources are used where this machine has them; otherwise RAPL reads a fake powercap tree and NVML a
-fake pynvml module (both from scripts/fakes.py), and the output says so: those rows time farm's own code
+fake pynvml module (both from harness/fakes.py), and the output says so: those rows time farm's own code
 path (polling thread, parsing, integration), not the kernel's or the driver's.
 
     python scripts/bench_meter_overhead.py [--window-s 10]
@@ -63,7 +63,7 @@ def meters(settings: Settings, tmp: Path) -> list[tuple[str, Meter]]:
     try:
         out.append(("measured:rapl (real sysfs)", RaplMeter(settings.powercap_root)))
     except MeterError as exc:
-        from scripts.fakes import FakePowercap
+        from harness.fakes import FakePowercap
 
         print(f"no real RAPL here ({exc}); timing a FAKE powercap tree", file=sys.stderr)
         FakePowercap(tmp / "powercap", sockets=2, dram=True)
@@ -72,7 +72,7 @@ def meters(settings: Settings, tmp: Path) -> list[tuple[str, Meter]]:
     try:
         out.append(("measured:nvml (real)", NvmlMeter([0])))
     except MeterError as exc:
-        from scripts.fakes import fake_pynvml
+        from harness.fakes import fake_pynvml
 
         print(f"no real NVML here ({exc}); timing a FAKE pynvml", file=sys.stderr)
         out.append(("measured:nvml-polling (FAKE pynvml, 20 Hz)", NvmlMeter([0], nvml=fake_pynvml(has_counter=False))))

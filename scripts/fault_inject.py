@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.faultkit import SCENARIOS, Row, run_scenario  # noqa: E402
+from harness.faultkit import SCENARIOS, Row, run_scenario  # noqa: E402
 
 
 def main() -> int:

@@ -10,6 +10,9 @@ from shared.errors import FarmError
 
 DeviceClass = Literal["cpu", "gpu"]
 DEVICE_CLASSES: tuple[DeviceClass, ...] = ("cpu", "gpu")
+# Who made the device: known only on the worker (a ROCm GPU is `cuda:N` to torch too). shared/vendors.py holds
+# each vendor's descriptor; the worker's device handle says which one it opened.
+Vendor = Literal["cpu", "nvidia", "amd"]
 DEVICE_GRAMMAR = "cpu or cuda:N"
 
 

@@ -16,21 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from shared.datasets import DATASETS, Argument
 from shared.errors import FarmError
 
 BUILTIN_MODEL = "builtin:vit-digits"
-DATASET_GRAMMAR = "digits, synthetic:N (N from 1 to 1,000,000) or cifar100:PATH (a path under FARM_DATA_ROOTS)"
+DATASET_GRAMMAR = ", ".join(d.grammar for d in DATASETS[:-1]) + f" or {DATASETS[-1].grammar}"
 MAX_SYNTHETIC = 1_000_000
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
-# The dataset kinds and what follows their colon: nothing, an image count, or a path under FARM_DATA_ROOTS.
-# The worker's loaders are registered under the same names in worker/workloads/registry.py.
-DATASET_ARGUMENTS: dict[str, Literal["none", "count", "path"]] = {
-    "digits": "none",
-    "synthetic": "count",
-    "cifar100": "path",
-}
+# The dataset kinds and what follows their colon: nothing, an image count, or a path under FARM_DATA_ROOTS
+# (declared in shared/datasets.py; the worker's loaders are resolved from the same descriptors).
+DATASET_ARGUMENTS: dict[str, Argument] = {d.kind: d.argument for d in DATASETS}
 
 
 @dataclass(frozen=True)

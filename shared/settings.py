@@ -71,7 +71,7 @@ def _roots_env(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
 class Settings:
     """Where farm finds its broker, store and artifacts, and how it meters.
 
-    Every field has an environment variable (see README, "Settings").
+    Every field has an environment variable (docs/settings.md).
     """
 
     broker_url: str = "redis://localhost:6379/0"

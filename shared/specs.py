@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import FarmError
 from shared.inputs import BUILTIN_MODEL
-from shared.stages import DEFAULT_RUNTIME, RUNTIMES, SLOTS, Stage, stages_in
+from shared.stages import DEFAULT_RUNTIME, RUNTIMES, SLOTS, Stage, quant_stage, stages_in
 
 if TYPE_CHECKING:
     from shared.devices import DeviceClass
 
 PruneMethod = Literal["mlp", "all", "unstructured"]
 TrainKind = Literal["retrained", "distilled"]
-QuantScheme = Literal["uint8", "float8", "int8dyn", "ort-int8dyn", "ort-int8", "ov-int8"]
+# A quantization scheme: the token of one quant stage in shared/stages.py (`quant_schemes()`), checked when a
+# QuantSpec is made; not a Literal, so that a new scheme is one Stage, not a second list to keep in step.
+QuantScheme = str
 # MLPerf Inference's names: offline (a closed loop over batches), single-stream (batch 1, one query at a time),
 # server (Poisson arrivals at a target QPS into a queue). worker/scenarios.py runs them.
 Scenario = Literal["offline", "single-stream", "server"]
@@ -63,6 +65,8 @@ class QuantSpec:
 
     scheme: QuantScheme
 
+    def __post_init__(self) -> None:
+        quant_stage(self.scheme)  # FarmError naming an unknown scheme
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -284,7 +288,7 @@ def runtime_for(variant: VariantSpec, runtime: str | None) -> str:
 
 
 def check_runtime(runtime: str) -> str:
-    """FarmError unless farm knows the runtime."""
+    """FarmError unless farm knows the runtime (shared/runtimes.py)."""
     if runtime not in RUNTIMES:
         raise FarmError(f"unknown runtime {runtime!r}; farm has {', '.join(RUNTIMES)}")
     return runtime

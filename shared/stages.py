@@ -4,7 +4,7 @@ what applies it on the worker, and on which devices and runtimes it can run.
 A variant name is `baseline`, `quant-SCHEME`, or `PRUNE[-TRAIN][-SCHEME]` (stages run in that order). The
 grammar that `farm variants` prints, the parser, the name of each intermediate stage (`farm run` benchmarks
 them all) and the submit-time check of device and runtime are all derived from `STAGES`. To add a quantization
-scheme, add one `Stage` here and its apply function in worker/compression/ (README, "Extending farm").
+scheme, add one `Stage` here and its apply function in a module of its own (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from typing import Any, Literal
 
 from shared.devices import DEVICE_CLASSES, DeviceClass
 from shared.errors import FarmError
+from shared.runtimes import DEFAULT_RUNTIME, RUNTIME_DEVICES, RUNTIMES
+
+__all__ = ["ANY_RUNTIME", "DEFAULT_RUNTIME", "RUNTIMES", "RUNTIME_DEVICES", "SLOTS", "STAGES", "Stage", "grammar",
+           "quant_stage", "quant_schemes", "runtime_of_schemes", "stages_in"]
 
 Slot = Literal["prune", "train", "quant"]
 SLOTS: tuple[Slot, ...] = ("prune", "train", "quant")
-# Runtimes farm knows by name (the worker's registry, worker/runtimes/, must have one module per name), and the
-# device classes each runs on (ONNX Runtime and OpenVINO run here on the CPU; their GPU providers are not wired).
-RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
-RUNTIME_DEVICES: dict[str, tuple[DeviceClass, ...]] = {"torch": ("cpu", "gpu"), "onnxruntime": ("cpu",),
-                                                       "openvino": ("cpu",)}
-DEFAULT_RUNTIME = "torch"
 # Pruning and training build the fp32 model (in torch) that every runtime then loads: one function for all.
 ANY_RUNTIME = "*"
 RATIO = r"(?P<ratio>[0-9]*\.?[0-9]+)"
@@ -122,6 +120,11 @@ def runtime_of_schemes(schemes: list[str]) -> str | None:
 
 def stages_in(slot: Slot) -> tuple[Stage, ...]:
     return tuple(s for s in STAGES if s.slot == slot)
+
+
+def quant_schemes() -> tuple[str, ...]:
+    """The quantization schemes farm has: the tokens of the registered quant stages (QuantSpec checks by them)."""
+    return tuple(s.token for s in stages_in("quant"))
 
 
 def quant_stage(scheme: str) -> Stage:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import redis
 
-from scripts.faultkit import Worker
+from harness.faultkit import Worker
 
 PG_ADMIN = os.environ.get("FARM_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_BASE = os.environ.get("FARM_TEST_PG_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -122,7 +122,7 @@ def run_farm(args: list[str], env: dict[str, str], timeout: float = 300) -> subp
 
 
 class WorkerProcess(Worker):
-    """A real `farm worker` subprocess (scripts/faultkit.py), stopped (and its children killed) on exit."""
+    """A real `farm worker` subprocess (harness/faultkit.py), stopped (and its children killed) on exit."""
 
     def __init__(self, env: dict[str, str], device: str, log_path: Path, name: str | None = None) -> None:
         super().__init__(env, name, log_path, device=device)

@@ -179,7 +179,7 @@ def test_a_repeat_passes_again_until_its_window_is_long_enough_for_the_meter() -
 
 
 def test_nvml_asks_for_windows_of_a_second_FAKE_nvml() -> None:
-    from scripts.fakes import fake_pynvml
+    from harness.fakes import fake_pynvml
     from worker.meters.combined import CombinedMeter
     from worker.meters.nvml import NvmlMeter
 

@@ -125,6 +125,7 @@ def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str
         assert any(isinstance(m, DynamicInt8Linear) for m in quantized.modules())
 
 
+
 def test_int8dyn_is_refused_on_a_gpu_by_the_runtime_too(builtin_model) -> None:  # noqa: ANN001
     """A device handle that claims cuda:0 (this machine has no GPU): the registry's device list decides."""
     from shared.devices import Device

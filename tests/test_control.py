@@ -124,7 +124,7 @@ def test_default_threads_share_the_cpus_with_the_workers_on_this_machine() -> No
 def test_a_gpu_worker_takes_its_gpus_numa_node_cpus_FAKE_sysfs_and_nvml(tmp_path: Path) -> None:
     """A fake sysfs tree (two nodes) and a fake NVML: cuda:0 sits on node 1, so its worker's threads default to
     node 1's CPUs that this process may use; a CPU worker, or a GPU on no node (-1), takes every allowed CPU."""
-    from scripts.fakes import fake_pynvml
+    from harness.fakes import fake_pynvml
     from shared.devices import Device
     from worker.devices.numa import allowed_cpus, device_cpus, parse_cpulist
 
@@ -140,11 +140,11 @@ def test_a_gpu_worker_takes_its_gpus_numa_node_cpus_FAKE_sysfs_and_nvml(tmp_path
     gpu.mkdir(parents=True)
     (gpu / "numa_node").write_text("1\n")
     nvml = fake_pynvml(has_counter=True, bus_ids=("00000000:3B:00.0",))
-    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path, nvml=nvml) == set(half)  # 4096+ are not ours
-    assert device_cpus(Device.parse("cpu"), sysfs=tmp_path, nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), "nvidia", sysfs=tmp_path, nvml=nvml) == set(half)  # 4096+ are not ours
+    assert device_cpus(Device.parse("cpu"), "cpu", sysfs=tmp_path, nvml=nvml) == allowed
     (gpu / "numa_node").write_text("-1\n")
-    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path, nvml=nvml) == allowed
-    assert device_cpus(Device.parse("cuda:0"), sysfs=tmp_path / "absent", nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), "nvidia", sysfs=tmp_path, nvml=nvml) == allowed
+    assert device_cpus(Device.parse("cuda:0"), "nvidia", sysfs=tmp_path / "absent", nvml=nvml) == allowed
 
 
 def test_sigterm_finishes_the_job_and_a_second_one_requeues_it(pg_env: dict[str, str],

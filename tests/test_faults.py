@@ -1,7 +1,7 @@
 """Faults on real processes: a private redis-server that is killed and restarted, a TCP proxy in front of
 Postgres that goes down, workers SIGKILLed as a whole, poison on the queue. Each counts rows: 0 lost, 0 duplicated.
 
-The scenarios live in scripts/faultkit.py, which `scripts/fault_inject.py` runs to print the README's table.
+The scenarios live in harness/faultkit.py, which `scripts/fault_inject.py` runs for docs/reliability.md's table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.faultkit import SCENARIOS, run_scenario
+from harness.faultkit import SCENARIOS, run_scenario
 
 # Seconds after which a scenario's recovery is too slow even on a loaded 2-core CI machine.
 RECOVERY_LIMIT_S = {"worker-dies": 120.0, "worker-stalls": 120.0, "redis-lost-queued": 120.0,
@@ -62,7 +62,7 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
 @pytest.mark.slow
 def test_a_dead_lettered_job_is_retried_by_its_id_prefix(tmp_path: Path, artifacts_dir: Path,
                                                          builtin_model: object) -> None:
-    from scripts.faultkit import Lab, pool_dies_every_delivery
+    from harness.faultkit import Lab, pool_dies_every_delivery
 
     lab = Lab(tmp_path / "lab", artifacts_dir)
     try:

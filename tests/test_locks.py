@@ -44,7 +44,7 @@ def test_non_redis_brokers_get_a_no_op_lock() -> None:
 
 def test_lock_rides_out_a_broker_restart_and_release_never_raises(tmp_path) -> None:  # noqa: ANN001
     """The bug: the heartbeat died on its first ConnectionError and release() then raised inside the job."""
-    from scripts.faultkit import LocalRedis
+    from harness.faultkit import LocalRedis
 
     broker = LocalRedis(tmp_path / "redis", aof=False)
     try:
@@ -77,7 +77,7 @@ def test_a_lease_recreated_after_a_stall_is_given_up_when_the_store_names_anothe
     and measured for nothing. The store decides: not ours, so the lease is lost and the key given back."""
     import time
 
-    from scripts.faultkit import LocalRedis
+    from harness.faultkit import LocalRedis
     from worker.delivery.lease import Lease
 
     broker = LocalRedis(tmp_path / "redis", aof=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.fakes import FakePowercap, fake_pynvml
+from harness.fakes import FakePowercap, fake_pynvml
 from shared.settings import Settings
 from worker.bench import measure_idle
 from worker.conditions import cpu_governor, cpu_temperature_c
@@ -351,6 +351,8 @@ def test_fake_nvml_is_chosen_for_a_cuda_device_beside_the_cpu_meter(tmp_path: Pa
     from worker.meters import nvml
 
     class FakeCuda(DeviceHandle):
+        vendor = "nvidia"
+
         def synchronize(self) -> None:
             return None
 

@@ -1,6 +1,6 @@
 """Every row of the ownership tables (worker/delivery/ownership.py), as pure function calls: milliseconds each.
 
-The real-process fault tests (tests/test_faults.py, scripts/faultkit.py) then check that the I/O shells feed these
+The real-process fault tests (tests/test_faults.py, harness/faultkit.py) then check that the I/O shells feed these
 decisions what they saw.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.faultkit import LocalRedis
+from harness.faultkit import LocalRedis
 from shared.redact import redact
 from tests.conftest import run_farm
 

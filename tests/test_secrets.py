@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from scripts.faultkit import LocalRedis, spare_port
+from harness.faultkit import LocalRedis, spare_port
 from shared import redact as redact_module
 from shared.redact import redact, remember_env_secrets, remember_secrets, url_secrets
 from tests.conftest import run_farm

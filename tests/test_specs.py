@@ -46,7 +46,7 @@ def test_prune_methods_and_ratios(name: str, method: str, ratio: float) -> None:
     assert v.train is None and v.quant is None
 
 
-@pytest.mark.parametrize("bad", ["fast", "prune-r1.5", "prune-r0", "prune-all-r1", "quant-int4", "pruned-uint9", ""])
+@pytest.mark.parametrize("bad", ["fast", "prune-r1.5", "prune-r0", "prune-all-r1", "quant-int3", "pruned-uint9", ""])
 def test_bad_variant_names_raise_a_farm_error(bad: str) -> None:
     with pytest.raises(FarmError):
         parse_variant(bad)

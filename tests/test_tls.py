@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.faultkit import spare_port
+from harness.faultkit import spare_port
 from shared.errors import FarmError
 from shared.tls import broker_url_with_tls, database_url_with_tls
 from tests.conftest import run_farm

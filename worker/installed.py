@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 
-# What each runtime needs installed beyond the worker extra (pip install 'farm[runtimes]').
-NEEDS: dict[str, tuple[str, ...]] = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx"),
-                                     "openvino": ("openvino", "onnx", "nncf")}
+from shared.runtimes import RUNTIME_INFOS
+
+# What each runtime needs installed beyond the worker extra (pip install 'farm[runtimes]'), from shared/runtimes.py.
+NEEDS: dict[str, tuple[str, ...]] = {r.name: r.packages for r in RUNTIME_INFOS}
 
 
 def available_runtimes(allowed: tuple[str, ...] | None = None) -> list[str]:

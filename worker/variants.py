@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from shared.refs import resolve
 from shared.specs import JobSpec
 from worker.artifacts import ArtifactMismatch, ArtifactStore, ensure_writable, recipe_key
-from worker.runtimes.base import resolve
 from worker.training import EpochMetrics
 from worker.workloads.models import BaseModel, TrainLock, builtin_key, load_base_model
 from worker.workloads.types import ImageFormat

@@ -6,23 +6,29 @@ import json
 
 import click
 
+from shared.meters import METERS
+from shared.runtimes import RUNTIME_INFOS, RUNTIMES
 from shared.specs import BUILTIN_MODEL, example_variants, parse_variant
-from shared.stages import RUNTIMES, STAGES, grammar
+from shared.stages import STAGES, grammar
 
 
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def variants(fmt: str) -> None:
-    """Explain the variant grammar (from the registry of stages) and list examples."""
+    """Explain the variant grammar (from the registry of stages), the runtimes and meters, and list examples."""
     if fmt == "json":
         stages = [{"slot": s.slot, "token": s.token, "summary": s.summary, "devices": list(s.devices),
                    "runtimes": list(s.runtimes)} for s in STAGES]
         quant = {s.token: s.summary for s in STAGES if s.slot == "quant"}
         click.echo(json.dumps({"examples": example_variants(), "stages": stages, "quantization": quant,
-                               "runtimes": list(RUNTIMES)}, indent=2))
+                               "runtimes": list(RUNTIMES),
+                               "runtime_devices": {r.name: list(r.devices) for r in RUNTIME_INFOS},
+                               "meters": {m.name: {"vendors": list(m.vendors), "sources": list(m.sources)}
+                                          for m in METERS}}, indent=2))
         return
     click.echo(grammar())
-    click.echo(f"\nRuntimes: {', '.join(RUNTIMES)}")
+    click.echo("\nRuntimes: " + ", ".join(f"{r.name} ({', '.join(r.devices)})" for r in RUNTIME_INFOS))
+    click.echo("Meters:   " + ", ".join(f"{m.name} ({', '.join(m.vendors)})" for m in METERS))
     click.echo("Examples: " + ", ".join(example_variants()))
 
 

@@ -15,6 +15,7 @@ from controller.services import check_broker, describe_fleet, job_rows, live_wor
 from shared.devices import Device
 from shared.errors import FarmError
 from shared.routing import queue_device_class, queue_for_target
+from shared.runtimes import DEFAULT_RUNTIME, runtime_choices
 from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 
 
@@ -30,7 +31,8 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--on", "target", default="cpu", show_default=True,
               help="Where: cpu, gpu, host:NAME or host:NAME:cpu|gpu (one worker runs both variants).")
 @click.option("--runtime", default=None,
-              help="The runtime of both (default: each variant's own: ort-int8dyn runs on onnxruntime, else torch).")
+              help=f"The runtime of both, {runtime_choices()} (default: each variant's own: ort-int8dyn runs on "
+                   f"onnxruntime, else {DEFAULT_RUNTIME}).")
 @click.option("--runtime-b", default=None, help="B's runtime, to compare runtimes (e.g. baseline vs baseline).")
 @click.option("--here", is_flag=True, help="Run it in this process, like `farm run`, with no broker.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="With --here: cpu or cuda:N.")
@@ -121,9 +123,9 @@ def _submit(settings: Any, spec: Any, target: str, queue_anyway: bool, timeout: 
     from sqlmodel import Session
 
     from controller.commands.control import wait_for
+    from shared.celery_app import make_app
     from shared.db import crud
     from shared.dispatch import dispatch
-    from worker.app import make_app
 
     queue = queue_for_target(target)
     client = check_broker(settings)

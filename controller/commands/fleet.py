@@ -36,13 +36,13 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
     Workers that share a FARM_HOSTNAME take turns to train and measure; workers on one machine split its
     CPUs between them (see --threads).
     """
+    from shared.celery_app import make_app
     from shared.routing import worker_queues
-    from worker.app import make_app
     from worker.devices import open_device
 
     settings = load_settings()
     where = device
-    open_device(where)
+    vendor = open_device(where).vendor
     client = check_broker(settings)
     open_engine(settings)  # fail fast on a bad store, and migrate it
     warning = _broker_persistence_warning(client)
@@ -59,7 +59,8 @@ def worker(device: Device, loglevel: str, name: str | None, threads: int | None,
         from controller.cpu_share import register_start
         from worker.devices.numa import device_cpus
 
-        threads = default_threads(live_workers(client), node, len(device_cpus(where)), register_start(client, node))
+        threads = default_threads(live_workers(client), node, len(device_cpus(where, vendor)),
+                                  register_start(client, node))
     _claim_identity(client, node, settings.lease_timeout_s)
     click.echo(f"worker {node}: device {where}, queues {', '.join(queues)}, {threads} torch threads", err=True)
     make_app(settings, device=where, threads=threads, on_stop=on_stop).worker_main([

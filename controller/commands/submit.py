@@ -66,7 +66,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     results for that model and data already.
     --batch-sizes 1,8,32 fans out like --variants (a baseline is matched at each batch size).
     """
-    from worker.app import make_app
+    from shared.celery_app import make_app
 
     names = _variant_names(variant, variants, sweep)
     settings = load_settings()
@@ -338,10 +338,10 @@ def retry(job: str) -> None:
     delivery count and dead letters are cleared. A chain stage is retried with the stages after it."""
     from sqlmodel import Session
 
+    from shared.celery_app import make_app
     from shared.db import crud
     from shared.dispatch import dispatch, forget_dead_letters
     from shared.keys import cancel_key, deliveries_key, lease_key
-    from worker.app import make_app
 
     settings = load_settings()
     client = check_broker(settings)

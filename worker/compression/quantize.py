@@ -32,7 +32,7 @@ def dynamic_int8(model: nn.Module, spec: QuantSpec, device: str) -> nn.Module:
     """int8 Linear layers with dynamic activation scales (torch's fbgemm/oneDNN CPU kernels)."""
     with warnings.catch_warnings():
         # torch.ao eager quantization is deprecated in favour of torchao; it still ships, and is the
-        # fastest int8 CPU path we measured (README, "CPU speed").
+        # fastest int8 CPU path we measured (docs/benchmarks.md, "CPU speed").
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
         from torch.ao.quantization import quantize_dynamic

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from shared.devices import Device
+from shared.devices import Device, Vendor
 from worker.conditions import cpu_temperature_c
 from worker.hardware import cpu_model
 
@@ -14,6 +14,12 @@ class DeviceHandle(ABC):
 
     def __init__(self, device: Device) -> None:
         self.device = device
+
+    @property
+    def vendor(self) -> Vendor:
+        """Who made the device ("cpu", "nvidia", "amd"): it picks the meters (worker/meters/select.py) and the NUMA
+        lookup (worker/devices/numa.py)."""
+        return "cpu"
 
     @property
     def torch_device(self) -> str:

@@ -1,8 +1,9 @@
 """Which CPUs a worker's torch threads should use: those of its device's NUMA node, or the whole machine.
 
 A GPU sits on one NUMA node (its PCI device's `numa_node` in sysfs); host-side work for it (data, kernel
-launches) runs best on that node's cores. A CPU worker uses every CPU it may run on. Both are cut to this
-process's affinity (taskset, cgroups).
+launches) runs best on that node's cores. Its PCI address comes from its vendor's library (NVML for NVIDIA, AMD
+SMI for AMD): a ROCm GPU is `cuda:N` to torch too, so the vendor, not the device kind, picks the lookup.
+A CPU worker uses every CPU it may run on. Both are cut to this process's affinity (taskset, cgroups).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from shared.devices import Device
+from shared.devices import Device, Vendor
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def allowed_cpus() -> set[int]:
     return set(range(os.cpu_count() or 1))
 
 
-def pci_bus_id(cuda_index: int, nvml: ModuleType | None = None) -> str | None:
+def nvml_bus_id(cuda_index: int, nvml: ModuleType | None = None) -> str | None:
     """The sysfs name ("0000:3b:00.0") of GPU `cuda_index`'s PCI device, from NVML; None when NVML cannot say."""
     try:
         if nvml is None:
@@ -63,14 +64,23 @@ def numa_node_cpus(node: int, sysfs: Path = Path("/sys")) -> set[int]:
         return set()
 
 
-def device_cpus(device: Device, *, sysfs: Path = Path("/sys"), nvml: ModuleType | None = None) -> set[int]:
-    """The CPUs a worker on `device` should run its threads on: its GPU's NUMA node's CPUs that this process may
-    use, or every CPU it may use (a CPU device, a GPU on no node, or a node whose CPUs are all outside the
-    affinity)."""
+def amd_bus_id(cuda_index: int, smi: ModuleType | None = None) -> str | None:
+    """The sysfs name of ROCm GPU `cuda_index`'s PCI device, from AMD SMI; None when it cannot say."""
+    from worker.meters.amd import pci_bus_id
+
+    return pci_bus_id(cuda_index, smi)
+
+
+def device_cpus(device: Device, vendor: Vendor, *, sysfs: Path = Path("/sys"), nvml: ModuleType | None = None,
+                smi: ModuleType | None = None) -> set[int]:
+    """The CPUs a worker on `device` (made by `vendor`) should run its threads on: its GPU's NUMA node's CPUs
+    that this process may use, or every CPU it may use (a CPU device, a GPU on no node, or a node whose CPUs are
+    all outside the affinity). `nvml` and `smi` replace the vendors' libraries (tests)."""
     allowed = allowed_cpus()
-    if device.kind != "cuda":
+    if device.kind != "cuda" or vendor == "cpu":
         return allowed
-    bus = pci_bus_id(device.index or 0, nvml)
+    index = device.index or 0
+    bus = amd_bus_id(index, smi) if vendor == "amd" else nvml_bus_id(index, nvml)
     if bus is None:
         return allowed
     try:

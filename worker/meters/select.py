@@ -1,47 +1,29 @@
-"""The meters for a device, from a registry: each entry opens its meter where it applies to the device.
+"""The meters for a device, from the descriptors in shared/meters.py: those whose vendors include the device's
+vendor, opened in order (a ROCm GPU is `cuda:N` too, and gets AMD SMI, never NVML).
 
-`METERS` is tried in order; each factory returns a Meter, None when it does not apply to the device, and
-raises MeterError when it applies but cannot read (a GPU whose NVML fails: the job fails, no 0 J). The CPU
-entry falls back to the labelled estimate when RAPL is unreadable, with the reason as a note.
+Each descriptor's `opens` function returns a Meter and raises MeterError when it applies but cannot read (a GPU
+whose library fails: the job fails, no 0 J). The CPU meter falls back to the labelled estimate when RAPL is
+unreadable, with the reason as a note.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
+from shared.meters import meters_for
+from shared.refs import resolve
 from shared.settings import Settings
 from worker.devices.base import DeviceHandle
 from worker.meters.base import Meter, MeterError
 from worker.meters.combined import CombinedMeter
-from worker.meters.estimate import CpuTimeEstimate
 from worker.meters.rapl import RaplMeter, RaplPermissionError
 
-log = logging.getLogger(__name__)
-MeterFactory = Callable[[DeviceHandle, Settings, list[str]], "Meter | None"]
+MeterFactory = Callable[[DeviceHandle, Settings, list[str]], Meter]
 
 
-def nvml_meter(device: DeviceHandle, settings: Settings, notes: list[str]) -> Meter | None:
-    """NVML on a CUDA device (energy counter, or polled power on GPUs without one)."""
-    if device.device.kind != "cuda":
-        return None
-    from worker.meters.nvml import NvmlMeter, nvml_index
-
-    return NvmlMeter([nvml_index(device.device.index or 0)], sync=device.synchronize)
-
-
-def cpu_meter(device: DeviceHandle, settings: Settings, notes: list[str]) -> Meter:
-    """RAPL when its counters can be read; otherwise the CPU-time estimate, with the reason as a note."""
-    try:
-        return RaplMeter(settings.powercap_root, mode=settings.rapl_domains)
-    except MeterError as exc:
-        note = f"RAPL unavailable ({exc}); CPU energy estimated from CPU time"
-        log.warning(note)
-        notes.append(note)
-        return CpuTimeEstimate(settings.cpu_watts_per_core)
-
-
-METERS: list[MeterFactory] = [nvml_meter, cpu_meter]
+def factories(device: DeviceHandle) -> list[tuple[str, MeterFactory]]:
+    """(meter name, its opening function) for each meter that applies to `device`, in order."""
+    return [(info.name, resolve(info.opens)) for info in meters_for(device.vendor)]
 
 
 def rapl_access_problem(settings: Settings) -> str | None:
@@ -61,10 +43,8 @@ def build_meter(device: DeviceHandle, settings: Settings) -> CombinedMeter:
     notes: list[str] = []
     meters: list[Meter] = []
     try:
-        for factory in METERS:
-            meter = factory(device, settings, notes)
-            if meter is not None:
-                meters.append(meter)
+        for _name, factory in factories(device):
+            meters.append(factory(device, settings, notes))
     except BaseException:
         for meter in meters:
             meter.close()

@@ -1,16 +1,29 @@
-"""Runtimes: one module per runtime, one line each in `RUNTIMES` (names match shared/stages.py's list)."""
+"""Runtimes: one module per runtime, each declared once in shared/runtimes.py, which this registry is built from.
+Importing it fails when a class's `name` is not its descriptor's (the two sides cannot drift apart)."""
 
 from __future__ import annotations
 
 from shared.errors import FarmError
+from shared.refs import resolve
+from shared.runtimes import RUNTIME_INFOS
 from worker.installed import NEEDS, available_runtimes
 from worker.runtimes.base import Runner, Runtime
-from worker.runtimes.onnxruntime_rt import OnnxRuntime
-from worker.runtimes.openvino_rt import OpenVinoRuntime
-from worker.runtimes.torch_eager import TorchRuntime
 
-RUNTIMES: dict[str, type[Runtime]] = {TorchRuntime.name: TorchRuntime, OnnxRuntime.name: OnnxRuntime,
-                                      OpenVinoRuntime.name: OpenVinoRuntime}
+
+def _registry() -> dict[str, type[Runtime]]:
+    registry: dict[str, type[Runtime]] = {}
+    for info in RUNTIME_INFOS:
+        cls = resolve(info.implementation)
+        if not (isinstance(cls, type) and issubclass(cls, Runtime)) or cls.name != info.name:
+            raise ImportError(f"{info.implementation} is not the Runtime named {info.name!r} that "
+                              "shared/runtimes.py declares")
+        registry[info.name] = cls
+    return registry
+
+
+RUNTIMES: dict[str, type[Runtime]] = _registry()
+
+
 def get_runtime(name: str, allowed: tuple[str, ...] | None = None) -> Runtime:
     """The runtime called `name`; FarmError when this worker does not have it (or lacks its packages)."""
     if name not in RUNTIMES:

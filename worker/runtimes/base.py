@@ -7,7 +7,6 @@ each runtime quantizes its own way (shared/stages.py names, per scheme, the func
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from shared.errors import FarmError
+from shared.refs import resolve
 from shared.specs import QuantSpec
 from shared.stages import quant_stage
 from worker.devices.base import DeviceHandle
@@ -50,12 +50,6 @@ def loaded_weights(runner: Runner) -> Any:
     """What a runtime's runner holds its weights in (an nn.Module, ONNX bytes, an OpenVINO Model), or None for a
     runner that does not say (worker/memory.py counts them)."""
     return getattr(runner, "weights", None)
-
-
-def resolve(target: str) -> Any:
-    """The object named "module:attribute" (the registries name functions this way to stay import-light)."""
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def quantizer(quant: QuantSpec, runtime: str, device: DeviceHandle) -> Callable[..., Any]:

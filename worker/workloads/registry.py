@@ -1,27 +1,22 @@
-"""The registry of datasets: one loader per dataset kind of the grammar in shared/inputs.py.
+"""The registry of datasets: one loader per dataset kind declared in shared/datasets.py, resolved from it.
 
 A loader takes the parsed name, the split, the model's image format, a split seed and the data roots, and
-returns an ImageSet. To add a dataset, write a module with a `load` like these and add one line to DATASETS
-(and its name to `DATASET_ARGUMENTS` in shared/inputs.py, which the controller validates with).
+returns an ImageSet. To add a dataset, write a module with a `load` like these and add one `DatasetInfo` to
+shared/datasets.py (docs/extending.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from shared.datasets import DATASETS as DATASET_INFOS
 from shared.inputs import DatasetRef, parse_dataset
-from worker.workloads.cifar100 import load as load_cifar100
-from worker.workloads.digits import load as load_digits
-from worker.workloads.synthetic import load as load_synthetic
+from shared.refs import resolve
 from worker.workloads.types import ImageFormat, ImageSet, Split
 
 Loader = Callable[..., ImageSet]  # (ref, split, fmt, *, seed, roots) -> ImageSet
 
-DATASETS: dict[str, Loader] = {
-    "digits": load_digits,
-    "synthetic": load_synthetic,
-    "cifar100": load_cifar100,
-}
+DATASETS: dict[str, Loader] = {d.kind: resolve(d.loader) for d in DATASET_INFOS}
 
 
 def load_dataset(dataset_id: str, split: Split, fmt: ImageFormat, *, seed: int = 0,

@@ -1,6 +1,6 @@
 """A FAKE skewed wall clock for fault tests: a machine whose clock is FARM_FAKE_CLOCK_OFFSET_S seconds off.
 
-Put this folder first on PYTHONPATH of a process (a `farm worker` in scripts/faultkit.py): at start-up it shifts
+Put this folder first on PYTHONPATH of a process (a `farm worker` in harness/faultkit.py): at start-up it shifts
 `time.time`, `time.time_ns` and `datetime.now`/`utcnow` by the offset; monotonic clocks, sleeps and timeouts are
 left alone, as they are on a real machine whose wall clock is wrong. (libfaketime breaks Python's time.sleep.)
 Fake hardware only: never installed, never imported by farm itself.

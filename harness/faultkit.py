@@ -589,7 +589,7 @@ def backlog_then_worker_dies(lab: Lab) -> Row:
 
 
 def skewed_clock_lost_queue(lab: Lab) -> Row:
-    """The only worker's clock is an hour behind (a FAKE wall clock, scripts/fake_clock), Redis restarts without
+    """The only worker's clock is an hour behind (a FAKE wall clock, harness/fake_clock), Redis restarts without
     persistence with 3 jobs queued: the reaper times its suspicion on the broker's clock and sends them again; each
     row records the skew, and `farm status` shows it."""
     jobs = [lab.submit(*JOB) for _ in range(3)]

@@ -1,4 +1,5 @@
-"""Fakes of hardware this machine lacks: a powercap sysfs tree, and a pynvml module. Nothing else is faked."""
+"""Fakes of hardware this machine lacks: a powercap sysfs tree, a pynvml module and an amdsmi module. Nothing else
+is faked."""
 
 from __future__ import annotations
 
@@ -90,6 +91,66 @@ def fake_pynvml(*, has_counter: bool, power_w: float = 100.0, names: tuple[str, 
         nvmlDeviceGetPowerUsage=power,
         nvmlDeviceGetTemperature=lambda h, sensor: 41 + h,
         nvmlDeviceGetPciInfo=lambda h: types.SimpleNamespace(busId=bus_ids[h].encode()),
+        calls=calls,
+    )
+    return mod
+
+
+class FakeAmdSmiException(Exception):
+    pass
+
+
+def fake_amdsmi(*, has_counter: bool, power_w: float = 300.0, names: tuple[str, ...] = ("AMD Instinct MI250X",),
+                bdfs: tuple[str, ...] = ("0000:C1:00.0",), resolution_uj: float = 15.259, legacy_key: bool = False,
+                power_key: str = "current_socket_power", temps_c: dict[str, float] | None = None):
+    """A stand-in for the amdsmi module (ROCm's AMD SMI): constant power, and an energy accumulator that follows
+    wall time in ticks of `resolution_uj` µJ (ROCm 6.0 calls it `power`, later ones `energy_accumulator`). A GPU
+    without a counter (`has_counter=False`) raises as AMD SMI does for an unsupported call. `temps_c` maps
+    sensor name (EDGE, HOTSPOT) to °C; a sensor absent from it raises."""
+    import time
+
+    t0 = time.perf_counter()
+    calls: dict[str, int] = {}
+    temps = {"EDGE": 45.0} if temps_c is None else temps_c
+
+    def count(name: str) -> None:
+        calls[name] = calls.get(name, 0) + 1
+
+    def energy(handle: int) -> dict[str, float]:
+        count("energy")
+        if not has_counter:
+            raise FakeAmdSmiException("AMDSMI_STATUS_NOT_SUPPORTED")
+        ticks = int((time.perf_counter() - t0) * power_w * 1e6 / resolution_uj)
+        return {"power" if legacy_key else "energy_accumulator": ticks, "counter_resolution": resolution_uj,
+                "timestamp": time.time_ns()}
+
+    def power(handle: int) -> dict[str, object]:
+        count("power")
+        info: dict[str, object] = {"socket_power": "N/A", "current_socket_power": "N/A",
+                                   "average_socket_power": "N/A", "power_limit": 500}
+        info[power_key] = int(power_w)
+        return info
+
+    def temp(handle: int, sensor: str, metric: str) -> float:
+        if sensor not in temps:
+            raise FakeAmdSmiException("AMDSMI_STATUS_NOT_SUPPORTED")
+        return temps[sensor] + handle
+
+    handles = list(range(len(names)))
+    mod = types.SimpleNamespace(
+        AmdSmiException=FakeAmdSmiException,
+        AmdSmiTemperatureType=types.SimpleNamespace(EDGE="EDGE", HOTSPOT="HOTSPOT"),
+        AmdSmiTemperatureMetric=types.SimpleNamespace(CURRENT="CURRENT"),
+        amdsmi_init=lambda *flags: count("init"),
+        amdsmi_shut_down=lambda: count("shutdown"),
+        amdsmi_get_processor_handles=lambda: list(handles),
+        amdsmi_get_gpu_asic_info=lambda h: {"market_name": names[h], "vendor_id": "0x1002"},
+        amdsmi_get_gpu_driver_info=lambda h: {"driver_name": "amdgpu", "driver_version": "6.8.5"},
+        amdsmi_get_power_cap_info=lambda h: {"power_cap": 500_000_000, "default_power_cap": 500_000_000},  # µW
+        amdsmi_get_energy_count=energy,
+        amdsmi_get_power_info=power,
+        amdsmi_get_temp_metric=temp,
+        amdsmi_get_gpu_device_bdf=lambda h: bdfs[h],
         calls=calls,
     )
     return mod
