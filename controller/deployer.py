@@ -10,7 +10,12 @@ import click
 from shared.errors import FarmError
 from shared.specs import SCENARIOS
 
-MAX_BATCH_SIZE = 4096
+
+def _max_batch_size() -> int:
+    """FARM_MAX_BATCH_SIZE (docs/security.md, "Bounds"): the largest batch a command may ask for."""
+    from shared.settings import Settings
+
+    return Settings.from_env().max_batch_size
 
 
 def deployer_options(fn: Any, *, scenarios: bool = True) -> Any:
@@ -60,9 +65,13 @@ def batch_sizes(batch_size: int | None, batch_sizes: str | None) -> list[int | N
             raise FarmError("--batch-sizes needs at least one size")
     else:
         sizes = [batch_size] if batch_size is not None else [None]
+    maximum = _max_batch_size()
     for s in sizes:
-        if s is not None and not 1 <= s <= MAX_BATCH_SIZE:
-            raise FarmError(f"a batch size must be between 1 and {MAX_BATCH_SIZE}, got {s}")
+        if s is not None and s < 1:
+            raise FarmError(f"a batch size must be at least 1, got {s}")
+        if s is not None and s > maximum:
+            raise FarmError(f"--batch-size must be at most {maximum:,}, got {s:,} (a lab that needs more sets "
+                            "FARM_MAX_BATCH_SIZE; docs/security.md, \"Bounds\")")
     return list(dict.fromkeys(sizes))
 
 
@@ -94,8 +103,9 @@ def bench_fields(batch_size: int | None = None, scenario: str = "offline", qps: 
                         ("--p99-ms", p99_ms)):
         if value is not None and not value > 0 and not (name == "--max-wait-ms" and value == 0):
             raise FarmError(f"{name} must be positive, got {value:g}")
-    if max_batch is not None and not 1 <= max_batch <= MAX_BATCH_SIZE:
-        raise FarmError(f"--max-batch must be between 1 and {MAX_BATCH_SIZE}, got {max_batch}")
+    if max_batch is not None and not 1 <= max_batch <= _max_batch_size():
+        raise FarmError(f"--max-batch must be between 1 and {_max_batch_size():,} (FARM_MAX_BATCH_SIZE), got "
+                        f"{max_batch}")
     if qps is not None and qps * (server_s or 10.0) > 2_000_000:
         raise FarmError(f"--qps {qps:g} over {server_s or 10.0:g} s is more than 2,000,000 queries")
     out.update(qps=qps, qps_sweep=qps_sweep, p99_ms=p99_ms)

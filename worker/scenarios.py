@@ -228,4 +228,4 @@ def server_window(runner: Runner, data: ImageSet, spec: BenchSpec, device: Devic
                         lag.mean_s if lag else None, lag.max_s if lag else None, lag.p99_s if lag else None,
                         lag.count if lag else 0)
     return ServerMeasurement(index, started, head, None, None, energy.duration_s, energy, before, after, 0, 1,
-                             lat.summary(), mem[0] if mem else None, None, stats)
+                             latency=lat.summary(), memory=mem[0] if mem else None, server=stats)
