@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict
-from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index, false
 from sqlmodel import Field, SQLModel
 
 from shared.db.types import UTCDateTime, utcnow
@@ -201,7 +201,9 @@ class ResultFields(SQLModel):
     foreign_cpu_cores: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["foreign_cpu_cores"]})
     foreign_gpu: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True,
                                                sa_column_kwargs={"comment": COMMENTS["foreign_gpu"]})
-    contended: bool = Field(default=False, index=True, sa_column_kwargs={"comment": COMMENTS["contended"]})
+    # false by default in SQL too: rows written by hand (or by older tools) are not contended unless they say so
+    contended: bool = Field(default=False, index=True, sa_column_kwargs={"comment": COMMENTS["contended"],
+                                                                         "server_default": false()})
     cooldown_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["cooldown_s"]})
     min_window_s: float | None = Field(default=None, sa_column_kwargs={"comment": COMMENTS["min_window_s"]})
     min_window_reason: str | None = None

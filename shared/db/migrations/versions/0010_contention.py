@@ -42,8 +42,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('min_window_s', sa.Float(), nullable=True, comment=COMMENTS["min_window_s"]))
         batch_op.add_column(sa.Column('min_window_reason', sa.String(), nullable=True))
         batch_op.create_index(batch_op.f('ix_result_contended'), ['contended'], unique=False)
-    with op.batch_alter_table('result', schema=None) as batch_op:
-        batch_op.alter_column('contended', server_default=None)
     op.create_table(
         'noise_floor',
         sa.Column('id', sa.Integer(), nullable=False),
