@@ -151,3 +151,38 @@ def test_rediss_with_verification_off_is_refused(env: dict[str, str]) -> None:
 
     with pytest.raises(FarmError):
         broker_url_with_tls("rediss://:pw@broker.example:6380/0?ssl_cert_reqs=none")
+
+
+# --- 5. a symlinked folder in the artifact store: reads are refused, writes go through it -------------------------
+def test_writes_never_land_outside_the_artifact_root(tmp_path: Path, rt_pg_url: str) -> None:
+    """A planted `<root>/onnx -> /elsewhere` is refused on read, but write_bytes makes `<key>/` and writes
+    model.onnx and its sidecar in /elsewhere (then every later read refuses it, so it is re-exported every job)."""
+    from worker.artifacts import ArtifactMismatch, ArtifactStore, store_ledger
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "onnx").symlink_to(elsewhere)
+    store = ArtifactStore(str(root), store_ledger(rt_pg_url))
+    try:
+        store.write_bytes("onnx", "k", "model.onnx", b"export")
+    except (ArtifactMismatch, OSError):
+        pass
+    assert list(elsewhere.rglob("*")) == []
+
+
+# --- 6. over-masking: every 4+ character piece of a password is masked in all output ------------------------------
+def test_a_password_with_a_slash_does_not_mask_ordinary_words() -> None:
+    """A password `farm/2024` (pieces `farm`, `2024`) turns every "farm" and "2024" in stored job errors, dead
+    letters and logs into *** for good (host `farm-cpu` -> `***-cpu`, dates 2024-... -> ***-...)."""
+    from shared import redact as r
+
+    saved = set(r._KNOWN)
+    try:
+        r.remember_secrets("postgresql+psycopg://farm:farm/2024@db:5432/farm")
+        out = r.redact("job failed on host farm-cpu at 2024-05-01: out of memory")
+    finally:
+        r._KNOWN.clear()
+        r._KNOWN.update(saved)
+    assert "farm/2024" not in out
+    assert "farm-cpu" in out and "2024-05-01" in out, out
