@@ -1,4 +1,4 @@
-"""Red-team reproductions for issue 19 as merged (branch rt19). Each test fails on today's code and names the hole.
+"""Red-team reproductions for issue 19 (found on branch rt19, fixed on fix19). Each test names the hole it closes.
 
 Real processes, the real Redis test database and the real shared Postgres; nothing of the broker or store is mocked.
 """
