@@ -142,10 +142,11 @@ class ArtifactStore:
         if self.local:
             # a planted symlink (`<root>/onnx -> /elsewhere`) must not carry a write out of the root: check the
             # deepest folder that exists before makedirs (nothing is created outside), and the folder after it
-            existing = Path(folder)
-            while not existing.exists() and existing != existing.parent:
+            existing, base = Path(folder), Path(self.base)
+            while not existing.exists() and existing != base and existing != existing.parent:
                 existing = existing.parent
-            self._refuse_outside(str(existing), path)
+            if existing.exists():  # the root itself may not exist yet: makedirs creates it
+                self._refuse_outside(str(existing), path)
         self.fs.makedirs(folder, exist_ok=True)
         if self.local:
             self._refuse_outside(folder, path)
