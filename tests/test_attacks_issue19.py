@@ -186,3 +186,31 @@ def test_a_password_with_a_slash_does_not_mask_ordinary_words() -> None:
         r._KNOWN.update(saved)
     assert "farm/2024" not in out
     assert "farm-cpu" in out and "2024-05-01" in out, out
+
+
+# --- 7. hub ids with a trailing newline; farm plan's budget ----------------------------------------------------------
+def test_a_hub_id_with_a_trailing_newline_is_not_a_hub_id() -> None:
+    from shared.inputs import _HUB_ID
+
+    assert _HUB_ID.match("org/model")
+    assert _HUB_ID.match("org/model\n") is None  # `$` matched before a final newline
+
+
+def test_plan_budget_is_bounded(env: dict[str, str]) -> None:
+    proc = run_farm(["plan", "--budget", str(2**70)], env, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-400:]
+    assert "Traceback" not in proc.stderr and "10000" in proc.stderr
+
+
+def test_plan_submit_goes_through_the_confirm_threshold(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.commands.predict import _confirm_plan
+    from shared.errors import FarmError
+
+    monkeypatch.setenv("FARM_CONFIRM_JOBS", "2")
+    rows = [{"command": f"farm submit -v v{i}"} for i in range(3)]
+    with pytest.raises(FarmError, match="FARM_CONFIRM_JOBS=2; nothing was queued"):
+        _confirm_plan(rows, yes=False)
+    assert "farm submit -v v2" in capsys.readouterr().out
+    _confirm_plan(rows, yes=True)
+    _confirm_plan(rows[:2], yes=False)
