@@ -214,3 +214,17 @@ def test_plan_submit_goes_through_the_confirm_threshold(monkeypatch: pytest.Monk
     assert "farm submit -v v2" in capsys.readouterr().out
     _confirm_plan(rows, yes=True)
     _confirm_plan(rows[:2], yes=False)
+
+
+def test_long_password_pieces_are_masked_but_not_the_urls_own_host() -> None:
+    from shared import redact as r
+
+    saved = set(r._KNOWN)
+    try:
+        r.remember_secrets("postgresql://u:Longpiece1/dbserver01@dbserver01:5432/farm")
+        out = r.redact("libpq: host 'Longpiece1' unknown; connected to dbserver01 instead")
+    finally:
+        r._KNOWN.clear()
+        r._KNOWN.update(saved)
+    assert "Longpiece1" not in out  # an 8+ piece of a password with '/' is what a splitting driver quotes back
+    assert "dbserver01" in out, out  # ...but the URL's own host is not a secret
