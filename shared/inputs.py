@@ -22,7 +22,7 @@ from shared.errors import FarmError
 BUILTIN_MODEL = "builtin:vit-digits"
 DATASET_GRAMMAR = ", ".join(d.grammar for d in DATASETS[:-1]) + f" or {DATASETS[-1].grammar}"
 MAX_SYNTHETIC = 1_000_000
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?\Z")
 
 
 # The dataset kinds and what follows their colon: nothing, an image count, or a path under FARM_DATA_ROOTS

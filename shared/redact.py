@@ -33,13 +33,18 @@ _PASSWORD_FILE_ENV = re.compile(r"(PASSWORD_FILE|PASSFILE|SECRET_FILE)$")
 # Secrets, and their pieces: a driver that mis-parses a URL with an odd password can quote a fragment of it
 # (libpq reports host "ss#SECRET@127.0.0.1" for "u:p@ss#SECRET@127.0.0.1").
 _KNOWN: set[str] = set()
-MIN_PIECE = 4
+# Pieces are remembered only for passwords a driver may split (holding '@', '#' or '/'), and only long ones: a
+# password `farm/2024` must not turn every "farm" and "2024" in later output into ***.
+MIN_PIECE = 8
+_SPLIT_CHARS = "@#/"
 MIN_SECRET = 3  # shorter "secrets" (a password "x") would mask ordinary text everywhere; they are still parsed out
 
 _SCHEME = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://")
-# What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6, an optional port, then the end of
-# the URL's authority.
-_HOST_AFTER_AT = re.compile(r"(\[[0-9A-Fa-f:.%a-z]+\]|[A-Za-z0-9._~%\-]+)(:\d{0,5})?(?=$|[/?#\s'\",;)\]}>])")
+# What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6 (its zone id in any case), an optional
+# port, then the end of the URL's authority; or no host at all before a '/' (a Unix-socket URL: `u:pw@/db?host=/run`,
+# `redis+socket://:pw@/x.sock`).
+_HOST_AFTER_AT = re.compile(r"(\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9._~%\-]+|(?=/))(:[^/?#\s'\",;)\]}>@]*)?"
+                            r"(?=$|[/?#\s'\",;)\]}>])")
 # Only keys that may be secret are matched, so an ordinary `dsn='... password=x'` does not hide the one inside it.
 _KEY_VALUE = re.compile(r"(?P<lead>(?:^|[?&;\s,(]))(?P<key>[A-Za-z0-9_\-]*(?i:pass|pwd|secret|token|key|auth|sig|"
                         r"credentials)[A-Za-z0-9_\-]*)\s*=\s*"
@@ -118,23 +123,44 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in found if s]
 
 
-def remember_secret(*values: str) -> None:
-    """Mask these exact values (and their percent-coded forms, and pieces of 4+ characters) from now on."""
+def _url_parts(url: str) -> set[str]:
+    """The non-secret parts of one URL (user, host, port, database or socket path pieces), never masked as pieces."""
+    match = _SCHEME.match(url.strip())
+    if not match:
+        return set()
+    rest = url.strip()[match.end():]
+    at = _userinfo_end(rest, 0)
+    parts: set[str] = set()
+    if at is not None:
+        parts.add(rest[:at].split(":", 1)[0])
+        rest = rest[at + 1:]
+    parts.update(p for p in re.split(r"[/?#:&=;\[\]]+", rest) if p)
+    return parts | {unquote(p) for p in parts}
+
+
+def remember_secret(*values: str, exclude: frozenset[str] | set[str] = frozenset()) -> None:
+    """Mask these exact values (and their percent-coded forms) from now on; of a password holding '@', '#' or '/'
+    (where a driver may split it) also its pieces of 8+ characters that are not in `exclude` (the URL's own user,
+    host, port and database)."""
     for value in values:
         if not value or len(value) < MIN_SECRET:
             continue
         forms = {value, unquote(value), quote(value, safe=""), quote(unquote(value), safe="")}
         for form in forms:
-            if len(form) >= MIN_SECRET:
-                _KNOWN.add(form)
+            if len(form) < MIN_SECRET:
+                continue
+            _KNOWN.add(form)
+            if any(c in form for c in _SPLIT_CHARS):
                 # pieces between URL delimiters: what a driver that splits the URL wrongly would quote back
-                _KNOWN.update(p for p in re.split(r"[@#/?:&=;\s\[\]]+", form) if len(p) >= MIN_PIECE)
+                _KNOWN.update(p for p in re.split(r"[@#/?:&=;\s\[\]]+", form)
+                              if len(p) >= MIN_PIECE and p not in exclude)
 
 
 def remember_secrets(*urls: str) -> None:
     """Mask the password and secret query values of these URLs wherever they appear later."""
     for url in urls:
-        remember_secret(*url_secrets(url or ""))
+        secrets = url_secrets(url or "")
+        remember_secret(*secrets, exclude=_url_parts(url or "") - set(secrets))
 
 
 def _pgpass_passwords(text: str) -> list[str]:

@@ -7,6 +7,10 @@ client in `shared.dispatch.redis_client`, psycopg and SQLAlchemy) verifies the s
   FARM_BROKER_KEY, `ssl_ca_certs`, `ssl_certfile` and `ssl_keyfile` query parameters (read by kombu's URL parser
   and by redis-py's `from_url` alike);
 - store: a Postgres URL gets `sslrootcert` from FARM_DATABASE_CA and, unless it names one, `sslmode=verify-full`.
+
+Weaker settings are refused rather than kept: with FARM_DATABASE_CA, an sslmode other than verify-ca or
+verify-full (disable, allow, prefer, require would reach the store unverified or in clear text); on a `rediss://`
+broker, ssl_cert_reqs none or optional.
 """
 
 from __future__ import annotations
@@ -24,9 +28,20 @@ def _check_file(option: str, path: str) -> str:
     return str(resolved.resolve())
 
 
-def _query_keys(url: str) -> set[str]:
+def _query(url: str) -> dict[str, str]:
     query = url.split("?", 1)[1] if "?" in url else ""
-    return {k for k, _ in parse_qsl(query.split("#", 1)[0], keep_blank_values=True)}
+    return {k: v for k, v in parse_qsl(query.split("#", 1)[0], keep_blank_values=True)}
+
+
+def _query_keys(url: str) -> set[str]:
+    return set(_query(url))
+
+
+# Modes that verify the server: anything weaker silently falls back to clear text or to an unverified peer.
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
+# redis-py's names (and Python's constants) for "do not verify the broker's certificate".
+_UNVERIFIED_CERT_REQS = frozenset({"none", "optional", "cert_none", "cert_optional", "ssl.cert_none",
+                                   "ssl.cert_optional", "0", "1"})
 
 
 def _append(url: str, params: list[tuple[str, str]]) -> str:
@@ -50,6 +65,10 @@ def broker_url_with_tls(url: str, ca: str | None = None, cert: str | None = None
     if bool(cert) != bool(key):
         raise FarmError("FARM_BROKER_CERT and FARM_BROKER_KEY go together (a client certificate and its key)")
     have = _query_keys(url)
+    reqs = _query(url).get("ssl_cert_reqs")
+    if reqs is not None and reqs.strip().lower() in _UNVERIFIED_CERT_REQS:
+        raise FarmError(f"FARM_BROKER_URL sets ssl_cert_reqs={reqs}, which does not verify the broker's certificate; "
+                        "refused: drop it (farm sets ssl_cert_reqs=required) or set it to required")
     params: list[tuple[str, str]] = []
     if "ssl_cert_reqs" not in have:
         params.append(("ssl_cert_reqs", "required"))
@@ -61,12 +80,17 @@ def broker_url_with_tls(url: str, ca: str | None = None, cert: str | None = None
 
 
 def database_url_with_tls(url: str, ca: str | None = None) -> str:
-    """The store URL with `sslrootcert` (FARM_DATABASE_CA) and `sslmode=verify-full` unless the URL sets a mode."""
+    """The store URL with `sslrootcert` (FARM_DATABASE_CA) and `sslmode=verify-full` unless the URL sets a mode;
+    FarmError for a mode that does not verify (anything but verify-ca and verify-full)."""
     if not ca:
         return url
     if urlsplit(url).scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
         raise FarmError("FARM_DATABASE_CA applies only to a Postgres store URL (postgresql+psycopg://...)")
     have = _query_keys(url)
+    mode = _query(url).get("sslmode")
+    if mode is not None and mode.strip().lower() not in VERIFYING_SSLMODES:
+        raise FarmError(f"FARM_DATABASE_CA is set but FARM_DATABASE_URL has sslmode={mode}, which does not verify the "
+                        "store's certificate; refused: use sslmode=verify-ca or verify-full (or leave it out)")
     params: list[tuple[str, str]] = []
     if "sslrootcert" not in have:
         params.append(("sslrootcert", _check_file("FARM_DATABASE_CA", ca)))

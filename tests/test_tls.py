@@ -43,8 +43,14 @@ def test_tls_options_travel_in_the_urls(tmp_path: Path) -> None:
         broker_url_with_tls("rediss://h/0", str(ca), cert=str(ca))
     db = database_url_with_tls("postgresql+psycopg://farm:pw@db:5432/farm", str(ca))
     assert db == f"postgresql+psycopg://farm:pw@db:5432/farm?sslrootcert={ca}&sslmode=verify-full"
-    assert database_url_with_tls("postgresql://db/f?sslmode=require", str(ca)) == \
-        f"postgresql://db/f?sslmode=require&sslrootcert={ca}"  # a mode the URL names is kept
+    assert database_url_with_tls("postgresql://db/f?sslmode=verify-ca", str(ca)) == \
+        f"postgresql://db/f?sslmode=verify-ca&sslrootcert={ca}"  # a verifying mode the URL names is kept
+    for weak in ("disable", "allow", "prefer", "require"):
+        with pytest.raises(FarmError, match="verify-ca or verify-full"):
+            database_url_with_tls(f"postgresql://db/f?sslmode={weak}", str(ca))
+    for reqs in ("none", "optional", "CERT_NONE", "CERT_OPTIONAL"):
+        with pytest.raises(FarmError, match="ssl_cert_reqs"):
+            broker_url_with_tls(f"rediss://h/0?ssl_cert_reqs={reqs}")
     with pytest.raises(FarmError, match="Postgres"):
         database_url_with_tls("sqlite:///x.db", str(ca))
 

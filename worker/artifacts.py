@@ -78,6 +78,11 @@ class ArtifactStore:
             return True
         return Path(path).resolve().is_relative_to(Path(self.base).resolve())
 
+    def _refuse_outside(self, folder: str, path: str) -> None:
+        if not self._inside_root(folder):
+            raise ArtifactMismatch(f"refusing to write {path}: its folder resolves outside the artifact root "
+                                   f"{self.root} (a symlink in the store?)")
+
     def read_bytes(self, kind: str, key: str, name: str) -> bytes:
         """The artifact's bytes, verified; ArtifactMismatch when they are not what was written."""
         path = self._path(kind, key, name)
@@ -134,7 +139,17 @@ class ArtifactStore:
 
     def _write_durably(self, path: str, data: bytes) -> None:
         folder = path.rsplit("/", 1)[0]
+        if self.local:
+            # a planted symlink (`<root>/onnx -> /elsewhere`) must not carry a write out of the root: check the
+            # deepest folder that exists before makedirs (nothing is created outside), and the folder after it
+            existing, base = Path(folder), Path(self.base)
+            while not existing.exists() and existing != base and existing != existing.parent:
+                existing = existing.parent
+            if existing.exists():  # the root itself may not exist yet: makedirs creates it
+                self._refuse_outside(str(existing), path)
         self.fs.makedirs(folder, exist_ok=True)
+        if self.local:
+            self._refuse_outside(folder, path)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
         if not self.local:  # fsspec remote stores keep their own semantics (object stores put whole objects)
             with self.fs.open(tmp, "wb") as fh:

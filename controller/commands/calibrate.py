@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import click
 
-from controller.options import DEVICE, job_spec
+from controller.options import DEVICE, check_bound, job_spec
 from controller.services import job_rows, load_settings, open_engine
 from shared.devices import Device
 from shared.errors import FarmError
@@ -43,6 +43,7 @@ def calibrate(variant: str, pairs: int, model: str, dataset: str, limit: int | N
     from shared.db.models import NoiseFloor
 
     settings = load_settings()
+    check_bound("--pairs", pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
     spec = job_spec(variant, model, dataset, 1, limit, None, device_class=cls, runtime=runtime)
     spec = replace(spec, compare=CompareSpec(spec.variant, pairs, spec.runtime))

@@ -59,6 +59,8 @@ def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | N
     job, each tagged with its pair; reports leave pair rows out of the variants' statistics unless asked."""
     settings = load_settings()
     check_bound("--pairs", pairs, settings.max_pairs, "FARM_MAX_PAIRS")
+    if until_conclusive:
+        check_bound("--max-pairs", max_pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
     bench = bench_fields(batch_size=batch_sizes(batch_size, None)[0])
     spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime, bench=bench)

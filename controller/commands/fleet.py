@@ -15,6 +15,9 @@ from controller.services import check_broker, live_workers, load_settings, open_
 from shared.devices import Device
 from shared.errors import FarmError
 
+# The most rows `farm status` and `farm dead` list at once (docs/security.md, "Bounds").
+MAX_LIST = 10_000
+
 
 @click.command()
 @click.option("--device", type=DEVICE, required=True, help="cpu or cuda:N: the device this worker benchmarks on.")
@@ -111,8 +114,8 @@ def _broker_persistence_warning(client: Any) -> str | None:
 
 
 @click.command()
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
-              help="How many recent jobs to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=MAX_LIST),
+              help=f"How many recent jobs to show (at most {MAX_LIST:,}).")
 @click.option("--sweep", default=None, help="Only the jobs of this sweep (an id or a prefix).")
 @click.option("--watch", type=finite(min=0.5), default=None, metavar="SECONDS",
               help="Redraw every SECONDS until interrupted.")
@@ -238,7 +241,8 @@ def _duration(seconds: float | None) -> str | None:
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many to show.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=MAX_LIST),
+              help=f"How many to show (at most {MAX_LIST:,}).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def dead(limit: int, fmt: str) -> None:
     """List dead letters, newest first: messages that could not be decoded, jobs refused for a payload that

@@ -12,6 +12,9 @@ from controller.options import FORMATS
 from shared.errors import FarmError
 from shared.specs import BUILTIN_MODEL
 
+# The most measurements one `farm plan` proposes (docs/security.md, "Bounds").
+MAX_BUDGET = 10_000
+
 LEVEL = click.FloatRange(0.5, 0.99)
 
 
@@ -170,16 +173,19 @@ def _print_validation(fitted: Any, level: float, fmt: str) -> None:
 
 @click.command()
 @_query_options
-@click.option("--budget", type=click.IntRange(min=1), required=True, metavar="N",
-              help="How many (variant, hardware) measurements to propose.")
+@click.option("--budget", type=click.IntRange(min=1, max=MAX_BUDGET), required=True, metavar="N",
+              help=f"How many (variant, hardware) measurements to propose (at most {MAX_BUDGET:,}).")
 @click.option("--submit", "do_submit", is_flag=True,
               help="Queue the proposed measurements (`farm submit --on host:HOST:cpu|gpu`): the worker there must "
                    "run with the threads that hardware_id was measured with.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="With --submit.")
 @click.option("--queue-anyway", is_flag=True, help="With --submit: queue even when no live worker serves that host.")
+@click.option("--yes", is_flag=True,
+              help="With --submit: queue more than FARM_CONFIRM_JOBS measurements (without it they are listed and "
+                   "nothing is queued).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_size: int | None, model: str,
-         level: float, budget: int, do_submit: bool, repeats: int, queue_anyway: bool, fmt: str) -> None:
+         level: float, budget: int, do_submit: bool, repeats: int, queue_anyway: bool, yes: bool, fmt: str) -> None:
     """The N (variant, hardware) measurements that would most shrink the uncertainty of the predictions asked
     about (--variant/--hardware/--runtime; default: every unmeasured cell of the grid), chosen greedily by the
     drop in the summed posterior variance of those predictions (docs/prediction.md)."""
@@ -192,6 +198,7 @@ def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_s
     if not rows:
         raise FarmError("nothing to plan: every cell asked about is measured, or no measurement would help")
     if do_submit:
+        _confirm_plan(rows, yes)
         _submit(rows, repeats, model, queue_anyway)
     if fmt == "json":
         click.echo(render.to_json(rows))
@@ -204,6 +211,20 @@ def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_s
                                      "measure with": r["command"]}
                                     for i, r in enumerate(rows)], ["#", "variant", "hardware", "runtime", "gain",
                                                                   "targets' variance left", "measure with"]))
+
+
+def _confirm_plan(rows: list[dict[str, Any]], yes: bool) -> None:
+    """The same threshold as `farm submit`: without --yes, more than FARM_CONFIRM_JOBS picks are listed and refused
+    (FarmError, nothing queued)."""
+    from controller.services import load_settings
+
+    threshold = load_settings().confirm_jobs
+    if len(rows) <= threshold or yes:
+        return
+    for r in rows:
+        click.echo(r["command"])
+    raise FarmError(f"this plan would queue {len(rows):,} measurements (listed above), more than FARM_CONFIRM_JOBS="
+                    f"{threshold}; nothing was queued. Check the list and add --yes to queue them")
 
 
 def _submit(rows: list[dict[str, Any]], repeats: int, model: str, queue_anyway: bool) -> None:

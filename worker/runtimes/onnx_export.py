@@ -50,19 +50,37 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def _external_tensors(message: object) -> list[object]:
+    """Every TensorProto under `message` (any protobuf) with data_location EXTERNAL or external_data entries: the
+    whole tree is walked (initializers, sparse values and indices, attributes, subgraphs, functions), not only what
+    onnx's own helper lists."""
+    from onnx import TensorProto
+
+    found: list[object] = []
+    stack = [message]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, TensorProto) and (node.data_location == TensorProto.EXTERNAL or len(node.external_data)):
+            found.append(node)
+        for field, value in node.ListFields():  # type: ignore[attr-defined]
+            if field.message_type is None:
+                continue
+            stack.extend([value] if hasattr(value, "ListFields") else value)
+    return found
+
+
 def refuse_external_data(data: bytes, where: str) -> None:
     """FarmError when an ONNX model names external data (tensor bytes in another file): ONNX Runtime and OpenVINO
     would read that file, wherever it points. farm's exports never use external data (they are one file)."""
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # not an ONNX model at all
         raise FarmError(f"{where} is not a readable ONNX model: {type(exc).__name__}") from None
-    outside = sorted({e.value for t in _get_all_tensors(model) if uses_external_data(t)
-                      for e in t.external_data if e.key == "location"})
-    if outside:
+    external = _external_tensors(model)
+    outside = sorted({e.value for t in external for e in t.external_data if e.key == "location"}) or ["no location"]
+    if external:
         raise FarmError(f"{where} names external data files ({', '.join(map(repr, outside[:3]))}); refused: a farm "
                         "export is one self-contained file")
 
