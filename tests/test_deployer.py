@@ -138,7 +138,7 @@ def test_a_dynamic_batcher_answers_several_queries_per_call() -> None:
     (["--scenario", "server"], "--qps"),
     (["--qps", "5"], "applies only to --scenario server"),
     (["--batch-sizes", "1,x"], "--batch-sizes"),
-    (["--batch-size", "0"], "batch size must be between"),
+    (["--batch-size", "0"], "batch size must be at least 1"),
     (["--scenario", "single-stream", "--batch-size", "4"], "single-stream runs at batch 1"),
     (["--scenario", "server", "--qps-sweep"], "--p99-ms"),
 ])
