@@ -197,7 +197,8 @@ def test_wait_redoes_a_contended_window_once_the_machine_is_quiet() -> None:
 @pytest.mark.slow
 def test_farm_run_stores_a_flagged_row_and_refuse_fails_the_job(farm_env: dict[str, str]) -> None:
     """Through `farm run` (the worker's whole path): a busy loop beside the benchmark gives contended rows under
-    flag, with the foreign cores and the reason in noise, and a failed job naming contention under refuse."""
+    flag, with the foreign cores and the reason in noise, and under refuse a run that fails naming contention and
+    stores nothing."""
     import json
 
     from tests.conftest import run_farm
@@ -212,8 +213,12 @@ def test_farm_run_stores_a_flagged_row_and_refuse_fails_the_job(farm_env: dict[s
     assert all(r["noise"].startswith("contended: ") for r in rows)
     assert refused.returncode != 0
     assert "contended" in refused.stderr and "FARM_CONTENTION=refuse" in refused.stderr, refused.stderr
+    # `farm run` leaves nothing of a job that could not run (its failure is the one-line error above): only the
+    # flagged run's job and rows are in the store
     jobs = json.loads(run_farm(["status", "--format", "json"], farm_env).stdout)["jobs"]
-    assert any(j["state"] == "failed" and "FARM_CONTENTION=refuse" in (j["error"] or "") for j in jobs), jobs
+    assert [j["state"] for j in jobs] == ["done"], jobs
+    stored = json.loads(run_farm(["results", "--format", "json"], farm_env).stdout)
+    assert len(stored) == len(rows), stored
 
 
 def test_fake_nvml_another_process_on_the_gpu_makes_the_window_contended(monkeypatch: pytest.MonkeyPatch) -> None:
