@@ -31,7 +31,7 @@ def claim(client: Any, node: str, instance: str, ttl_s: float) -> None:
     if holder is None:
         return claim(client, node, instance, ttl_s)
     parts = holder.decode(errors="replace").split()
-    if len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit() and not _alive(int(parts[2])):
+    if len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit() and not pid_alive(int(parts[2])):
         if int(client.eval(CAS, 1, identity_key(node), holder, value)):
             client.pexpire(identity_key(node), ttl_ms)
             return
@@ -63,7 +63,8 @@ def deregister(client: Any, node: str, value: str | None) -> None:
         client.eval(RELEASE, 1, identity_key(node), value)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

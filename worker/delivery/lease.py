@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.keys import cancel_key, lease_key, stop_key
 from worker.delivery import renewable
+from worker.delivery.identity import pid_alive
 from worker.delivery.renewable import RenewableKey, Renewal
 
 INSTANCE_ENV = "FARM_WORKER_INSTANCE"
@@ -65,7 +66,7 @@ class Lease(RenewableKey):
             return self.take()
         parts = holder.decode(errors="replace").split()
         if (len(parts) == 4 and parts[3] == instance_id() != "-" and parts[2].isdigit()
-                and not _alive(int(parts[2]))):
+                and not pid_alive(int(parts[2]))):
             with self.client.pipeline() as pipe:
                 pipe.watch(self.key)
                 if pipe.get(self.key) != holder:
@@ -91,13 +92,3 @@ def keep_alive(client: Any, job_id: str, value: str, ttl_s: float) -> bool:
 
 def release_value(client: Any, job_id: str, value: str) -> None:
     renewable.release(client, lease_key(job_id), value)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
