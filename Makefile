@@ -20,10 +20,10 @@ install: $(BIN)/.farm-installed
 demo: install
 	$(BIN)/farm run --variant baseline
 
-# Three test processes (pytest-xdist): most of the suite waits on subprocesses, leases and outages.
+# Four test processes (pytest-xdist): most of the suite waits on subprocesses, leases and outages.
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 3
+	$(BIN)/python -m pytest -q -n 4
 
 lint: install
 	$(BIN)/ruff check .

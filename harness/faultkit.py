@@ -225,6 +225,9 @@ class Lab:
         base.update(FARM_ARTIFACTS=str(artifacts), FARM_BROKER_URL=self.redis.url, FARM_HOSTNAME="fault-host",
                      FARM_IDLE_S="0", FARM_LOCK_TTL_S="3", FARM_LEASE_TIMEOUT_S=f"{lease_timeout_s:g}",
                      FARM_DB_WAIT_S="120", FARM_DATA_ROOTS=str(folder), PYTHONUNBUFFERED="1",
+                     # faults are about delivery, not measurement: a busy machine must not make every window wait
+                     # for quiet (FARM_CONTENTION's default); contention is still measured and flagged
+                     FARM_CONTENTION="flag", FARM_CONTENTION_CORES="64",
                      **(extra_env or {}))
         self.base_env = base
         self.controller_env = {**base, "FARM_DATABASE_URL": self.direct_db}
