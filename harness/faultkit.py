@@ -408,6 +408,11 @@ def redis_lost_queued_jobs(lab: Lab) -> Row:
 
 def worker_machine_dies(lab: Lab) -> Row:
     """A worker's whole process group is SIGKILLed mid-job (power loss); another worker takes the job."""
+    return _kill_a_worker_mid_job(lab, "worker machine dies mid-job (SIGKILL of its group)")
+
+
+def _kill_a_worker_mid_job(lab: Lab, title: str) -> Row:
+    """Start a worker, SIGKILL its whole group while it measures a job, and time a second worker finishing it."""
     first = lab.start_worker("w1@fault-host", FARM_IDLE_S="20")  # still measuring when it dies, however slow
     lab.wait_worker(first)
     job = lab.submit(*JOB)
@@ -417,8 +422,7 @@ def worker_machine_dies(lab: Lab) -> Row:
     t = time.monotonic()
     first.kill_group()
     jobs = lab.wait_state([job], ("done",), 240)
-    return _row(lab, "worker machine dies mid-job (SIGKILL of its group)", [job], 3, t,
-                note=f"finished on {jobs[job]['worker']}")
+    return _row(lab, title, [job], 3, t, note=f"finished on {jobs[job]['worker']}")
 
 
 def worker_stalls_and_returns(lab: Lab) -> Row:
@@ -575,20 +579,12 @@ def backlog_then_worker_dies(lab: Lab) -> Row:
                      "SELECT gen_random_uuid(), 'baseline', %s::json, 'gpu', 'queued', now() - interval '1 hour', "
                      "'benchmark', 0 FROM generate_series(1, %s)", (spec, parked))
         ids = [r[0] for r in conn.execute("SELECT id::text FROM job").fetchall()]
+    from shared.keys import dispatched_key
+
     client = redis.Redis.from_url(lab.redis.url)
     for i in range(0, len(ids), 1000):  # their messages wait on the gpu queue, which no worker here reads
-        client.mset({f"farm:dispatched:{j}": "queued" for j in ids[i:i + 1000]})
-    first = lab.start_worker("w1@fault-host", FARM_IDLE_S="20")
-    lab.wait_worker(first)
-    job = lab.submit(*JOB)
-    lab.wait_state([job], ("running",), 60)
-    second = lab.start_worker("w2@fault-host", FARM_IDLE_S="0")
-    lab.wait_worker(second)
-    t = time.monotonic()
-    first.kill_group()
-    jobs = lab.wait_state([job], ("done",), 240)
-    return _row(lab, f"{parked:,} jobs parked for GPU workers, then a CPU worker dies mid-job", [job], 3, t,
-                note=f"finished on {jobs[job]['worker']}")
+        client.mset({dispatched_key(j): "queued" for j in ids[i:i + 1000]})
+    return _kill_a_worker_mid_job(lab, f"{parked:,} jobs parked for GPU workers, then a CPU worker dies mid-job")
 
 
 def skewed_clock_lost_queue(lab: Lab) -> Row:
