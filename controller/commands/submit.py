@@ -116,14 +116,20 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     # full garbage collection over everything the imports made (gc.freeze: 20-50 ms of a cold process's first
     # job here came from a collection that happened to fall inside its INSERT).
     gc.freeze()
+    submitted: list[dict[str, Any]] = []
     try:
         with ready_producer(enqueuer.app) as enqueuer.producer:
-            submitted = [entry for spec, qs in chain_per_recipe(plan)
-                         for entry in enqueuer.enqueue(spec, qs, train_queue=train_queue, sweep_id=sweep_id)]
-    except FarmError:
-        raise
-    except Exception as exc:  # the broker went away between the check and the send
-        raise FarmError(f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}") from None
+            for spec, qs in chain_per_recipe(plan):
+                submitted += enqueuer.enqueue(spec, qs, train_queue=train_queue, sweep_id=sweep_id)
+    except Exception as exc:  # the broker went away between the check and the send, or mid-sweep
+        reason = str(exc) if isinstance(exc, FarmError) else \
+            f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}"
+        if submitted:  # what was queued stays queued: name it, so the user can wait for it or cancel it
+            click.echo(f"{len(submitted)} job(s) were queued before the failure"
+                       + (f" (sweep {sweep_id})" if sweep_id else "") + ":", err=True)
+            for s in submitted:
+                click.echo(f"{s['job_id']}  {s['variant']}  on {s['queue']}", err=True)
+        raise FarmError(reason) from None
     if not wait:
         if fmt == "json":
             click.echo(json.dumps(submitted[0] if sweep_id is None else {"sweep_id": str(sweep_id),

@@ -1,0 +1,113 @@
+"""The one enqueue path (controller/enqueue.py) on real parts: its own redis-server, which a test kills, and real
+SQLite and Postgres stores. What is stored is what was sent: a send that fails leaves no row behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from controller.enqueue import Enqueuer
+from harness.faultkit import LocalRedis
+from shared.celery_app import make_app
+from shared.db.engine import get_engine
+from shared.db.models import Job
+from shared.dispatch import redis_client
+from shared.errors import FarmError
+from shared.keys import dispatched_key
+from shared.settings import Settings
+from shared.specs import JobSpec, parse_variant
+
+
+@pytest.fixture()
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    r = LocalRedis(tmp_path / "redis", aof=False)  # started
+    yield r
+    r.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("fresh_pg_url"))
+
+
+def _jobs(url: str) -> list[Job]:
+    with Session(get_engine(url)) as session:
+        return list(session.exec(select(Job)).all())
+
+
+def test_a_chain_is_stored_whole_and_only_its_compress_stage_is_sent(own_redis: LocalRedis, store_url: str) -> None:
+    settings = Settings(broker_url=own_redis.url, database_url=store_url)
+    client = redis_client(settings.broker_url)
+    enqueuer = Enqueuer(settings, client, make_app(settings))
+    entries = enqueuer.enqueue(JobSpec(variant=parse_variant("pruned")), ["host.a", "host.b"], train_queue="cpu")
+    jobs = {str(j.id): j for j in _jobs(store_url)}
+    assert [e["queue"] for e in entries] == ["host.a", "host.b"]
+    compress = jobs[entries[0]["compress_job_id"]]
+    assert (compress.stage, compress.queue) == ("compress", "cpu")
+    assert {jobs[e["job_id"]].stage for e in entries} == {"benchmark"}
+    assert len(jobs) == 3 and len({j.chain_id for j in jobs.values()}) == 1
+    assert client.get(dispatched_key(compress.id)) == b"queued"  # sent, and marked once the send returned
+    assert all(client.get(dispatched_key(e["job_id"])) is None for e in entries)  # sent by the compress stage
+    assert client.llen("cpu") == 1 and client.llen("host.a") == 0
+
+
+def test_a_comparison_is_one_job_even_for_a_pruned_variant(own_redis: LocalRedis, store_url: str) -> None:
+    from dataclasses import replace
+
+    from shared.specs import CompareSpec
+
+    settings = Settings(broker_url=own_redis.url, database_url=store_url)
+    spec = replace(JobSpec(variant=parse_variant("pruned")), compare=CompareSpec(parse_variant("baseline"), 2))
+    (entry,) = Enqueuer(settings, redis_client(settings.broker_url), make_app(settings)).enqueue(
+        spec, ["cpu"], variant="pruned vs baseline")
+    (job,) = _jobs(store_url)
+    assert (str(job.id), job.stage, job.chain_id, job.variant) == (entry["job_id"], "benchmark", None,
+                                                                     "pruned vs baseline")
+
+
+def test_a_send_to_a_dead_broker_stores_nothing_and_names_the_broker_without_its_password(
+        own_redis: LocalRedis, store_url: str, tmp_path: Path) -> None:
+    """Broker killed between two specs of a sweep: the first stays stored and sent, the second leaves no row."""
+    settings = Settings(broker_url=own_redis.url, database_url=store_url, broker_timeout_s=1.0)
+    enqueuer = Enqueuer(settings, redis_client(settings.broker_url, 1.0), make_app(settings))
+    sweep = uuid.uuid4()
+    (first,) = enqueuer.enqueue(JobSpec(variant=parse_variant("baseline")), ["cpu"], sweep_id=sweep)
+    own_redis.kill()
+    with pytest.raises(FarmError, match="could not enqueue on redis://") as err:
+        enqueuer.enqueue(JobSpec(variant=parse_variant("pruned")), ["cpu"], train_queue="cpu", sweep_id=sweep)
+    assert [str(j.id) for j in _jobs(store_url)] == [first["job_id"]]  # 0 orphans: the failed chain was removed
+    secret = LocalRedis(tmp_path / "locked", aof=False, password="s3cret-pw")  # noqa: S106
+    url = secret.url
+    secret.kill()
+    locked = Settings(broker_url=url, database_url=store_url, broker_timeout_s=1.0)
+    with pytest.raises(FarmError) as err:
+        Enqueuer(locked, redis_client(url, 1.0), make_app(locked)).enqueue(
+            JobSpec(variant=parse_variant("baseline")), ["cpu"])
+    assert "s3cret-pw" not in str(err.value) and "could not enqueue" in str(err.value)
+    assert len(_jobs(store_url)) == 1
+    secret.close()
+
+
+def test_retry_puts_a_failed_job_back_and_refuses_a_queued_one(own_redis: LocalRedis, store_url: str) -> None:
+    from shared.db import writes
+    from shared.outcome import Outcome
+
+    settings = Settings(broker_url=own_redis.url, database_url=store_url)
+    client = redis_client(settings.broker_url)
+    enqueuer = Enqueuer(settings, client, make_app(settings))
+    (entry,) = enqueuer.enqueue(JobSpec(variant=parse_variant("baseline")), ["cpu"])
+    with pytest.raises(FarmError, match="is queued; only a failed or cancelled job can be retried"):
+        enqueuer.retry(entry["job_id"][:8])
+    with Session(get_engine(store_url)) as session:
+        writes.apply_outcome(session=session, outcome=Outcome(entry["job_id"], "failed", error="boom"))
+    client.delete("cpu")
+    assert str(enqueuer.retry(entry["job_id"][:8])) == entry["job_id"]
+    (job,) = _jobs(store_url)
+    assert (job.state, job.progress, job.deliveries) == ("queued", "retried after: boom", 0)
+    assert client.llen("cpu") == 1 and client.get(dispatched_key(entry["job_id"])) == b"queued"
