@@ -243,3 +243,22 @@ def test_fake_nvml_another_process_on_the_gpu_makes_the_window_contended(monkeyp
     fake.nvmlDeviceGetComputeRunningProcesses = lambda h: [types.SimpleNamespace(pid=me)]
     quiet = guard.judge(guard.begin())
     assert quiet is not None and not quiet["contended"] and quiet["foreign_gpu"]["processes"] == []
+
+
+@pytest.mark.slow
+def test_calibrate_at_a_chosen_window_stores_that_window(farm_env: dict[str, str]) -> None:
+    """`farm calibrate --min-window S`: each pass is repeated inside its window until the window lasts S seconds,
+    and the stored noise floor says at which window it was measured (a floor describes that window only)."""
+    import json
+
+    from tests.conftest import run_farm
+
+    env = {**farm_env, "FARM_CONTENTION": "flag"}
+    out = run_farm(["calibrate", "--here", "--pairs", "3", "--limit", "32", "--min-window", "0.4", "--format",
+                    "json"], env)
+    assert out.returncode == 0, out.stderr
+    (floor,) = json.loads(out.stdout)
+    assert floor["pairs"] == 3 and floor["window_s"] >= 0.4
+    assert floor["time_cv"] >= 0 and floor["time_resolvable_fraction"] > 0
+    bad = run_farm(["calibrate", "--here", "--min-window", "-1"], env)
+    assert bad.returncode != 0 and "--min-window" in bad.stderr

@@ -27,14 +27,18 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="With --here: cpu or cuda:N.")
 @click.option("--queue-anyway", is_flag=True, help="Queue even when no live worker serves --on.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Give up waiting after this many s.")
+@click.option("--min-window", "min_window_s", type=click.FloatRange(min=0.0, max=600.0), default=None, metavar="S",
+              help="Pass over the data again inside each window until it lasts S seconds (default: the meter's "
+                   "minimum; RAPL 1 s, GPU counters 5 s, the CPU-time estimate one pass). Longer windows, lower noise.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def calibrate(variant: str, pairs: int, model: str, dataset: str, limit: int | None, target: str,
               runtime: str | None, here: bool, device: Device, queue_anyway: bool, timeout: float | None,
-              fmt: str) -> None:
+              fmt: str, min_window_s: float | None = None) -> None:
     """Measure this hardware's noise floor: VARIANT against itself in PAIRS back-to-back pairs (an A/A run, as
     `farm compare V V`), at the meter's window. Stores the CV of time and energy per sample over the runs and the
     smallest difference the pairs resolve (the 95 % interval's half-width); `farm report` and `farm compare`
-    quote it for that machine and device ("below this machine's noise floor of 2.1 %")."""
+    quote it for that machine and device ("below this machine's noise floor of 2.1 %"). Calibrate at the window
+    your comparisons use (--min-window): a floor measured at another window does not describe them."""
     from sqlmodel import Session
 
     from controller.calibration import noise_floor_of
@@ -45,7 +49,8 @@ def calibrate(variant: str, pairs: int, model: str, dataset: str, limit: int | N
     settings = load_settings()
     check_bound("--pairs", pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
-    spec = job_spec(variant, model, dataset, 1, limit, None, device_class=cls, runtime=runtime)
+    spec = job_spec(variant, model, dataset, 1, limit, None, device_class=cls, runtime=runtime,
+                    bench={} if min_window_s is None else {"min_window_s": min_window_s})
     spec = replace(spec, compare=CompareSpec(spec.variant, pairs, spec.runtime))
     job_id = _run_here(settings, spec, device) if here else _submit(settings, spec, target, queue_anyway, timeout)
     rows, first, second = sides_of_same(job_rows(settings, job_id), variant)

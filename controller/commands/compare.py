@@ -46,11 +46,14 @@ from shared.specs import BUILTIN_MODEL, DEFAULT_DATASET, CompareSpec
                    "intervals then use Bonferroni alpha spending over the looks, valid under that stopping rule.")
 @click.option("--max-pairs", type=click.IntRange(min=2), default=30, show_default=True,
               help="With --until-conclusive: the most pairs to run.")
+@click.option("--min-window", "min_window_s", type=click.FloatRange(min=0.0, max=600.0), default=None, metavar="S",
+              help="Pass over the data again inside each window until it lasts S seconds (default: the meter's "
+                   "minimum; RAPL 1 s, GPU counters 5 s, the CPU-time estimate one pass). Longer windows, lower noise.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | None, target: str,
             runtime: str | None, runtime_b: str | None, here: bool, device: Device, queue_anyway: bool,
             timeout: float | None, precision: float, until_conclusive: bool, max_pairs: int, fmt: str,
-            batch_size: int | None = None) -> None:
+            batch_size: int | None = None, min_window_s: float | None = None) -> None:
     """Compare variant B with variant A on one worker: A and B run in back-to-back pairs whose order alternates
     (A B, B A, ...), so drift over the run (temperature, clocks, the seed's time of day) hits both alike. Prints
     B/A for time and energy per sample with 95 % intervals (paired t on the log ratios of the pairs), the top-1
@@ -63,6 +66,8 @@ def compare(a: str, b: str, pairs: int, model: str, dataset: str, limit: int | N
         check_bound("--max-pairs", max_pairs, settings.max_pairs, "FARM_MAX_PAIRS")
     cls = device.device_class if here else queue_device_class(queue_for_target(target))
     bench = bench_fields(batch_size=batch_sizes(batch_size, None)[0])
+    if min_window_s is not None:
+        bench["min_window_s"] = min_window_s
     spec_a = job_spec(a, model, dataset, 1, limit, None, device_class=cls, runtime=runtime, bench=bench)
     spec_b = job_spec(b, model, dataset, 1, limit, None, device_class=cls, runtime=runtime_b or runtime, bench=bench)
     same = a == b and spec_a.runtime == spec_b.runtime
