@@ -28,14 +28,14 @@ def _cell(value: Any) -> Any:
 
 
 def stream_csv(filters: Any, out: IO[str] | None = None) -> int:
-    """Write the result rows matching `filters` (a crud.ResultFilter) as CSV with every column of the result table
+    """Write the result rows matching `filters` (a queries.ResultFilter) as CSV with every column of the result table
     (oldest first, as `farm results` lists them); returns how many rows were written."""
     from sqlalchemy import select
     from sqlmodel import Session, col
 
     from controller.services import load_settings, open_engine
-    from shared.db.crud import _where
     from shared.db.models import RESULT_COLUMNS, Result
+    from shared.db.queries import _where
 
     out = out or sys.stdout
     engine = open_engine(load_settings())

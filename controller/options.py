@@ -182,13 +182,13 @@ def result_filters(fn: Any) -> Any:
 
 def result_filter(*, since: str | None, until: str | None, hours: str | None, job_id: str | None,
                   sweep: str | None = None, **exact: str | None) -> Any:
-    """The crud.ResultFilter for the options of `result_filters`; a job or sweep prefix is resolved in the store."""
+    """The queries.ResultFilter for the options of `result_filters`; a job or sweep prefix is resolved in the store."""
     from sqlmodel import Session
 
     from controller.timefilters import parse_hours, parse_moment
-    from shared.db import crud
+    from shared.db import queries
 
-    filters = crud.ResultFilter(
+    filters = queries.ResultFilter(
         **exact,
         since=parse_moment(since, option="--since") if since else None,
         until=parse_moment(until, option="--until") if until else None,
@@ -200,9 +200,9 @@ def result_filter(*, since: str | None, until: str | None, hours: str | None, jo
     if sweep or job_id:
         with Session(open_engine(load_settings())) as session:
             if sweep:
-                filters = replace(filters, sweep_id=crud.find_sweep(session=session, prefix=sweep))
+                filters = replace(filters, sweep_id=queries.find_sweep(session=session, prefix=sweep))
             if job_id:  # an id or a unique prefix, as everywhere
-                filters = replace(filters, job_id=crud.find_job(session=session, prefix=job_id).id)
+                filters = replace(filters, job_id=queries.find_job(session=session, prefix=job_id).id)
     return filters
 
 
@@ -210,8 +210,8 @@ def query_results(**options: str | None) -> list[dict[str, Any]]:
     """Result rows matching the options of `result_filters` (variant, model_id, dataset_id, host, hardware...)."""
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
 
     filters = result_filter(**options)
     with Session(open_engine(load_settings())) as session:
-        return [r.model_dump() for r in crud.query_results(session=session, filters=filters)]
+        return [r.model_dump() for r in queries.query_results(session=session, filters=filters)]

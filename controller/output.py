@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from shared.db.crud import ResultFilter
+    from shared.db.queries import ResultFilter
 
 SUMMARY_GROUP = ("variant", "model_id", "dataset_id", "host", "device", "hardware_id", "runtime", "batch_size",
                  "scenario", "target_qps")
@@ -50,10 +50,10 @@ def print_summary(filters: ResultFilter, fmt: str) -> None:
 
     from controller import render
     from controller.services import load_settings, open_engine
-    from shared.db import crud
+    from shared.db import queries
 
     with Session(open_engine(load_settings())) as session:
-        groups = crud.aggregate_results(session=session, filters=filters, by=SUMMARY_GROUP)
+        groups = queries.aggregate_results(session=session, filters=filters, by=SUMMARY_GROUP)
     if fmt == "json":
         click.echo(render.to_json([{c: g.get(c) for c in SUMMARY_SI_COLUMNS} for g in groups]))
         return

@@ -1,4 +1,4 @@
-"""The seed paper's tables from groups that the database aggregated (crud.aggregate_results): each variant against
+"""The seed paper's tables from groups that the database aggregated (queries.aggregate_results): each variant against
 its baseline on the same hardware, model and data, and energy by local hour. Figures: controller/figures.py."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _reference(base: dict[str, Any]) -> str:
 
 
 def left_out_notes(left_out: dict[str, int]) -> list[str]:
-    """"left out: ..." lines for what crud.count_left_out counted."""
+    """"left out: ..." lines for what queries.count_left_out counted."""
     notes = []
     if left_out.get("contended"):
         notes.append(f"left out: {left_out['contended']} contended rows (measured while other work used the "

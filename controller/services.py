@@ -76,8 +76,8 @@ def describe_fleet(workers: list[dict[str, Any]]) -> str:
 def job_rows(settings: Settings, job_id: uuid.UUID) -> list[dict[str, Any]]:
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
 
     with Session(open_engine(settings)) as session:
-        results = crud.query_results(session=session, filters=crud.ResultFilter(job_id=job_id))
+        results = queries.query_results(session=session, filters=queries.ResultFilter(job_id=job_id))
         return [r.model_dump() for r in results]

@@ -110,25 +110,16 @@ def cli_times(lab: Lab, runs: int) -> dict[str, float]:
 def enqueue_burst(lab: Lab, jobs: int) -> list[str]:
     """Queue `jobs` cheap jobs in this process, as fast as the store and broker take them (what `farm submit`
     does, minus starting a process per job), so the burst measures draining, not the CLI."""
-    from sqlmodel import Session
-
+    from controller.enqueue import Enqueuer
     from shared.celery_app import make_app
-    from shared.db import crud
-    from shared.db.engine import get_engine
-    from shared.dispatch import dispatch, redis_client
+    from shared.dispatch import redis_client
     from shared.settings import Settings
     from shared.specs import BenchSpec, JobSpec, parse_variant
 
     settings = Settings(broker_url=lab.redis.url, database_url=lab.direct_db)
-    engine, app, client = get_engine(settings.database_url), make_app(settings), redis_client(settings.broker_url)
-    spec = JobSpec(variant=parse_variant("baseline"), bench=BenchSpec(repeats=1, limit=8)).to_dict()
-    ids = []
-    for _ in range(jobs):
-        with Session(engine) as session:
-            job_id = crud.create_job(session=session, variant="baseline", spec=spec, queue="cpu").id
-        dispatch(app, client, job_id=job_id, stage="benchmark", queue="cpu", spec=spec)
-        ids.append(str(job_id))
-    return ids
+    enqueuer = Enqueuer(settings, redis_client(settings.broker_url), make_app(settings))
+    spec = JobSpec(variant=parse_variant("baseline"), bench=BenchSpec(repeats=1, limit=8))
+    return [enqueuer.enqueue(spec, ["cpu"])[0]["job_id"] for _ in range(jobs)]
 
 
 def burst(lab: Lab, workers: int, jobs: int) -> dict[str, float]:

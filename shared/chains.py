@@ -25,8 +25,9 @@ class JobLike(Protocol):
 
 
 def is_chained(spec: Any) -> bool:
-    """Whether a job spec becomes a chain (its variant prunes, so it needs a compressed artifact first)."""
-    return spec.variant.prune is not None
+    """Whether a job spec becomes a chain (its variant prunes, so it needs a compressed artifact first). A comparison
+    (`farm compare`) is one job that builds both of its sides on the worker that compares them."""
+    return spec.variant.prune is not None and getattr(spec, "compare", None) is None
 
 
 def stages_of(spec: Any, queues: Sequence[str], train_queue: str) -> list[tuple[str, str]]:

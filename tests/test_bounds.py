@@ -80,7 +80,7 @@ def test_hardware_filter_matches_literally(tmp_path: Path) -> None:
 
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries, writes
     from shared.db.engine import make_engine, upgrade_schema
     from shared.outcome import Outcome
     from tests.test_store import _row
@@ -91,9 +91,10 @@ def test_hardware_filter_matches_literally(tmp_path: Path) -> None:
     rows = [_row("a", t0, 9, cpu_model="Xeon 100% turbo_x", hardware_label="lab_a"),
             _row("b", t0, 9, cpu_model="EPYC 7763", hardware_label="labxa")]
     with Session(engine) as session:
-        job = crud.create_job(session=session, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=session, outcome=Outcome(str(job.id), "done", rows=rows))
-        hosts = {h: sorted(r.host for r in crud.query_results(session=session, filters=crud.ResultFilter(hardware=h)))
+        job = writes.create_job(session=session, variant="baseline", spec={}, queue="cpu")
+        writes.apply_outcome(session=session, outcome=Outcome(str(job.id), "done", rows=rows))
+        hosts = {h: sorted(r.host for r in queries.query_results(session=session,
+                                                                 filters=queries.ResultFilter(hardware=h)))
                  for h in ("%", "_", "100%", "lab_a", "EPYC", "aaaa")}
     assert hosts == {"%": ["a"], "_": ["a"], "100%": ["a"], "lab_a": ["a"], "EPYC": ["b"], "aaaa": ["a", "b"]}
     engine.dispose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import make_engine
 from tests.conftest import run_farm
 
@@ -58,7 +58,7 @@ def test_chain_trains_once_and_benchmarks_on_two_hosts(
 
     engine = make_engine(fresh_pg_url)
     with Session(engine) as session:
-        epochs = crud.list_epochs(session=session, artifact_key=compress[0]["artifact_key"])
+        epochs = queries.list_epochs(session=session, artifact_key=compress[0]["artifact_key"])
     engine.dispose()
     assert [(e.kind, e.epoch) for e in epochs] == [("distilled", 0), ("distilled", 1)]
 
@@ -84,12 +84,12 @@ def test_failed_compress_stage_fails_its_benchmark_stage(
 
 
 def test_one_compress_job_per_recipe_is_planned_for_every_host() -> None:
-    from controller.commands.submit import _one_chain_per_recipe
+    from controller.enqueue import chain_per_recipe
     from shared.specs import JobSpec, parse_variant
 
     pruned, base = JobSpec(variant=parse_variant("pruned")), JobSpec(variant=parse_variant("baseline"))
     plan = [(base, "host.a"), (pruned, "host.a"), (base, "host.b"), (pruned, "host.b")]
-    assert _one_chain_per_recipe(plan) == [(base, ["host.a"]), (pruned, ["host.a", "host.b"]), (base, ["host.b"])]
+    assert chain_per_recipe(plan) == [(base, ["host.a"]), (pruned, ["host.a", "host.b"]), (base, ["host.b"])]
 
 
 def test_on_all_builds_once_and_benchmarks_on_each_host(
@@ -125,13 +125,13 @@ def test_cancelling_one_hosts_benchmark_stage_leaves_the_other_hosts(tmp_path: P
     engine = get_engine(f"sqlite:///{tmp_path / 'farm.db'}")
     chain = uuid.uuid4()
     with Session(engine) as session:
-        compress = crud.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress",
+        compress = writes.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress",
                                    chain_id=chain)
-        a, b = (crud.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
+        a, b = (writes.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
                 for q in ("host.a", "host.b"))
-        assert [j.id for j, _ in crud.cancel_job(session=session, job=a)] == [a.id]
-        assert {crud.get_job(session=session, job_id=i).state for i in (compress.id, b.id)} == {"queued"}
-        assert {j.id for j, _ in crud.cancel_job(session=session, job=b)} == {compress.id, b.id}
+        assert [j.id for j, _ in writes.cancel_job(session=session, job=a)] == [a.id]
+        assert {queries.get_job(session=session, job_id=i).state for i in (compress.id, b.id)} == {"queued"}
+        assert {j.id for j, _ in writes.cancel_job(session=session, job=b)} == {compress.id, b.id}
 
 
 def test_every_benchmark_stage_of_an_on_all_chain_waits_for_its_compress_stage(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_every_benchmark_stage_of_an_on_all_chain_waits_for_its_compress_stage(t
     engine = get_engine(f"sqlite:///{tmp_path / 'farm.db'}")
     chain = uuid.uuid4()
     with Session(engine) as session:
-        crud.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress", chain_id=chain)
-        bench = [crud.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
+        writes.create_job(session=session, variant="pruned", spec={}, queue="cpu", stage="compress", chain_id=chain)
+        bench = [writes.create_job(session=session, variant="pruned", spec={}, queue=q, chain_id=chain)
                  for q in ("host.a", "host.b", "host.c")]
-        assert crud.chains_waiting(session=session, jobs=bench) == {j.id for j in bench}  # none sent early
+        assert queries.chains_waiting(session=session, jobs=bench) == {j.id for j in bench}  # none sent early

@@ -16,7 +16,7 @@ import pytest
 import redis
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import get_engine
 from shared.devices import Device
 from shared.errors import FarmError
@@ -67,21 +67,21 @@ def test_a_new_sqlite_store_opened_by_many_processes_at_once(tmp_path: Path) -> 
 def test_a_token_less_outcome_never_ends_a_running_job(pg_url: str) -> None:
     """A refusal once wrote a token-less "failed" over a job that another delivery was running."""
     with Session(get_engine(pg_url)) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        assert crud.claim_job(session=s, job_id=job.id, token="t1", worker="w", deliveries=1)
-        assert crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "failed", error="x")) == "taken"
-        assert crud.get_job(session=s, job_id=job.id).state == "running"
-        assert crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", token="t1")) == "written"
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        assert writes.claim_job(session=s, job_id=job.id, token="t1", worker="w", deliveries=1)
+        assert writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "failed", error="x")) == "taken"
+        assert queries.get_job(session=s, job_id=job.id).state == "running"
+        assert writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", token="t1")) == "written"
 
 
 def test_the_store_stamps_claims_on_its_own_clock(pg_url: str) -> None:
     """started_at comes from the store's clock, so a worker whose clock is behind cannot start a job before it was
     submitted."""
     with Session(get_engine(pg_url)) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.claim_job(session=s, job_id=job.id, token="t", worker="w", deliveries=1)
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.claim_job(session=s, job_id=job.id, token="t", worker="w", deliveries=1)
         s.expire_all()
-        fresh = crud.get_job(session=s, job_id=job.id)
+        fresh = queries.get_job(session=s, job_id=job.id)
         assert fresh.started_at is not None and fresh.started_at >= fresh.submitted_at
 
 
@@ -99,8 +99,8 @@ def test_the_spool_moves_a_refused_outcome_aside_and_flushes_the_rest(fresh_pg_u
     settings = _settings(fresh_pg_url, redis_url, tmp_path)
     client = redis.Redis.from_url(redis_url)
     with Session(get_engine(fresh_pg_url)) as s:
-        bad = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
-        good = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+        bad = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+        good = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
     spool = Spool(settings.spool_dir)
     poison = Outcome(str(bad), "done", epochs=[{"artifact_key": "k", "kind": "distilled", "epoch": 0,
                                                 "train_loss": None, "val_top1": 0.5, "duration_s": 1.0}])
@@ -111,8 +111,8 @@ def test_the_spool_moves_a_refused_outcome_aside_and_flushes_the_rest(fresh_pg_u
     ctx = WorkerContext(settings, Device.parse("cpu"), "w@test", client)
     assert flush_spool(ctx) == 0
     with Session(get_engine(fresh_pg_url)) as s:
-        assert crud.get_job(session=s, job_id=good).state == "done"
-        refused = crud.get_job(session=s, job_id=bad)
+        assert queries.get_job(session=s, job_id=good).state == "done"
+        refused = queries.get_job(session=s, job_id=bad)
         assert refused.state == "failed" and "the store refused the job's outcome" in (refused.error or "")
     assert [p.name for p in (tmp_path / "spool" / "dead").glob("*.json")] == [f"{bad}.json"]
     dead = [json.loads(x) for x in client.lrange("farm:dead", 0, -1)]
@@ -139,8 +139,8 @@ def test_the_reaper_finds_a_dead_workers_job_behind_10000_parked_jobs(fresh_pg_u
     for i in range(0, len(parked), 2000):
         client.mset({dispatched_key(j): "queued" for j in parked[i:i + 2000]})
     with Session(engine) as s:
-        dead = crud.create_job(session=s, variant="baseline", spec={"variant": {"name": "baseline"}}, queue="cpu").id
-        assert crud.claim_job(session=s, job_id=dead, token="gone", worker="w-dead", deliveries=1)
+        dead = writes.create_job(session=s, variant="baseline", spec={"variant": {"name": "baseline"}}, queue="cpu").id
+        assert writes.claim_job(session=s, job_id=dead, token="gone", worker="w-dead", deliveries=1)
     client.set(dispatched_key(dead), "claimed:gone")
     assert not client.exists(lease_key(dead))  # its worker died: the lease expired
     reaper = Reaper(WorkerContext(settings, Device.parse("cpu"), "reaper@test", client, app=make_app(settings)),
@@ -156,7 +156,7 @@ def test_the_reaper_finds_a_dead_workers_job_behind_10000_parked_jobs(fresh_pg_u
         time.sleep(0.5)  # past the running grace (a third of the 1 s lease)
     assert len(done) == 1 and done[0].startswith(str(dead)), done
     with Session(engine) as s:
-        assert crud.get_job(session=s, job_id=dead).state == "queued"
+        assert queries.get_job(session=s, job_id=dead).state == "queued"
     assert client.get(dispatched_key(dead)) == b"queued"
     assert client.llen("cpu") == 1  # sent again, once
     assert max(took) < 10, took  # a page of queued jobs and every running one, not a query per job
@@ -215,13 +215,13 @@ def test_cancel_does_not_overwrite_an_outcome_written_after_its_read(tmp_path: P
     engine = make_engine(f"sqlite:///{tmp_path / 'race.db'}")
     upgrade_schema(engine)
     with Session(engine) as s:
-        job_id = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
-        assert crud.claim_job(session=s, job_id=job_id, token="t1", worker="w@h", deliveries=1)
+        job_id = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+        assert writes.claim_job(session=s, job_id=job_id, token="t1", worker="w@h", deliveries=1)
     with Session(engine) as canceller, Session(engine) as worker:
-        found = crud.find_job(session=canceller, prefix=str(job_id)[:8])
+        found = queries.find_job(session=canceller, prefix=str(job_id)[:8])
         assert found.state == "running"
-        assert crud.apply_outcome(session=worker, outcome=Outcome(str(job_id), "done", token="t1")) == "written"
-        assert crud.cancel_job(session=canceller, job=found, reason="cancelled by farm cancel") == []
+        assert writes.apply_outcome(session=worker, outcome=Outcome(str(job_id), "done", token="t1")) == "written"
+        assert writes.cancel_job(session=canceller, job=found, reason="cancelled by farm cancel") == []
     with Session(engine) as s:
         assert s.exec(select(Job.state).where(Job.id == job_id)).one() == "done"
 

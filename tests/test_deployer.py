@@ -17,7 +17,7 @@ import torch
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries
 from shared.db.engine import make_engine, upgrade_schema
 from shared.specs import BenchSpec, QuantSpec
 from tests.conftest import run_farm
@@ -184,9 +184,9 @@ def test_rows_stored_before_migration_0011_read_as_batch_8_offline_with_nothing_
             "'torch', 'abc')"), {"job": jid, "t": datetime(2026, 11, 2, 9, 30)})
     upgrade_schema(engine)
     with Session(engine) as s:
-        (row,) = crud.query_results(session=s, filters=crud.ResultFilter(job_id=job))
-        assert crud.has_baseline(session=s, host="h", model_id="m", dataset_id="digits", batch_size=8)
-        assert not crud.has_baseline(session=s, host="h", model_id="m", dataset_id="digits", batch_size=1)
+        (row,) = queries.query_results(session=s, filters=queries.ResultFilter(job_id=job))
+        assert queries.has_baseline(session=s, host="h", model_id="m", dataset_id="digits", batch_size=8)
+        assert not queries.has_baseline(session=s, host="h", model_id="m", dataset_id="digits", batch_size=1)
         with s.connection() as conn:  # the view shows the new columns too
             assert conn.execute(text("SELECT batch_size, latency_p99_s FROM result_view")).one() == (8, None)
     engine.dispose()
@@ -345,11 +345,11 @@ def test_the_csv_export_streams_every_column_and_honours_filters(store: str, tmp
     engine.dispose()
     monkeypatch.setenv("FARM_DATABASE_URL", url)
     out = io.StringIO()
-    assert stream_csv(crud.ResultFilter(variant="baseline", host="a"), out) == 1
+    assert stream_csv(queries.ResultFilter(variant="baseline", host="a"), out) == 1
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert list(rows[0]) == list(RESULT_COLUMNS) and len(rows) == 1
     assert rows[0]["host"] == "a" and rows[0]["cpu_model"] == 'cpu, "quoted"' and rows[0]["latency_p99_s"] == ""
     assert json.loads(rows[0]["weight_bytes_by_dtype"]) == {"float32": 100}
     assert rows[0]["started_at"].startswith("2026-11-02") and "09:30:00" in rows[0]["started_at"]
     out = io.StringIO()
-    assert stream_csv(crud.ResultFilter(), out) == 3
+    assert stream_csv(queries.ResultFilter(), out) == 3

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from controller.predict.conformal import conformal_q
 from controller.predict.linalg import nnls
 from controller.predict.plan import Priors, plan
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import make_engine, upgrade_schema
 from shared.db.models import ResultCreate
 from shared.outcome import Outcome
@@ -45,8 +45,8 @@ def _store(url: str, rows: list[dict[str, Any]]) -> None:
                 row = {"cpu_model": "AMD EPYC", "timezone": "UTC", "local_hour": started.hour, "software": {},
                        "top5": None, **{k: v for k, v in r.items() if k in fields}, "started_at": started}
                 full.append(row)
-            job = crud.create_job(session=s, variant=variant, spec={}, queue="cpu")
-            crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=full))
+            job = writes.create_job(session=s, variant=variant, spec={}, queue="cpu")
+            writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=full))
     engine.dispose()
 
 
@@ -203,7 +203,7 @@ def test_plan_proposes_unmeasured_cells_and_submit_queues_them(tmp_path: Path, r
     assert out.returncode == 0, out.stderr
     engine = make_engine(url)
     with Session(engine) as s:
-        jobs = [j for j in crud.list_jobs(session=s, limit=200) if j.state == "queued"]
+        jobs = [j for j in queries.list_jobs(session=s, limit=200) if j.state == "queued"]
     engine.dispose()
     assert {j.variant for j in jobs} == {p["variant"] for p in picks[:2]}
     client = redis.Redis.from_url(redis_url)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import make_engine, upgrade_schema
 from shared.db.quick import JOB_COLUMNS, NotQuick, recent_jobs
 from shared.db.revision import head_revision
@@ -26,12 +26,12 @@ def test_the_fast_path_reads_what_the_orm_reads(store: str, tmp_path: Path, fres
     engine = make_engine(url)
     upgrade_schema(engine)
     with Session(engine) as s:
-        a = crud.create_job(session=s, variant="baseline", spec={"x": 1}, queue="cpu").id
-        b = crud.create_job(session=s, variant="pruned", spec={}, queue="gpu", stage="compress").id
-        assert crud.claim_job(session=s, job_id=a, token="t", worker="w@h", deliveries=1)
-        crud.apply_outcome(session=s, outcome=Outcome(str(a), "done", token="t", artifact_key="k", trained=True))
+        a = writes.create_job(session=s, variant="baseline", spec={"x": 1}, queue="cpu").id
+        b = writes.create_job(session=s, variant="pruned", spec={}, queue="gpu", stage="compress").id
+        assert writes.claim_job(session=s, job_id=a, token="t", worker="w@h", deliveries=1)
+        writes.apply_outcome(session=s, outcome=Outcome(str(a), "done", token="t", artifact_key="k", trained=True))
     with Session(engine) as s:
-        orm = [j.model_dump(exclude={"spec"}) for j in crud.list_jobs(session=s, limit=10)]
+        orm = [j.model_dump(exclude={"spec"}) for j in queries.list_jobs(session=s, limit=10)]
     engine.dispose()
     quick = recent_jobs(url, head_revision(), 10)
     assert [j["id"] for j in quick] == [b, a]
@@ -67,10 +67,10 @@ def test_a_quick_insert_stores_what_the_orm_stores(store: str, tmp_path: Path, f
            "sweep_id": sweep}
     quick_id, plain_id = insert_jobs(url, head_revision(), [job, {"variant": "baseline", "spec": {}, "queue": "cpu"}])
     with Session(engine) as s:
-        orm_id = crud.create_job(session=s, **job).id
-        quick, orm = crud.get_job(session=s, job_id=quick_id), crud.get_job(session=s, job_id=orm_id)
-        plain = crud.get_job(session=s, job_id=plain_id)
-        found = crud.find_job(session=s, prefix=str(quick_id)[:8]).id  # prefixes work on quick rows too
+        orm_id = writes.create_job(session=s, **job).id
+        quick, orm = queries.get_job(session=s, job_id=quick_id), queries.get_job(session=s, job_id=orm_id)
+        plain = queries.get_job(session=s, job_id=plain_id)
+        found = queries.find_job(session=s, prefix=str(quick_id)[:8]).id  # prefixes work on quick rows too
     engine.dispose()
     skip = {"id", "submitted_at"}
     assert quick.model_dump(exclude=skip) == orm.model_dump(exclude=skip)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import writes
 from shared.db.engine import make_engine, upgrade_schema
 from shared.outcome import Outcome
 from tests.conftest import run_farm
@@ -24,8 +24,8 @@ def _env_with_stored_rows(db: Path, rows: list[dict[str, object]]) -> dict[str, 
     engine = make_engine(url)
     upgrade_schema(engine)
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
     engine.dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env["FARM_DATABASE_URL"] = url

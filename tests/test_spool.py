@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import make_engine, upgrade_schema
 from shared.outcome import Outcome
 from tests.test_store import _row
@@ -45,12 +45,12 @@ def test_a_spooled_outcome_is_written_once_even_if_flushed_twice(tmp_path: Path)
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     upgrade_schema(engine)
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.claim_job(session=s, job_id=job.id, token="t", worker="w@h", deliveries=1)
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.claim_job(session=s, job_id=job.id, token="t", worker="w@h", deliveries=1)
         out = Outcome.from_json(_outcome(str(job.id), "t").to_json())
-        assert crud.apply_outcome(session=s, outcome=out) == "written"
-        assert crud.apply_outcome(session=s, outcome=out) == "written"  # the first commit's reply was lost
-        assert len(crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id))) == 2
-        assert len(crud.list_epochs(session=s, job_id=job.id)) == 1
-        assert crud.get_job(session=s, job_id=job.id).state == "done"
+        assert writes.apply_outcome(session=s, outcome=out) == "written"
+        assert writes.apply_outcome(session=s, outcome=out) == "written"  # the first commit's reply was lost
+        assert len(queries.query_results(session=s, filters=queries.ResultFilter(job_id=job.id))) == 2
+        assert len(queries.list_epochs(session=s, job_id=job.id)) == 1
+        assert queries.get_job(session=s, job_id=job.id).state == "done"
     engine.dispose()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.outcome import Outcome
 from shared.stats import paired_log_ratio, t_quantile, welch_log_ratio
 from tests.test_store import _row
@@ -24,7 +24,7 @@ MEASURES = ("top1", "top5", "time_per_sample_s", "total_energy_per_sample_j", "a
 
 
 def groups_of(rows: Sequence[dict[str, Any]], by: Sequence[str]) -> list[dict[str, Any]]:
-    """The aggregate that crud.aggregate_results asks the database for, computed here in Python."""
+    """The aggregate that queries.aggregate_results asks the database for, computed here in Python."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in by), []).append(r)
@@ -115,10 +115,10 @@ def test_the_database_aggregates_like_python(store: str, tmp_path: Any, pg_url: 
                  noise="outlier" if i % 7 == 0 else None)
             for i, (host, variant) in enumerate([(h, v) for h in ("a", "b") for v in ("baseline", "x", "y")] * 4)]
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
         by = ("host", "variant")
-        got = crud.aggregate_results(session=s, filters=crud.ResultFilter(model_id="agg-test"), by=by)
+        got = queries.aggregate_results(session=s, filters=queries.ResultFilter(model_id="agg-test"), by=by)
     engine.dispose()
     want = groups_of(rows, by)
     assert [(g["host"], g["variant"], g["n"], g["noisy"]) for g in got] == [

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import get_engine, make_engine, upgrade_schema
 from shared.errors import FarmError
 from shared.outcome import Outcome
@@ -56,11 +56,11 @@ def test_upgrade_is_idempotent(engine) -> None:  # noqa: ANN001
 
 def test_job_lifecycle_keeps_tz_aware_utc_times(engine) -> None:  # noqa: ANN001
     with Session(engine) as s:
-        job_id = crud.create_job(session=s, variant="baseline", spec={"a": 1}, queue="cpu").id
-        assert crud.claim_job(session=s, job_id=job_id, token="t1", worker="w@h", deliveries=1)
-        assert crud.apply_outcome(session=s, outcome=Outcome(str(job_id), "done", token="t1")) == "written"
+        job_id = writes.create_job(session=s, variant="baseline", spec={"a": 1}, queue="cpu").id
+        assert writes.claim_job(session=s, job_id=job_id, token="t1", worker="w@h", deliveries=1)
+        assert writes.apply_outcome(session=s, outcome=Outcome(str(job_id), "done", token="t1")) == "written"
     with Session(engine) as s:
-        job = crud.get_job(session=s, job_id=job_id)
+        job = queries.get_job(session=s, job_id=job_id)
         assert job.state == "done" and job.worker == "w@h" and job.spec == {"a": 1}
         assert job.submitted_at.tzinfo is not None and job.submitted_at.utcoffset() == timedelta(0)
         assert job.submitted_at <= job.started_at <= job.finished_at  # type: ignore[operator]
@@ -68,48 +68,48 @@ def test_job_lifecycle_keeps_tz_aware_utc_times(engine) -> None:  # noqa: ANN001
 
 def test_failed_job_records_its_error(engine) -> None:  # noqa: ANN001
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "failed", error="ValueError: boom"))
-        assert crud.get_job(session=s, job_id=job.id).state == "failed"
-        assert crud.get_job(session=s, job_id=job.id).error == "ValueError: boom"
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "failed", error="ValueError: boom"))
+        assert queries.get_job(session=s, job_id=job.id).state == "failed"
+        assert queries.get_job(session=s, job_id=job.id).error == "ValueError: boom"
 
 
 def test_big_mac_counts_fit(engine) -> None:  # noqa: ANN001
     now = datetime.now(UTC)
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
         big = Outcome(str(job.id), "done", rows=[_row("a", now, 3, macs=16_855_607_908)])
-        crud.apply_outcome(session=s, outcome=big)
-        assert crud.query_results(session=s)[0].macs == 16_855_607_908
+        writes.apply_outcome(session=s, outcome=big)
+        assert queries.query_results(session=s)[0].macs == 16_855_607_908
 
 
 def test_an_outcome_written_twice_replaces_its_rows_instead_of_duplicating(engine) -> None:  # noqa: ANN001
     now = datetime.now(UTC)
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.claim_job(session=s, job_id=job.id, token="t1", worker="w@h", deliveries=1)
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.claim_job(session=s, job_id=job.id, token="t1", worker="w@h", deliveries=1)
         two = Outcome(str(job.id), "done", token="t1", rows=[_row("a", now, 3), _row("a", now, 3, repeat_index=1)])
-        assert crud.apply_outcome(session=s, outcome=two) == "written"
+        assert writes.apply_outcome(session=s, outcome=two) == "written"
         one = Outcome(str(job.id), "done", token="t1", rows=[_row("a", now, 3)])
-        assert crud.apply_outcome(session=s, outcome=one) == "written"  # a spool flush retried after a commit
-        assert len(crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id))) == 1
+        assert writes.apply_outcome(session=s, outcome=one) == "written"  # a spool flush retried after a commit
+        assert len(queries.query_results(session=s, filters=queries.ResultFilter(job_id=job.id))) == 1
 
 
 def test_a_stale_delivery_cannot_write_over_the_one_that_took_its_job(engine) -> None:  # noqa: ANN001
     now = datetime.now(UTC)
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.claim_job(session=s, job_id=job.id, token="old", worker="a@h", deliveries=1)
-        assert crud.requeue_job(session=s, job_id=job.id, expected_token="old", reason="a died")
-        assert not crud.requeue_job(session=s, job_id=job.id, expected_token="old", reason="twice")
-        assert crud.claim_job(session=s, job_id=job.id, token="new", worker="b@h", deliveries=2)
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.claim_job(session=s, job_id=job.id, token="old", worker="a@h", deliveries=1)
+        assert writes.requeue_job(session=s, job_id=job.id, expected_token="old", reason="a died")
+        assert not writes.requeue_job(session=s, job_id=job.id, expected_token="old", reason="twice")
+        assert writes.claim_job(session=s, job_id=job.id, token="new", worker="b@h", deliveries=2)
         stale = Outcome(str(job.id), "done", token="old", rows=[_row("a", now, 3)] * 2)
-        assert crud.apply_outcome(session=s, outcome=stale) == "taken"
-        assert crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id)) == []
+        assert writes.apply_outcome(session=s, outcome=stale) == "taken"
+        assert queries.query_results(session=s, filters=queries.ResultFilter(job_id=job.id)) == []
         fresh = Outcome(str(job.id), "done", token="new", rows=[_row("b", now, 3)])
-        assert crud.apply_outcome(session=s, outcome=fresh) == "written"
-        assert [r.host for r in crud.query_results(session=s, filters=crud.ResultFilter(job_id=job.id))] == ["b"]
-        assert crud.get_job(session=s, job_id=job.id).deliveries == 2
+        assert writes.apply_outcome(session=s, outcome=fresh) == "written"
+        assert [r.host for r in queries.query_results(session=s, filters=queries.ResultFilter(job_id=job.id))] == ["b"]
+        assert queries.get_job(session=s, job_id=job.id).deliveries == 2
 
 
 def test_find_job_takes_a_unique_prefix_with_or_without_dashes(engine) -> None:  # noqa: ANN001
@@ -119,15 +119,15 @@ def test_find_job_takes_a_unique_prefix_with_or_without_dashes(engine) -> None: 
     with Session(engine) as s:
         s.add_all(Job(id=i, variant="baseline", spec={}, queue="cpu") for i in ids)
         s.commit()
-        assert crud.find_job(session=s, prefix="abcd1234-0000-4000-8000-000000000002").id == ids[1]
+        assert queries.find_job(session=s, prefix="abcd1234-0000-4000-8000-000000000002").id == ids[1]
         with pytest.raises(FarmError, match="ambiguous"):
-            crud.find_job(session=s, prefix="abcd12")
-        assert crud.find_job(session=s, prefix="ABCD12340000400080000000000000011"[:32]).id == ids[0]
-        assert crud.find_job(session=s, prefix="00000000-00").id == ids[2]
+            queries.find_job(session=s, prefix="abcd12")
+        assert queries.find_job(session=s, prefix="ABCD12340000400080000000000000011"[:32]).id == ids[0]
+        assert queries.find_job(session=s, prefix="00000000-00").id == ids[2]
         with pytest.raises(FarmError, match="no job"):
-            crud.find_job(session=s, prefix="ffff")
+            queries.find_job(session=s, prefix="ffff")
         with pytest.raises(FarmError, match="bad job id"):
-            crud.find_job(session=s, prefix="xyz")
+            queries.find_job(session=s, prefix="xyz")
 
 
 def test_filters_by_host_hardware_time_and_local_hours(engine) -> None:  # noqa: ANN001
@@ -139,11 +139,11 @@ def test_filters_by_host_hardware_time_and_local_hours(engine) -> None:  # noqa:
         _row("beta", t0 + timedelta(days=3), 2, cpu_model="AMD EPYC"),
     ]
     with Session(engine) as s:
-        job = crud.create_job(session=s, variant="baseline", spec={}, queue="cpu")
-        crud.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
+        job = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu")
+        writes.apply_outcome(session=s, outcome=Outcome(str(job.id), "done", rows=rows))
 
         def hosts(**kw: object) -> list[tuple[str, int]]:
-            found = crud.query_results(session=s, filters=crud.ResultFilter(**kw))  # type: ignore[arg-type]
+            found = queries.query_results(session=s, filters=queries.ResultFilter(**kw))  # type: ignore[arg-type]
             return [(r.host, r.local_hour) for r in found]
 
         assert hosts(host="alpha") == [("alpha", 9), ("alpha", 16)]
@@ -233,7 +233,7 @@ def test_rows_stored_before_migration_0007_keep_their_data_and_get_a_hardware_id
                  "limit": limit})
     upgrade_schema(engine)
     with Session(engine) as s:
-        rows = crud.query_results(session=s, filters=crud.ResultFilter(job_id=job))
+        rows = queries.query_results(session=s, filters=queries.ResultFilter(job_id=job))
     engine.dispose()
     assert len(rows) == 3 and all(r.total_energy_per_sample_j == 0.01 and r.top1 == 0.9 for r in rows)
     assert all(r.started_at == started.replace(tzinfo=UTC) for r in rows)

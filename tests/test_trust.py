@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries
 from shared.db.engine import make_engine
 from shared.db.models import NoiseFloor
 from tests.conftest import run_farm
@@ -68,7 +68,7 @@ def test_recommend_leaves_out_contended_rows_too(env_mixed: dict[str, str]) -> N
 def test_report_and_compare_quote_the_noise_floor(env_mixed: dict[str, str]) -> None:
     engine = make_engine(env_mixed["FARM_DATABASE_URL"])
     with Session(engine) as s:
-        job = crud.list_jobs(session=s, limit=1)[0]
+        job = queries.list_jobs(session=s, limit=1)[0]
         s.add(NoiseFloor(job_id=job.id, hardware_id="aaaaaaaaaaaa", device="cpu", runtime="torch",
                          variant="baseline", pairs=10, time_cv=0.02, energy_cv=0.03, time_resolvable_fraction=0.015,
                          energy_resolvable_fraction=0.6))

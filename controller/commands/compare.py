@@ -92,28 +92,25 @@ def noise_floor(settings: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | N
     """The newest `farm calibrate` row for the comparison's machine and device (None if never calibrated)."""
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
 
     if not rows or not rows[0].get("hardware_id"):
         return None
     with Session(open_engine(settings)) as session:
-        floor = crud.latest_noise_floor(session=session, hardware_id=rows[0]["hardware_id"], device=rows[0]["device"])
+        floor = queries.latest_noise_floor(session=session, hardware_id=rows[0]["hardware_id"],
+                                           device=rows[0]["device"])
         return None if floor is None else floor.model_dump()
 
 
 def _run_here(settings: Any, spec: Any, device: Device) -> uuid.UUID:
-    from sqlmodel import Session
-
-    from shared.db import crud
+    from controller.enqueue import Enqueuer
     from worker.delivery.handle import handle_delivery, local_context
     from worker.devices import open_device
     from worker.jobs import preflight
 
     open_device(device)
     preflight(spec, settings)
-    engine = open_engine(settings)
-    with Session(engine) as session:
-        job_id = crud.create_job(session=session, variant=_name(spec), spec=spec.to_dict(), queue="local").id
+    job_id = Enqueuer(settings).store_local(spec, _name(spec))
     click.echo(f"job {job_id}: {_name(spec)} on {device} ({settings.hostname})", err=True)
     if handle_delivery(local_context(settings, device), str(job_id), None, "benchmark") == "spooled":
         raise FarmError(f"the store failed while saving job {job_id}; its results wait in {settings.spool_dir}")
@@ -122,28 +119,18 @@ def _run_here(settings: Any, spec: Any, device: Device) -> uuid.UUID:
 
 
 def _submit(settings: Any, spec: Any, target: str, queue_anyway: bool, timeout: float | None) -> uuid.UUID:
-    from sqlmodel import Session
-
     from controller.commands.control import wait_for
+    from controller.enqueue import Enqueuer
     from shared.celery_app import make_app
-    from shared.db import crud
-    from shared.dispatch import dispatch
 
     queue = queue_for_target(target)
     client = check_broker(settings)
-    engine = open_engine(settings)
     workers = live_workers(client)
     if not queue_anyway and queue not in {q for w in workers for q in w.get("queues", [])}:
         raise FarmError(f"no live worker serves --on {target} (queue {queue}); {describe_fleet(workers)}. "
                         "--queue-anyway queues it for a worker that starts later")
-    with Session(engine) as session:
-        job_id = crud.create_job(session=session, variant=_name(spec), spec=spec.to_dict(), queue=queue).id
-    try:
-        dispatch(make_app(settings), client, job_id=job_id, stage="benchmark", queue=queue, spec=spec.to_dict())
-    except Exception as exc:
-        with Session(engine) as session:
-            crud.delete_job(session=session, job_id=job_id)
-        raise FarmError(f"could not enqueue: {exc}") from None
+    entry = Enqueuer(settings, client, make_app(settings)).enqueue(spec, [queue], variant=_name(spec))[0]
+    job_id = uuid.UUID(entry["job_id"])
     click.echo(f"job {job_id}: {_name(spec)} on {queue}", err=True)
     wait_for(settings, job_id, timeout)
     _raise_if_failed(settings, job_id)
@@ -160,10 +147,10 @@ def _name(spec: Any) -> str:
 def _raise_if_failed(settings: Any, job_id: uuid.UUID) -> None:
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
 
     with Session(open_engine(settings)) as session:
-        job = crud.get_job(session=session, job_id=job_id)
+        job = queries.get_job(session=session, job_id=job_id)
     if job.state != "done":
         raise FarmError(f"comparison {job_id} {job.state}: {job.error or '-'}")
 

@@ -22,14 +22,14 @@ def wait_for(settings: Settings, job_id: uuid.UUID, timeout: float | None, label
     """Poll the store until the job finishes, printing each change of state or progress; exit 1 on timeout."""
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
     from shared.db.models import FINISHED_STATES
 
     deadline = None if timeout is None else time.monotonic() + timeout
     last = None
     while True:
         with Session(open_engine(settings)) as session:
-            job = crud.get_job(session=session, job_id=job_id)
+            job = queries.get_job(session=session, job_id=job_id)
             session.expunge(job)
         shown = (job.state, job.progress)
         if shown != last:
@@ -56,7 +56,7 @@ def cancel(jobs: tuple[str, ...], fmt: str) -> None:
     """
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries, writes
     from shared.dispatch import redis_client
     from shared.keys import cancel_key, dispatched_key
 
@@ -68,9 +68,9 @@ def cancel(jobs: tuple[str, ...], fmt: str) -> None:
         broker_error = str(exc)
     done: list[dict[str, Any]] = []
     with Session(open_engine(settings)) as session:
-        found = [crud.find_job(session=session, prefix=p) for p in jobs]  # every prefix checked before any cancel
+        found = [queries.find_job(session=session, prefix=p) for p in jobs]  # every prefix checked before any cancel
         for job in found:
-            for j, before in crud.cancel_job(session=session, job=job, reason="cancelled by farm cancel"):
+            for j, before in writes.cancel_job(session=session, job=job, reason="cancelled by farm cancel"):
                 done.append({"job_id": str(j.id), "stage": j.stage, "variant": j.variant, "was": before,
                              "worker": j.worker})
     marked = True
@@ -102,13 +102,13 @@ def wait(job: str, timeout: float | None) -> None:
     """Wait until JOB (an id or a unique prefix) finishes, showing its progress; exit 0 when done, 1 otherwise."""
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
 
     if timeout is not None and not timeout > 0:
         raise FarmError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     settings = load_settings()
     with Session(open_engine(settings)) as session:
-        job_id = crud.find_job(session=session, prefix=job).id
+        job_id = queries.find_job(session=session, prefix=job).id
     final = wait_for(settings, job_id, timeout)
     if final.state != "done":
         click.echo(f"job {job_id} {final.state}: {final.error}", err=True)
@@ -128,13 +128,13 @@ def logs(job: str, follow: bool, fmt: str) -> None:
     from sqlmodel import Session
 
     from controller.services import check_broker
-    from shared.db import crud
+    from shared.db import queries
     from shared.db.models import FINISHED_STATES
     from shared.keys import job_log_key
 
     settings = load_settings()
     with Session(open_engine(settings)) as session:
-        found = crud.find_job(session=session, prefix=job)
+        found = queries.find_job(session=session, prefix=job)
         job_id, state = found.id, found.state
     client = check_broker(settings)
     if client is None:
@@ -153,6 +153,6 @@ def logs(job: str, follow: bool, fmt: str) -> None:
             break
         time.sleep(0.5)
         with Session(open_engine(settings)) as session:
-            state = crud.get_job(session=session, job_id=job_id).state
+            state = queries.get_job(session=session, job_id=job_id).state
     if shown == 0 and fmt == "text":
         click.echo(f"job {job_id} is {state}; no log lines yet", err=True)

@@ -146,11 +146,11 @@ def _recent_jobs(settings: Any, limit: int, sweep: str | None) -> list[dict[str,
             pass
     from sqlmodel import Session
 
-    from shared.db import crud
+    from shared.db import queries
 
     with Session(open_engine(settings)) as session:
-        sweep_id = crud.find_sweep(session=session, prefix=sweep) if sweep else None
-        return [j.model_dump(exclude={"spec"}) for j in crud.list_jobs(session=session, limit=limit,
+        sweep_id = queries.find_sweep(session=session, prefix=sweep) if sweep else None
+        return [j.model_dump(exclude={"spec"}) for j in queries.list_jobs(session=session, limit=limit,
                                                                           sweep_id=sweep_id)]
 
 

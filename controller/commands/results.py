@@ -70,19 +70,19 @@ def _tables(filters: dict[str, Any], carbon: Any, hourly: bool = True, include_c
 
     from controller import report as rep
     from controller.services import load_settings, open_engine
-    from shared.db import crud
+    from shared.db import queries
 
     f = replace(result_filter(**filters), exclude_contended=not include_contended, exclude_pairs=not include_pairs)
     with Session(open_engine(load_settings())) as session:
-        left_out = crud.count_left_out(session=session, filters=f, with_baselines=True)
-        groups = crud.aggregate_results(session=session, filters=f, by=rep.VARIANT_GROUP, with_baselines=True)
+        left_out = queries.count_left_out(session=session, filters=f, with_baselines=True)
+        groups = queries.aggregate_results(session=session, filters=f, by=rep.VARIANT_GROUP, with_baselines=True)
         if not groups or (f.variants and not any(g["variant"] in f.variants for g in groups)):
             raise FarmError("no results match these filters")
-        hourly_groups = crud.aggregate_results(session=session, filters=f, by=rep.HOURLY_GROUP) if hourly else []
-        by_hour = (crud.aggregate_results(session=session, filters=f, by=(*rep.VARIANT_GROUP, "local_hour"),
+        hourly_groups = queries.aggregate_results(session=session, filters=f, by=rep.HOURLY_GROUP) if hourly else []
+        by_hour = (queries.aggregate_results(session=session, filters=f, by=(*rep.VARIANT_GROUP, "local_hour"),
                                           with_baselines=True)
                    if carbon is not None and carbon.by_hour_g_per_kwh is not None else [])
-        floors = {(t["hardware_id"], t["device"]): crud.latest_noise_floor(
+        floors = {(t["hardware_id"], t["device"]): queries.latest_noise_floor(
             session=session, hardware_id=t["hardware_id"], device=t["device"])
             for t in groups if t.get("hardware_id")}
     table, notes = rep.variant_table(groups, carbon, by_hour)

@@ -34,7 +34,8 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     """
     from sqlmodel import Session
 
-    from shared.db import crud
+    from controller.enqueue import Enqueuer
+    from shared.db import queries, writes
     from worker.delivery.handle import flush_spool, handle_delivery, local_context
     from worker.devices import open_device
     from worker.jobs import preflight
@@ -52,6 +53,7 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
     open_device(where)  # FarmError now when the device is absent here
     preflight(target, settings)
     engine = open_engine(settings)
+    enqueuer = Enqueuer(settings)
     ctx = local_context(settings, where, threads, echo=lambda text: click.echo(f"  {text}", err=True))
     if flush_spool(ctx):
         click.echo(f"warning: outcomes still wait in the spool {settings.spool_dir}", err=True)
@@ -61,23 +63,22 @@ def run(variant: str, model: str, dataset: str, repeats: int, limit: int | None,
         trained = parse_variant(name, model=target.model).train is not None
         spec = job_spec(name, target.model, target.dataset, repeats, limit, until_cv, train if trained else None,
                         device_class=where.device_class, runtime=target.runtime, bench=bench)
-        with Session(engine) as session:
-            job_id = crud.create_job(session=session, variant=name, spec=spec.to_dict(), queue="local").id
+        job_id = enqueuer.store_local(spec)
         click.echo(f"job {job_id}: {name} on {where} ({settings.hostname})", err=True)
         what = handle_delivery(ctx, str(job_id), None, "benchmark")
         if what == "spooled":
             raise FarmError(f"the store failed while saving job {job_id}; its results are kept in "
                             f"{settings.spool_dir} and are written by the next `farm run` or `farm worker`")
         with Session(engine) as session:
-            job = crud.get_job(session=session, job_id=job_id)
+            job = queries.get_job(session=session, job_id=job_id)
             if job.state == "failed":  # a job that could not run leaves nothing behind
                 error = job.error
-                crud.delete_job(session=session, job_id=job_id)
+                writes.delete_job(session=session, job_id=job_id)
                 raise FarmError(f"{name}: {error}")
         rows += job_rows(settings, job_id)
         job_ids.append(job_id)
     if fmt == "table":
-        print_summary(crud.ResultFilter(job_ids=tuple(job_ids)), fmt)
+        print_summary(queries.ResultFilter(job_ids=tuple(job_ids)), fmt)
     else:
         print_rows(rows, fmt)
 

@@ -16,12 +16,10 @@ from controller.deployer import batch_sizes, bench_fields
 from controller.options import FORMATS, finite, job_options, job_spec, train_overrides
 from controller.output import print_rows, print_summary
 from controller.services import check_broker, describe_fleet, job_rows, live_workers, load_settings, open_engine
-from shared import chains
 from shared.devices import DeviceClass
 from shared.errors import FarmError
 from shared.redact import redact
 from shared.routing import host_queue, queue_device_class, queue_for_target, queue_host, training_queue
-from shared.settings import Settings
 from shared.specs import JobSpec, parse_variant
 
 # The seed paper's tables as sweeps (`farm submit --sweep table2`).
@@ -66,6 +64,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     results for that model and data already.
     --batch-sizes 1,8,32 fans out like --variants (a baseline is matched at each batch size).
     """
+    from controller.enqueue import Enqueuer, chain_per_recipe
     from shared.celery_app import make_app
 
     names = _variant_names(variant, variants, sweep)
@@ -89,7 +88,8 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     if train_on != "auto":
         queue_for_target(train_on)
     client = check_broker(settings)
-    quick = _quick_store(settings)  # a bad store is reported before anything about workers
+    enqueuer = Enqueuer(settings, client, make_app(settings))
+    enqueuer.quick()  # a bad store is reported before anything about workers
     workers = live_workers(client)
     consumed = {q for w in workers for q in w.get("queues", [])}
     queues = _fan_out_queues(target, workers) if fan_out else [first_queue or ""]
@@ -102,7 +102,6 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
                 raise FarmError(f"no live worker serves {option} {given} (queue {q}); {describe_fleet(workers)}. "
                                 "--queue-anyway queues it for a worker that starts later")
         _check_runtimes(specs, queues, workers)
-    app = make_app(settings)
     plan = [(spec, q) for q in queues for spec in specs]
     sweep_id = uuid.uuid4() if len(plan) > 1 else None
     if sweep_id is not None:
@@ -118,10 +117,9 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
     # job here came from a collection that happened to fall inside its INSERT).
     gc.freeze()
     try:
-        with ready_producer(app) as producer:
-            submitted = [entry for spec, qs in _one_chain_per_recipe(plan)
-                         for entry in _enqueue(settings, quick, app, client, spec, qs, train_queue, sweep_id,
-                                               producer)]
+        with ready_producer(enqueuer.app) as enqueuer.producer:
+            submitted = [entry for spec, qs in chain_per_recipe(plan)
+                         for entry in enqueuer.enqueue(spec, qs, train_queue=train_queue, sweep_id=sweep_id)]
     except FarmError:
         raise
     except Exception as exc:  # the broker went away between the check and the send
@@ -150,7 +148,7 @@ def submit(variant: str | None, model: str, dataset: str, repeats: int, limit: i
             failed += 1
     rows = [r for s in submitted for r in job_rows(settings, uuid.UUID(s["job_id"]))]
     if rows and fmt == "table":
-        from shared.db.crud import ResultFilter
+        from shared.db.queries import ResultFilter
 
         print_summary(ResultFilter(job_ids=tuple(uuid.UUID(s["job_id"]) for s in submitted)), fmt)
     elif rows:
@@ -225,7 +223,7 @@ def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: Job
                     repeats: int, limit: int | None, until_cv: float | None) -> list[tuple[JobSpec, str]]:
     """Add a baseline for each queue of the sweep that has none in it, unless that host (a host queue) already
     has baseline results for this model and data."""
-    from shared.db import crud
+    from shared.db import queries
 
     out = list(plan)
     # a baseline is matched at the same benchmark protocol (inference batch size, scenario)
@@ -233,7 +231,7 @@ def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: Job
         if any(s.variant.name == "baseline" and pq == q and s.bench == bench for s, pq in plan):
             continue
         host = queue_host(q)
-        if host and bench.scenario == "offline" and crud.has_baseline(
+        if host and bench.scenario == "offline" and queries.has_baseline(
                 session=session, host=host, model_id=template.model, dataset_id=template.dataset,
                 batch_size=bench.batch_size):
             continue
@@ -241,121 +239,15 @@ def _with_baselines(session: Any, plan: list[tuple[JobSpec, str]], template: Job
     return out
 
 
-def _quick_store(settings: Settings) -> bool:
-    """Whether the store takes new jobs on the database driver alone (shared/db/quick.py: it exists at the newest
-    migration); else the ORM creates or migrates it now. FarmError when it cannot be reached."""
-    from shared.db.quick import NotQuick, check
-    from shared.db.revision import head_revision
-
-    try:
-        check(settings.database_url, head_revision())
-        return True
-    except NotQuick:
-        open_engine(settings)
-        return False
-
-
-def _store_jobs(settings: Settings, quick: bool, jobs: list[dict[str, Any]]) -> list[uuid.UUID]:
-    """Store new queued jobs in one transaction, on the driver alone when `quick`, else through the ORM."""
-    if quick:
-        from shared.db.quick import NotQuick, insert_jobs
-        from shared.db.revision import head_revision
-
-        try:
-            return insert_jobs(settings.database_url, head_revision(), jobs)
-        except NotQuick:
-            pass  # migrated meanwhile by a newer farm: the ORM path below
-        except Exception as exc:
-            raise FarmError(f"could not store the job in {redact(settings.database_url)}: {redact(exc)}") from None
-    from sqlmodel import Session
-
-    from shared.db import crud
-
-    with Session(open_engine(settings)) as session:
-        return [crud.create_job(session=session, **job).id for job in jobs]
-
-
-def _one_chain_per_recipe(plan: list[tuple[JobSpec, str]]) -> list[tuple[JobSpec, list[str]]]:
-    """The plan with each pruned spec's queues gathered: one compress stage builds it for all of them (`--on all`
-    would otherwise train one recipe once per host, each waiting on the build lock). Order is kept."""
-    out: list[tuple[JobSpec, list[str]]] = []
-    chains: dict[str, list[str]] = {}
-    for spec, q in plan:
-        if spec.variant.prune is None:
-            out.append((spec, [q]))
-            continue
-        key = json.dumps(spec.to_dict(), sort_keys=True)
-        if key in chains:
-            chains[key].append(q)
-        else:
-            chains[key] = [q]
-            out.append((spec, chains[key]))
-    return out
-
-
-def _enqueue(settings: Settings, quick: bool, app: Any, client: Any, spec: JobSpec, queues: list[str],
-             train_queue: str, sweep_id: uuid.UUID | None, producer: Any = None) -> list[dict[str, Any]]:
-    """Store the job (for a pruned variant, a chain: one compress stage and a benchmark stage per queue) and send
-    its first message; what was queued, one entry per benchmark job."""
-    from shared.dispatch import dispatch
-
-    payload = spec.to_dict()
-    planned = chains.stages_of(spec, queues, train_queue)
-    chained = chains.is_chained(spec)
-    chain_id = uuid.uuid4() if chained else None
-    job = {"variant": spec.variant.name, "spec": payload, "chain_id": chain_id, "sweep_id": sweep_id}
-    stored = _store_jobs(settings, quick, [{**job, "queue": q, "stage": st} for st, q in planned])
-    compress_id, job_ids = (stored[0], stored[1:]) if chained else (None, stored)
-    try:  # a chain's benchmark stages are sent by the worker that finishes its compress stage
-        first_stage, first_queue = planned[0]
-        dispatch(app, client, job_id=stored[0], stage=first_stage, queue=first_queue, spec=payload,
-                 producer=producer)
-    except Exception as exc:
-        from sqlmodel import Session
-
-        from shared.db import crud
-
-        with Session(open_engine(settings)) as session:
-            for jid in stored:
-                crud.delete_job(session=session, job_id=jid)
-        raise FarmError(f"could not enqueue on {redact(settings.broker_url)}: {redact(exc)}") from None
-    out: list[dict[str, Any]] = []
-    for job_id, q in zip(job_ids, queues, strict=True):
-        entry: dict[str, Any] = {"job_id": str(job_id), "queue": q, "variant": spec.variant.name}
-        if compress_id is not None:
-            entry.update(chain_id=str(chain_id), compress_job_id=str(compress_id), train_queue=train_queue)
-        out.append(entry)
-    return out
-
-
-RETRYABLE = chains.RETRYABLE
-
 
 @click.command()
 @click.argument("job")
 def retry(job: str) -> None:
     """Queue a failed or cancelled job again (JOB: its id or a unique prefix), with its stored spec; its
     delivery count and dead letters are cleared. A chain stage is retried with the stages after it."""
-    from sqlmodel import Session
-
+    from controller.enqueue import Enqueuer
     from shared.celery_app import make_app
-    from shared.db import crud
-    from shared.dispatch import dispatch, forget_dead_letters
-    from shared.keys import cancel_key, deliveries_key, lease_key
 
     settings = load_settings()
     client = check_broker(settings)
-    with Session(open_engine(settings)) as session:
-        found = crud.find_job(session=session, prefix=job)
-        if found.state not in RETRYABLE:
-            raise FarmError(f"job {found.id} is {found.state}; only a failed or cancelled job can be retried")
-        jobs = chains.retried_with(found, crud.chain_of(session=session, job=found))
-        for j in jobs:
-            crud.reset_for_retry(session=session, job=j)
-            if client is not None:  # a stale lease of the delivery that died last would hold the job back
-                client.delete(deliveries_key(j.id), lease_key(j.id), cancel_key(j.id))
-                forget_dead_letters(client, str(j.id))
-        first = jobs[0]
-        dispatch(make_app(settings), client, job_id=first.id, stage=first.stage, queue=first.queue, spec=first.spec)
-        click.echo(str(first.id))
-
+    click.echo(str(Enqueuer(settings, client, make_app(settings)).retry(job)))

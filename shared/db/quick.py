@@ -4,9 +4,9 @@ queued jobs (`farm submit`).
 A cold `farm status` spent about 0.3 s of its 0.6 s importing SQLModel, Pydantic and SQLAlchemy to read one page
 of the job table, and `farm submit` as much to insert one row. This module does both with psycopg or sqlite3.
 It never migrates: when the store is not at the newest migration, or its URL is not one it reads, it raises
-NotQuick and callers take the ORM path (`shared.db.engine.get_engine`, `shared.db.crud`), which migrates it. Every
+NotQuick and callers take the ORM path (`shared.db.engine.get_engine`, `shared.db.writes`), which migrates it. Every
 other read and write goes through the ORM. Tests hold both paths to the same rows: `JOB_COLUMNS` to the model,
-a quick insert to what `crud.create_job` stores.
+a quick insert to what `writes.create_job` stores.
 """
 
 from __future__ import annotations
@@ -118,14 +118,14 @@ def check(database_url: str, head: str) -> None:
 
 
 def insert_jobs(database_url: str, head: str, jobs: list[dict[str, Any]]) -> list[uuid.UUID]:
-    """Store new queued jobs in one transaction, as `crud.create_job` would, and return their ids. Each of `jobs`
+    """Store new queued jobs in one transaction, as `writes.create_job` would, and return their ids. Each of `jobs`
     has variant, spec (a dict), queue, and optionally stage ("benchmark"), chain_id and sweep_id."""
     with connect(database_url, write=True) as (conn, mark):
         sqlite = mark == "?"
         if schema_revision(conn) != [head]:
             raise NotQuick("schema not at the newest migration")
         columns = (*NEW_JOB_COLUMNS, "submitted_at")
-        # submitted_at on the store's clock where it has one (Postgres), as crud.create_job stamps it
+        # submitted_at on the store's clock where it has one (Postgres), as writes.create_job stamps it
         marks = [mark] * len(columns)
         if not sqlite:
             marks[-1] = "now()"
@@ -160,7 +160,7 @@ NEW_JOB_COLUMNS = ("id", "variant", "spec", "queue", "state", "stage", "chain_id
 def new_job_row(*, variant: str, spec: dict[str, Any], queue: str, stage: str = "benchmark",
                 chain_id: uuid.UUID | None = None, sweep_id: uuid.UUID | None = None) -> dict[str, Any]:
     """What a new queued job holds, column by column (submitted_at aside: the store stamps it). The one encoder of
-    new jobs: `crud.create_job` builds its ORM row from it, `insert_jobs` its driver row."""
+    new jobs: `writes.create_job` builds its ORM row from it, `insert_jobs` its driver row."""
     return {"id": uuid.uuid4(), "variant": variant, "spec": spec, "queue": queue, "state": "queued", "stage": stage,
             "chain_id": chain_id, "sweep_id": sweep_id, "deliveries": 0}
 

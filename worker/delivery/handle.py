@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session
 
 from shared import chains
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import get_engine
 from shared.db.models import FINISHED_STATES, Job
 from shared.db.types import utcnow
@@ -210,7 +210,7 @@ class _Delivery:
     def claim(self) -> None:
         try:
             with Session(self.engine) as session:
-                claimed = crud.claim_job(session=session, job_id=self.key, token=self.token, worker=self.ctx.worker,
+                claimed = writes.claim_job(session=session, job_id=self.key, token=self.token, worker=self.ctx.worker,
                                          deliveries=self.deliveries or 1)
             self.claim_seen = Seen.OURS if claimed else Seen.FINISHED
         except STORE_ERRORS as exc:
@@ -343,7 +343,7 @@ def _run_claimed(ctx: WorkerContext, engine: Any, job: Job, spec: JobSpec, token
         job_log(ctx.client, job_id, ctx.worker, text)
         try:  # progress is for people watching; a store blip must not stop the job
             with Session(engine) as session:
-                crud.set_progress(session=session, job_id=job_id, progress=text, token=token)
+                writes.set_progress(session=session, job_id=job_id, progress=text, token=token)
             store_ok[0] = True
         except STORE_ERRORS as exc:
             if store_ok[0]:
@@ -433,7 +433,7 @@ def _requeue_interrupted(ctx: WorkerContext, engine: Any, job: Job, token: str, 
     _broker(ctx, "clearing the stop mark", lambda: ctx.client.delete(stop_key(job_id), deliveries_key(job_id)))
     try:
         with Session(engine) as session:
-            requeued = crud.requeue_job(session=session, job_id=job.id, expected_token=token,
+            requeued = writes.requeue_job(session=session, job_id=job.id, expected_token=token,
                                         reason="requeued: its worker stopped mid-job")
     except STORE_ERRORS as exc:
         log.warning("%s; the store is away (%s), the reaper requeues it", why, redact(exc))
@@ -487,7 +487,7 @@ def send_next_stage(ctx: WorkerContext, job_id: uuid.UUID) -> None:
             job = session.get(Job, job_id)
             if job is None:
                 return
-            for nxt in chains.sent_after(job, crud.chain_of(session=session, job=job)):
+            for nxt in chains.sent_after(job, queries.chain_of(session=session, job=job)):
                 dispatch(ctx.app, ctx.client, job_id=nxt.id, stage=nxt.stage, queue=nxt.queue, spec=nxt.spec)
     except Exception as exc:
         log.warning("could not queue the next stage after job %s (%s); the reaper will", job_id, redact(exc))

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import queries, writes
 from shared.db.engine import get_engine
 from shared.dispatch import SENDING_MARK_S, dispatch
 from shared.keys import CAS, REAPER_TURN, dispatched_key, lease_key
@@ -64,9 +64,9 @@ class Reaper:
         fresh = broker_restarted_within(client, ctx.settings.lease_timeout_s + REAP_S)
         engine = get_engine(ctx.settings.database_url)
         with Session(engine) as session:
-            running = crud.running_jobs(session=session)
-            queued, self.cursor = crud.queued_page(session=session, after=self.cursor, limit=self.page)
-            waiting = crud.chains_waiting(session=session, jobs=queued)
+            running = queries.running_jobs(session=session)
+            queued, self.cursor = queries.queued_page(session=session, after=self.cursor, limit=self.page)
+            waiting = queries.chains_waiting(session=session, jobs=queued)
             for job in (*running, *queued):
                 session.expunge(job)
         jobs = [*running, *queued]
@@ -95,7 +95,7 @@ class Reaper:
         client = self.ctx.client
         if act is Act.REQUEUE:
             with Session(engine) as session:
-                if not crud.requeue_job(session=session, job_id=job.id, expected_token=job.lease_token,
+                if not writes.requeue_job(session=session, job_id=job.id, expected_token=job.lease_token,
                                         reason=reason):
                     return False
         if not int(client.eval(CAS, 1, dispatched_key(job.id), marker or b"", "sending", SENDING_MARK_S * 1000)):

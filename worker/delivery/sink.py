@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError, TimeoutError
 from sqlmodel import Session
 
-from shared.db import crud
+from shared.db import writes
 from shared.db.engine import get_engine
 from shared.dispatch import dead_letter
 from shared.errors import FarmError
@@ -49,7 +49,7 @@ def store_is_away(exc: BaseException) -> bool:
 def write(settings: Settings, outcome: Outcome) -> Stored:
     """Write `outcome` in one fenced transaction; raises the store's errors."""
     with Session(get_engine(settings.database_url)) as session:
-        return Stored(crud.apply_outcome(session=session, outcome=outcome))
+        return Stored(writes.apply_outcome(session=session, outcome=outcome))
 
 
 def store_outcome(settings: Settings, outcome: Outcome, client: Any = None) -> Stored:

@@ -1,4 +1,6 @@
-"""Store operations. Each takes the session as a keyword argument and never opens one itself."""
+"""Read-side queries of the store: jobs by id or prefix, the reaper's pages, chains, results and their aggregates.
+Each takes the session as a keyword argument and never opens one itself, and none writes (the job table's writes
+are shared/db/writes.py)."""
 
 from __future__ import annotations
 
@@ -6,41 +8,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import String, case, cast, delete, func, or_, update
+from sqlalchemy import String, case, cast, func, or_
 from sqlmodel import Session, col, select
 
 from shared import chains
-from shared.db.models import FINISHED_STATES, Job, NoiseFloor, Result, TrainingEpoch
-from shared.db.quick import new_job_row
-from shared.db.types import utcnow
+from shared.db.models import Job, NoiseFloor, Result, TrainingEpoch
 from shared.errors import FarmError
-from shared.outcome import Outcome
-
-
-def store_now(session: Session) -> Any:
-    """Now on the store's clock where it has one (Postgres `now()`, in SQL), else this machine's (SQLite's file is
-    local): job timestamps never mix a submitter's clock with a worker's."""
-    return func.now() if session.get_bind().dialect.name == "postgresql" else utcnow()
-
-
-def create_job(
-    *,
-    session: Session,
-    variant: str,
-    spec: dict[str, Any],
-    queue: str,
-    stage: str = "benchmark",
-    chain_id: uuid.UUID | None = None,
-    sweep_id: uuid.UUID | None = None,
-) -> Job:
-    job = Job(**new_job_row(variant=variant, spec=spec, queue=queue, stage=stage, chain_id=chain_id,
-                            sweep_id=sweep_id), submitted_at=store_now(session))
-    session.add(job)
-    session.commit()
-    session.refresh(job)
-    return job
 
 
 def get_job(*, session: Session, job_id: uuid.UUID | str) -> Job:
@@ -90,113 +65,6 @@ def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str,
 def find_job(*, session: Session, prefix: str) -> Job:
     """The one job whose id starts with `prefix` (dashes optional, as git takes a commit prefix)."""
     return get_job(session=session, job_id=_one_by_prefix(session, Job.id, prefix, "job"))
-
-
-def delete_job(*, session: Session, job_id: uuid.UUID) -> None:
-    job = session.get(Job, job_id)
-    if job is not None:
-        session.delete(job)
-        session.commit()
-
-
-def claim_job(*, session: Session, job_id: uuid.UUID, token: str, worker: str, deliveries: int) -> bool:
-    """Mark a queued (or orphaned running) job running under `token`; False when it has finished meanwhile."""
-    stmt = (
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.state).in_(("queued", "running")))
-        .values(state="running", worker=worker, started_at=store_now(session), lease_token=token,
-                deliveries=deliveries, error=None, progress=None)
-    )
-    claimed = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
-    session.commit()
-    return claimed
-
-
-def requeue_job(*, session: Session, job_id: uuid.UUID, expected_token: str | None, reason: str) -> bool:
-    """Put a running job whose delivery died back to `queued`, if its token is still `expected_token`."""
-    stmt = (
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.state) == "running", col(Job.lease_token) == expected_token)
-        .values(state="queued", lease_token=None, progress=reason)
-    )
-    done = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
-    session.commit()
-    return done
-
-
-def reset_for_retry(*, session: Session, job: Job) -> None:
-    """A failed or cancelled job back to `queued`, its error kept in `progress` for the record."""
-    job.progress = f"retried after: {job.error}" if job.error else "retried"
-    job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
-    session.add(job)
-    session.commit()
-
-
-def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list[tuple[Job, str]]:
-    """Cancel `job` and every unfinished stage of its chain, in one transaction; returns (job, state before).
-    One host's benchmark stage of an `--on all` chain is cancelled alone while another host's is unfinished.
-
-    A cancelled job loses its lease token, so an outcome its worker still writes is fenced out.
-    """
-    jobs = chains.cancelled_with(job, chain_of(session=session, job=job))
-    changed = []
-    now = store_now(session)
-    for j in jobs:
-        before = j.state
-        # Conditional on the row as it is now, not as it was read: an outcome that landed since stays.
-        stmt = (update(Job).where(col(Job.id) == j.id, col(Job.state).not_in(FINISHED_STATES))
-                .values(state="cancelled", error=reason, finished_at=now, lease_token=None))
-        if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
-            changed.append((j, before))
-    session.commit()
-    for j, _ in changed:
-        session.refresh(j)
-    return changed
-
-
-def set_progress(*, session: Session, job_id: uuid.UUID | str, progress: str, token: str | None = None) -> None:
-    """Show a running job's progress (only while `token`, if given, still owns it)."""
-    stmt = update(Job).where(col(Job.id) == uuid.UUID(str(job_id))).values(progress=progress)
-    if token is not None:
-        stmt = stmt.where(col(Job.lease_token) == token)
-    session.execute(stmt)
-    session.commit()
-
-
-def apply_outcome(*, session: Session, outcome: Outcome) -> Literal["written", "taken", "gone"]:
-    """Store a job's outcome in one transaction, replacing rows from any earlier delivery.
-
-    Fenced: with a token, only while the job still carries it (another delivery has not taken it over);
-    without one (tests, tools), only while the job is queued: a token-less outcome never ends a running job.
-    Returns what happened.
-    """
-    job_id = uuid.UUID(outcome.job_id)
-    job = session.exec(select(Job).where(col(Job.id) == job_id).with_for_update()).one_or_none()
-    if job is None:
-        return "gone"
-    if (outcome.token is not None and job.lease_token != outcome.token) or (
-        outcome.token is None and job.state != "queued"
-    ):
-        session.rollback()
-        return "taken"
-    session.execute(delete(Result).where(col(Result.job_id) == job_id))
-    session.execute(delete(TrainingEpoch).where(col(TrainingEpoch.job_id) == job_id))
-    session.add_all(Result(job_id=job_id, **row) for row in outcome.rows)
-    session.add_all(TrainingEpoch(job_id=job_id, **e) for e in outcome.epochs)
-    # finished_at on the store's clock, as started_at: a worker's skewed clock never puts an end before a start
-    job.state, job.error, job.finished_at = outcome.state, outcome.error, store_now(session)
-    if outcome.progress is not None:
-        job.progress = outcome.progress
-    if outcome.artifact_key is not None or outcome.trained is not None:
-        job.artifact_key, job.trained = outcome.artifact_key, outcome.trained
-    session.add(job)
-    if outcome.state == "failed":
-        for later in chains.failed_with(job, chain_of(session=session, job=job)):
-            later.state, later.finished_at = "failed", store_now(session)
-            later.error = f"{job.stage} stage {job.id} failed: {outcome.error}"
-            session.add(later)
-    session.commit()
-    return "written"
 
 
 def running_jobs(*, session: Session) -> list[Job]:
@@ -365,9 +233,6 @@ def query_results(
         stmt = stmt.limit(limit)
     return list(session.exec(stmt).all())
 
-
-
-
 # The measures that aggregates summarise: each gets mean, sum of squares and count in SQL (std is finished in
 # Python from those three, because SQLite has no STDDEV).
 MEASURES = ("top1", "top5", "time_per_sample_s", "total_energy_per_sample_j", "active_energy_per_sample_j",
@@ -378,6 +243,7 @@ DEPLOYER_MEASURES = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "latency
                      "peak_rss_bytes", "rss_rise_bytes", "gpu_max_allocated_bytes", "gpu_max_reserved_bytes",
                      "weight_bytes", "artifact_bytes", "load_s", "load_energy_j", "cold_latency_s", "achieved_qps",
                      "late_queries", "dropped_queries", "energy_per_query_j")
+
 
 
 def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(), by: Sequence[str],
