@@ -1,4 +1,5 @@
-"""Typed, frozen job specs that travel as JSON. The variant grammar that names them lives in shared/stages.py."""
+"""Typed, frozen job specs that travel as JSON. The variant grammar that names them, and the spec class of each
+kind of stage (PruneSpec, TrainSpec, QuantSpec, re-exported here), live in shared/stages.py."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import FarmError
 from shared.inputs import BUILTIN_MODEL
-from shared.stages import DEFAULT_RUNTIME, RUNTIMES, SLOTS, Stage, quant_stage, stages_in
+from shared.stages import (
+    DEFAULT_RUNTIME,
+    RUNTIMES,
+    SLOTS,
+    PruneSpec,
+    QuantSpec,
+    Stage,
+    TrainSpec,
+    spec_class,
+    stages_in,
+)
 
 if TYPE_CHECKING:
     from shared.devices import DeviceClass
 
-PruneMethod = Literal["mlp", "all", "unstructured"]
-TrainKind = Literal["retrained", "distilled"]
-# A quantization scheme: the token of one quant stage in shared/stages.py (`quant_schemes()`), checked when a
-# QuantSpec is made; not a Literal, so that a new scheme is one Stage, not a second list to keep in step.
-QuantScheme = str
 # MLPerf Inference's names: offline (a closed loop over batches), single-stream (batch 1, one query at a time),
 # server (Poisson arrivals at a target QPS into a queue). worker/scenarios.py runs them.
 Scenario = Literal["offline", "single-stream", "server"]
@@ -32,41 +38,6 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     BUILTIN_MODEL: {"epochs": 10, "lr": 1e-3, "batch_size": 32, "alpha": 0.5, "temperature": 2.0},
 }
 
-
-@dataclass(frozen=True)
-class PruneSpec:
-    """Structural or unstructured pruning with L1 magnitude importance."""
-
-    method: PruneMethod
-    ratio: float
-    round_to: int = 4
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """Fine-tuning after pruning: cross-entropy (retrained) or distillation from the unpruned model.
-
-    The loss for `distilled` is alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE.
-    """
-
-    kind: TrainKind
-    epochs: int = 10
-    lr: float = 3e-5
-    weight_decay: float = 0.01
-    batch_size: int = 16
-    alpha: float = 0.25
-    temperature: float = 4.0
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    """Quantization applied when the model is loaded on the benchmarking device."""
-
-    scheme: QuantScheme
-
-    def __post_init__(self) -> None:
-        quant_stage(self.scheme)  # FarmError naming an unknown scheme
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -193,17 +164,7 @@ class JobSpec:
 
 
 def _variant_from_dict(v: dict[str, Any]) -> VariantSpec:
-    return VariantSpec(
-        name=v["name"],
-        prune=PruneSpec(**v["prune"]) if v.get("prune") else None,
-        train=TrainSpec(**v["train"]) if v.get("train") else None,
-        quant=QuantSpec(**v["quant"]) if v.get("quant") else None,
-    )
-
-
-def train_defaults(kind: TrainKind, model: str) -> TrainSpec:
-    """The training hyper-parameters of `kind` for a base model: its own defaults, else the seed's."""
-    return TrainSpec(kind=kind, **MODEL_TRAIN_DEFAULTS.get(model, {}))
+    return VariantSpec(name=v["name"], **{slot: spec_class(slot)(**v[slot]) for slot in SLOTS if v.get(slot)})
 
 
 def _bare(pattern: str) -> str:
@@ -242,12 +203,8 @@ def parse_variant(name: str, *, model: str = BUILTIN_MODEL) -> VariantSpec:
     specs: dict[str, Any] = {}
     for stage, text in _split(name):
         args = stage.build(stage.matches(text) or {})
-        if stage.slot == "prune":
-            specs["prune"] = PruneSpec(**args)
-        elif stage.slot == "train":
-            specs["train"] = train_defaults(args["kind"], model)
-        else:
-            specs["quant"] = QuantSpec(**args)
+        defaults = MODEL_TRAIN_DEFAULTS.get(model, {}) if stage.spec is TrainSpec else {}
+        specs[stage.slot] = stage.spec(**{**defaults, **args})
     return VariantSpec(name=name, **specs)
 
 

@@ -60,6 +60,49 @@ def test_quant_schemes_come_from_the_stages_and_an_unknown_one_is_refused() -> N
         QuantSpec("int3")
 
 
+def test_each_slot_makes_one_spec_class_which_every_stage_of_it_builds() -> None:
+    """The descriptor carries the spec class: the parser and the JSON reader both build from it."""
+    import typing
+
+    from shared.specs import JobSpec, VariantSpec
+    from shared.stages import SLOTS, spec_class
+
+    fields = typing.get_type_hints(VariantSpec)
+    for slot in SLOTS:
+        assert {s.spec for s in STAGES if s.slot == slot} == {spec_class(slot)}
+        assert spec_class(slot) in typing.get_args(fields[slot]), slot
+    for stage in STAGES:
+        groups = stage.matches(stage.token.replace("X", "0.25"))
+        assert groups is not None, stage.token
+        assert isinstance(stage.spec(**stage.build(groups)), stage.spec)
+    variant = parse_variant("prune-all-r0.25-distilled-bf16")
+    assert [type(spec) for _, _, spec in variant.stages()] == [spec_class(slot) for slot in SLOTS]
+    assert JobSpec.from_json(JobSpec(variant=variant).to_json()).variant == variant
+
+
+def test_the_bf16_scheme_is_one_stage_everywhere_schemes_are_listed() -> None:
+    """bf16 was added as docs/extending.md's worked example: one module and one Stage, nothing else."""
+    from click.testing import CliRunner
+
+    from controller.cli import main
+    from controller.predict.features import work
+
+    assert parse_variant("quant-bf16").quant == QuantSpec("bf16")
+    distilled = parse_variant("pruned-distilled-bf16")
+    assert distilled.quant == QuantSpec("bf16") and distilled.train is not None and distilled.prune is not None
+    assert distilled.stage_names() == ["baseline", "pruned", "pruned-distilled", "pruned-distilled-bf16"]
+    assert distilled.supports("gpu", "torch") is None and distilled.supports("cpu", "torch") is None
+    assert "bf16 is not available on the onnxruntime runtime" in (distilled.supports("cpu", "onnxruntime") or "")
+    assert parse_variant("quant-int4").supports("gpu", "torch") == "int4 runs on cpu only"
+    text = CliRunner().invoke(main, ["variants"]).output
+    assert "| bf16 " in text and "quant-bf16" in text
+    # the predictor's work model reads the descriptor: bf16 stores 2 bytes a weight, computes in float
+    cost = {"model_id": "builtin:vit-digits", "params": 1000, "macs": 10_000, "base_macs": 10_000, "batch_size": 8}
+    fp32, bf16, uint8 = (work(v, **cost) for v in ("baseline", "quant-bf16", "quant-uint8"))
+    assert bf16.weight_bytes == fp32.weight_bytes / 2 == 2 * uint8.weight_bytes
+    assert bf16.gemm_fp32_macs == fp32.gemm_fp32_macs and bf16.gemm_int8_macs == bf16.dequant_weights == 0
+
+
 def test_every_vendor_has_its_meters_and_every_meter_a_known_vendor() -> None:
     names = {v.name for v in VENDORS}
     for meter in METERS:

@@ -113,7 +113,7 @@ def test_pruned_artifact_round_trips_to_identical_logits(builtin_model, artifact
         assert torch.equal(first.model(images).logits, again.model(images).logits)
 
 
-@pytest.mark.parametrize("scheme", ["uint8", "float8", "int8dyn"])
+@pytest.mark.parametrize("scheme", ["uint8", "float8", "int8dyn", "int4", "bf16"])
 def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str) -> None:  # noqa: ANN001
     test = load_digits_split("test")
     fp32 = top1(builtin_model.model, test)
@@ -123,6 +123,42 @@ def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str
         from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
         assert any(isinstance(m, DynamicInt8Linear) for m in quantized.modules())
+
+
+def test_int4_holds_4bit_weights_and_runs_under_inference_mode(builtin_model) -> None:  # noqa: ANN001
+    """Before: qint4 frozen outside inference mode raised "Cannot set version_counter for inference tensor"."""
+    from optimum.quanto import QLinear, qint4
+
+    quantized = quantize(copy.deepcopy(builtin_model.model), QuantSpec("int4"), open_device("cpu"))
+    layers = [m for m in quantized.modules() if isinstance(m, QLinear)]
+    assert layers and all(m.weight_qtype == qint4 and m.weight.qtype == qint4 for m in layers)
+    with torch.inference_mode():
+        assert quantized(EXAMPLE).logits.shape == (1, 10)
+
+
+def test_bf16_keeps_fp32_in_and_out_and_tracks_fp32_logits(builtin_model) -> None:  # noqa: ANN001
+    images = load_digits_split("test").images[:64]
+    quantized = quantize(copy.deepcopy(builtin_model.model), QuantSpec("bf16"), open_device("cpu"))
+    assert {p.dtype for p in quantized.parameters()} == {torch.bfloat16}
+    with torch.inference_mode():
+        ref = builtin_model.model(images).logits
+        out = quantized(images).logits
+        by_keyword = quantized(pixel_values=images).logits
+    assert out.dtype == by_keyword.dtype == torch.float32 and torch.equal(out, by_keyword)
+    assert (out - ref).abs().max().item() < 0.25  # bf16 keeps 8 mantissa bits: about 2-3 significant digits
+    assert (out - ref).abs().max().item() > 0  # it did run in bf16
+    assert (out.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.98
+
+
+@pytest.mark.slow
+def test_farm_run_benchmarks_quant_bf16(farm_env: dict[str, str]) -> None:
+    args = ["run", "--variant", "quant-bf16", "--only", "--repeats", "1", "--limit", "64", "--format", "json"]
+    proc = run_farm(args, farm_env)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["variant"] for r in rows] == ["quant-bf16"]
+    assert rows[0]["runtime"] == "torch" and rows[0]["top1"] > 0.9
+    assert set(rows[0]["weight_bytes_by_dtype"]) == {"bfloat16"}  # the worker loaded it in bf16
 
 
 

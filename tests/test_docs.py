@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 from pathlib import Path
 
 import click
@@ -61,3 +62,15 @@ def test_every_relative_link_resolves() -> None:
 
 def test_the_readme_stays_short() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_the_worked_scheme_example_is_the_code() -> None:
+    """docs/extending.md's `bf16` example quotes its module and its Stage as they are (indentation aside)."""
+    page = (ROOT / "docs" / "extending.md").read_text()
+    section = page.split("## A quantization scheme: `bf16`", 1)[1].split("\n## ", 1)[0]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, re.S)]
+    assert len(blocks) == 2
+    code = [(ROOT / "worker/compression/bf16.py").read_text(), (ROOT / "shared/stages.py").read_text()]
+    for block, source in zip(blocks, code, strict=True):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        assert "\n".join(lines) in "\n".join(line.strip() for line in source.splitlines() if line.strip()), block

@@ -16,12 +16,9 @@ from typing import Any
 from controller.predict.linalg import median
 from shared.errors import FarmError
 from shared.specs import parse_variant
+from shared.stages import Numerics, quant_stage
 
 DEFAULT_BATCH = 8  # BenchSpec.batch_size: rows stored without a batch_size column were measured at 8
-# int8 weights AND activations: GEMMs run in int8 and activations are quantized per batch.
-INT8_ACTIVATIONS = frozenset({"int8dyn", "ort-int8dyn", "ort-int8", "ov-int8"})
-# int8/fp8 weights, float activations: each batch dequantizes every weight before its float GEMM.
-WEIGHT_ONLY = frozenset({"uint8", "float8"})
 WORK_KINDS = ("gemm_fp32_macs", "gemm_int8_macs", "nongemm_macs", "act_quant_macs", "dequant_weights",
               "weight_bytes", "batches")
 
@@ -67,7 +64,9 @@ class Work:
     the non-GEMM work the MAC count leaves out (attention products, softmax, norms, GELU: proportional to the
     baseline's MACs and, under prune-all, to the kept width), int8 activation quantization (as much again, for
     int8 schemes), weights dequantized per batch (weight-only int8/fp8: params / batch), weight bytes read per
-    batch (params x bytes per weight / batch) and the batch's fixed cost (1 / batch)."""
+    batch (params x bytes per weight / batch) and the batch's fixed cost (1 / batch). How a scheme computes is
+    its stage's `numerics` (shared/stages.py); bf16 GEMMs count as float GEMMs, so a per-variant effect absorbs
+    their speed."""
 
     gemm_fp32_macs: float
     gemm_int8_macs: float
@@ -85,15 +84,14 @@ class Work:
 def work(variant: str, *, model_id: str, params: int, macs: int, base_macs: int, batch_size: int) -> Work:
     """The work of one sample of `variant` (params and MACs as stored; base_macs: the model's unpruned MACs)."""
     spec = parse_variant(variant, model=model_id)
-    scheme = spec.quant.scheme if spec.quant else None
+    numerics = quant_stage(spec.quant.scheme).numerics if spec.quant else Numerics()
     kept = 1.0 - spec.prune.ratio if spec.prune is not None and spec.prune.method == "all" else 1.0
     nongemm = base_macs * kept
-    int8 = scheme in INT8_ACTIVATIONS
-    bytes_per_weight = 1 if scheme in INT8_ACTIVATIONS | WEIGHT_ONLY else 4
+    int8 = numerics.int8_gemm
     return Work(gemm_fp32_macs=0.0 if int8 else float(macs), gemm_int8_macs=float(macs) if int8 else 0.0,
                 nongemm_macs=nongemm, act_quant_macs=nongemm if int8 else 0.0,
-                dequant_weights=params / batch_size if scheme in WEIGHT_ONLY else 0.0,
-                weight_bytes=params * bytes_per_weight / batch_size, batches=1.0 / batch_size)
+                dequant_weights=params / batch_size if numerics.dequant else 0.0,
+                weight_bytes=params * numerics.weight_bytes / batch_size, batches=1.0 / batch_size)
 
 
 def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Cell]:
