@@ -69,10 +69,15 @@ def export(db: str, out: Path) -> int:
         row.setdefault("batch_size", 8)
         row["started_at"] = str(row["started_at"]).replace(" ", "T").split("+")[0] + "+00:00"  # SQLite keeps UTC
     isa = next((json.loads(h)["isa"] for (h,) in con.execute("SELECT hardware FROM result LIMIT 1")), [])
+    quiet = ""
+    if "contended" in have:  # each window's contention (issue 20): say how quiet the collection was
+        n, busy, worst = con.execute("SELECT count(*), sum(contended), max(foreign_cpu_cores) FROM result").fetchone()
+        quiet = (f" Windows flagged contended: {busy or 0} of {n}; CPU busy outside farm during a window: at most "
+                 f"{worst or 0:.2f} cores.")
     head = json.dumps({
         "note": "Real rows of the built-in ViT on the digits test split, measured with `farm run --only --repeats 3` "
-                "(FARM_IDLE_S=0, OMP_WAIT_POLICY=PASSIVE) by scripts/collect_predict_rows.py on a shared 2-CPU VM "
-                "while other agents' work ran: timings are contended, energy is estimated from CPU time (no RAPL).",
+                "(FARM_IDLE_S=0, OMP_WAIT_POLICY=PASSIVE) by scripts/collect_predict_rows.py on a 2-CPU VM; "
+                "energy is estimated from CPU time (no RAPL)." + quiet,
         "isa": isa}, indent=1)
     out.write_text(head[:-2] + ',\n "rows": [\n' + ",\n".join(json.dumps(r) for r in rows) + "\n]}\n")
     return len(rows)
