@@ -182,13 +182,12 @@ def result_filters(fn: Any) -> Any:
 
 def result_filter(*, since: str | None, until: str | None, hours: str | None, job_id: str | None,
                   sweep: str | None = None, **exact: str | None) -> Any:
-    """The queries.ResultFilter for the options of `result_filters`; a job or sweep prefix is resolved in the store."""
-    from sqlmodel import Session
-
+    """The ResultFilter for the options of `result_filters`; a job or sweep prefix is resolved in the store. Nothing
+    here imports SQLAlchemy unless the store must be migrated first (`farm results --format csv` stays quick)."""
     from controller.timefilters import parse_hours, parse_moment
-    from shared.db import queries
+    from shared.db.filters import ResultFilter
 
-    filters = queries.ResultFilter(
+    filters = ResultFilter(
         **exact,
         since=parse_moment(since, option="--since") if since else None,
         until=parse_moment(until, option="--until") if until else None,
@@ -197,13 +196,31 @@ def result_filter(*, since: str | None, until: str | None, hours: str | None, jo
     for option, value in (("--job", job_id), ("--sweep", sweep)):  # checked before the store is opened
         if value is not None and not re.fullmatch(r"[0-9a-fA-F-]{1,36}", value.strip()):
             raise FarmError(f"{option} must be an id or a unique prefix of one (hex digits), got {value!r}")
-    if sweep or job_id:
-        with Session(open_engine(load_settings())) as session:
-            if sweep:
-                filters = replace(filters, sweep_id=queries.find_sweep(session=session, prefix=sweep))
-            if job_id:  # an id or a unique prefix, as everywhere
-                filters = replace(filters, job_id=queries.find_job(session=session, prefix=job_id).id)
+    if sweep:
+        filters = replace(filters, sweep_id=_one_by_prefix("sweep_id", sweep, "sweep"))
+    if job_id:  # an id or a unique prefix, as everywhere
+        filters = replace(filters, job_id=_one_by_prefix("id", job_id, "job"))
     return filters
+
+
+def _one_by_prefix(column: str, prefix: str, what: str) -> Any:
+    """The one job id or sweep id (`column`: id or sweep_id) that starts with `prefix`: on the database driver
+    alone when it can (shared/db/quick.py), else through the ORM, which also migrates the store."""
+    from shared.db.quick import NotQuick, one_by_prefix
+    from shared.db.revision import head_revision
+
+    settings = load_settings()
+    try:
+        return one_by_prefix(settings.database_url, head_revision(), column, prefix, what)
+    except NotQuick:
+        pass
+    from sqlmodel import Session
+
+    from shared.db import queries
+
+    with Session(open_engine(settings)) as session:
+        return queries.find_sweep(session=session, prefix=prefix) if column == "sweep_id" else queries.find_job(
+            session=session, prefix=prefix).id
 
 
 def query_results(**options: str | None) -> list[dict[str, Any]]:

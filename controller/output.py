@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from shared.db.queries import ResultFilter
+    from shared.db.filters import ResultFilter
 
 SUMMARY_GROUP = ("variant", "model_id", "dataset_id", "host", "device", "hardware_id", "runtime", "batch_size",
                  "scenario", "target_qps")

@@ -77,3 +77,44 @@ def test_a_quick_insert_stores_what_the_orm_stores(store: str, tmp_path: Path, f
     assert quick.submitted_at.tzinfo is not None and abs((orm.submitted_at - quick.submitted_at).total_seconds()) < 5
     assert (plain.stage, plain.chain_id, plain.sweep_id, plain.state) == ("benchmark", None, None, "queued")
     assert found == quick_id
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_quick_prefix_finds_what_the_orm_finds(store: str, tmp_path: Path, fresh_pg_url: str) -> None:
+    import uuid
+
+    from shared.db.models import Job
+    from shared.db.quick import one_by_prefix
+    from shared.errors import FarmError
+
+    url = f"sqlite:///{tmp_path / 'p.db'}" if store == "sqlite" else fresh_pg_url
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    ids = [uuid.UUID("abcd1234-0000-4000-8000-00000000000" + c) for c in "12"] + [uuid.UUID(int=7)]
+    sweep = uuid.UUID("5eeb0000-1111-4000-8000-000000000000")
+    head = head_revision()
+    with Session(engine) as s:
+        s.add_all(Job(id=i, variant="baseline", spec={}, queue="cpu", sweep_id=sweep if n < 2 else None)
+                  for n, i in enumerate(ids))
+        s.commit()
+        for column, prefix, what in (("id", "abcd1234-0000-4000-8000-000000000002", "job"),
+                                     ("id", "ABCD12340000400080000000000000011", "job"),
+                                     ("id", "00000000-00", "job"), ("sweep_id", "5eeb", "sweep"),
+                                     ("id", "abcd12", "job"), ("id", "ffff", "job"), ("sweep_id", "abcd", "sweep"),
+                                     ("id", "xyz", "job")):
+            orm = queries.find_sweep if column == "sweep_id" else queries.find_job
+            try:
+                found = orm(session=s, prefix=prefix)
+                expected: object = getattr(found, "id", found)
+            except FarmError as exc:
+                expected = str(exc)
+            try:
+                got: object = one_by_prefix(url, head, column, prefix, what)
+            except FarmError as exc:
+                got = str(exc)
+            assert got == expected, prefix
+            assert isinstance(got, uuid.UUID) or "no " in str(got) or "ambiguous" in str(got) or "bad" in str(got)
+    engine.dispose()
+    assert one_by_prefix(url, head, "sweep_id", "5eeb-0000-1111", "sweep") == sweep
+    with pytest.raises(FarmError, match="ambiguous"):
+        one_by_prefix(url, head, "id", "abcd", "job")

@@ -10,6 +10,7 @@ from pydantic import ConfigDict
 from sqlalchemy import JSON, BigInteger, Column, Index, false
 from sqlmodel import Field, SQLModel
 
+from shared.db import columns
 from shared.db.types import UTCDateTime, utcnow
 
 FINISHED_STATES = ("done", "failed", "cancelled")
@@ -254,5 +255,6 @@ class NoiseFloor(SQLModel, table=True):
     measured_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-# Columns in the order that JSON and CSV output use: ids first, then the fields as declared.
-RESULT_COLUMNS: tuple[str, ...] = ("id", "job_id", *ResultFields.model_fields)
+# Columns in the order that JSON and CSV output use: ids first, then the fields as declared (shared/db/columns.py
+# spells them out for the driver-only export, which must not import this module).
+RESULT_COLUMNS = columns.RESULT_COLUMNS  # tests/test_export.py: ("id", "job_id", *ResultFields.model_fields)

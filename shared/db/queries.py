@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, case, cast, func, or_
+from sqlalchemy import bindparam, case, func, or_, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.types import NullType
 from sqlmodel import Session, col, select
 
 from shared import chains
+from shared.db.filters import ResultFilter, id_prefix_pattern, narrows, one_id, prefix_sql, where_sql
 from shared.db.models import Job, NoiseFloor, Result, TrainingEpoch
 from shared.errors import FarmError
+
+# ResultFilter lives in shared/db/filters.py (no SQLAlchemy); queries.ResultFilter is the same class.
+EVERY_RESULT = ResultFilter()  # no filter
 
 
 def get_job(*, session: Session, job_id: uuid.UUID | str) -> Job:
@@ -29,24 +36,18 @@ def get_job(*, session: Session, job_id: uuid.UUID | str) -> Job:
     return job
 
 
-def _one_by_prefix(session: Session, column: Any, prefix: str, what: str) -> Any:
-    """The one distinct value of a UUID column that starts with `prefix` (dashes optional, as git takes a commit
-    prefix); FarmError when the prefix is malformed, matches nothing, or matches several."""
-    hexed = prefix.strip().lower().replace("-", "")
-    if not hexed or any(c not in "0123456789abcdef" for c in hexed) or len(hexed) > 32:
-        raise FarmError(f"bad {what} id {prefix!r}: give a {what} id or a unique prefix of one")
-    found = session.exec(select(column).where(func.replace(cast(column, String), "-", "").like(f"{hexed}%"))
-                         .distinct().limit(2)).all()
-    if not found:
-        raise FarmError(f"no {what} {prefix}")
-    if len(found) > 1:
-        raise FarmError(f"{what} id prefix {prefix!r} is ambiguous; give more characters")
-    return found[0]
+def _one_by_prefix(session: Session, column: str, prefix: str, what: str) -> uuid.UUID:
+    """The one distinct value of the job table's UUID `column` (id or sweep_id) that starts with `prefix` (dashes
+    optional, as git takes a commit prefix); FarmError when the prefix is malformed, matches nothing, or matches
+    several. The SQL is shared/db/filters.py's, which the driver-only path (shared/db/quick.py) runs too."""
+    pattern = id_prefix_pattern(prefix, what)
+    found = session.execute(text(prefix_sql(column, ":pattern")), {"pattern": pattern}).scalars().all()
+    return one_id(found, prefix, what)
 
 
 def find_sweep(*, session: Session, prefix: str) -> uuid.UUID:
     """The one sweep id that starts with `prefix`."""
-    return _one_by_prefix(session, Job.sweep_id, prefix, "sweep")  # type: ignore[no-any-return]
+    return _one_by_prefix(session, "sweep_id", prefix, "sweep")
 
 
 def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str, batch_size: int = 8) -> bool:
@@ -64,7 +65,7 @@ def has_baseline(*, session: Session, host: str, model_id: str, dataset_id: str,
 
 def find_job(*, session: Session, prefix: str) -> Job:
     """The one job whose id starts with `prefix` (dashes optional, as git takes a commit prefix)."""
-    return get_job(session=session, job_id=_one_by_prefix(session, Job.id, prefix, "job"))
+    return get_job(session=session, job_id=_one_by_prefix(session, "id", prefix, "job"))
 
 
 def running_jobs(*, session: Session) -> list[Job]:
@@ -123,83 +124,34 @@ def list_jobs(*, session: Session, limit: int = 20, states: Sequence[str] | None
     return list(session.exec(stmt).all())
 
 
-@dataclass(frozen=True)
-class ResultFilter:
-    """Filters for `farm results`; `hours` is a half-open local-hour range [start, end), wrapping at 24."""
-
-    variant: str | None = None
-    model_id: str | None = None
-    dataset_id: str | None = None
-    host: str | None = None
-    hardware: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    hours: tuple[int, int] | None = None
-    job_id: uuid.UUID | None = None
-    sweep_id: uuid.UUID | None = None
-    runtime: str | None = None
-    job_ids: tuple[uuid.UUID, ...] = ()
-    # What reports and answers leave out unless asked (issue 20): windows measured while other work ran, and the
-    # rows of `farm compare` pairs (one pass each, measured beside another variant).
-    exclude_contended: bool = False
-    exclude_pairs: bool = False
-
-    @property
-    def variants(self) -> list[str]:
-        """The variants `variant` names (one, or several as "a,b"); empty when it names none."""
-        return [v.strip() for v in (self.variant or "").split(",") if v.strip()]
-
-
 def _where(stmt: Any, f: ResultFilter, *, with_baselines: bool = False) -> Any:
-    """`stmt` narrowed by the filters. With `with_baselines`, a variant filter also lets the baselines through, so
-    that every variant shown keeps something to compare with."""
-    if f.variant:
-        variants = f.variants
-        if with_baselines:
-            variants.append("baseline")
-        stmt = stmt.where(col(Result.variant).in_(variants))
-    if f.model_id:
-        stmt = stmt.where(Result.model_id == f.model_id)
-    if f.dataset_id:
-        stmt = stmt.where(Result.dataset_id == f.dataset_id)
-    if f.host:
-        stmt = stmt.where(Result.host == f.host)
-    if f.hardware:
-        literal = f.hardware.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # text, not a pattern
-        pattern = f"%{literal}%"
-        stmt = stmt.where(
-            or_(
-                col(Result.cpu_model).ilike(pattern, escape="\\"),
-                col(Result.gpu_name).ilike(pattern, escape="\\"),
-                col(Result.device).ilike(pattern, escape="\\"),
-                col(Result.hardware_label).ilike(pattern, escape="\\"),
-                col(Result.hardware_id).ilike(f"{literal}%", escape="\\"),
-                cast(Result.hardware, String).ilike(pattern, escape="\\"),  # any part of the fingerprint: "avx512_vnni"
-            )
-        )
-    if f.runtime:
-        stmt = stmt.where(Result.runtime == f.runtime)
-    if f.since:
-        stmt = stmt.where(Result.started_at >= f.since)
-    if f.until:
-        stmt = stmt.where(Result.started_at < f.until)
-    if f.hours:
-        start, end = f.hours
-        if start < end:
-            stmt = stmt.where(Result.local_hour >= start, Result.local_hour < end)
-        else:
-            stmt = stmt.where(or_(Result.local_hour >= start, Result.local_hour < end))
-    if f.job_id:
-        stmt = stmt.where(Result.job_id == f.job_id)
-    if f.job_ids:
-        stmt = stmt.where(col(Result.job_id).in_(f.job_ids))
-    if f.sweep_id:
-        stmt = stmt.where(col(Result.job_id).in_(select(Job.id).where(Job.sweep_id == f.sweep_id)))
-    if f.exclude_contended:
-        stmt = stmt.where(col(Result.contended).is_(False))
-    if f.exclude_pairs:
-        stmt = stmt.where(col(Result.pair_index).is_(None))
-    return stmt
+    """`stmt` narrowed by the filters (shared/db/filters.py `where_sql`, the one source of their SQL). With
+    `with_baselines`, a variant filter also lets the baselines through, so that every variant shown keeps
+    something to compare with."""
+    if not narrows(f, with_baselines=with_baselines):
+        return stmt
+    return stmt.where(_ResultWhere(f, with_baselines))
+
+
+class _ResultWhere(ColumnElement[bool]):
+    """`where_sql`'s conditions, rendered for the dialect the statement is compiled for (see _render_where)."""
+
+    inherit_cache = False  # its text depends on the filter's values, which a cache key would not see
+    type = NullType()  # not Boolean: SQLite would compare the whole clause with 1, hiding it from its indexes
+
+    def __init__(self, f: ResultFilter, with_baselines: bool) -> None:
+        self.filters, self.with_baselines = f, with_baselines
+
+
+@compiles(_ResultWhere)
+def _render_where(element: _ResultWhere, compiler: Any, **kw: Any) -> str:
+    """Each value becomes a bound parameter passed to the driver untouched (NullType: it is already stored form)."""
+
+    def mark(value: Any) -> str:
+        return str(compiler.process(bindparam(None, value, type_=NullType()), **kw))
+
+    conditions = where_sql(element.filters, compiler.dialect.name, mark, with_baselines=element.with_baselines)
+    return "(" + " AND ".join(conditions) + ")"
 
 
 def count_left_out(*, session: Session, filters: ResultFilter, with_baselines: bool = False) -> dict[str, int]:
@@ -224,7 +176,7 @@ def latest_noise_floor(*, session: Session, hardware_id: str, device: str) -> No
 
 
 def query_results(
-    *, session: Session, filters: ResultFilter = ResultFilter(), limit: int | None = None
+    *, session: Session, filters: ResultFilter = EVERY_RESULT, limit: int | None = None
 ) -> list[Result]:
     """Result rows, oldest first. A variant filter may list several (a,b)."""
     stmt = _where(select(Result), filters)
@@ -246,7 +198,7 @@ DEPLOYER_MEASURES = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "latency
 
 
 
-def aggregate_results(*, session: Session, filters: ResultFilter = ResultFilter(), by: Sequence[str],
+def aggregate_results(*, session: Session, filters: ResultFilter = EVERY_RESULT, by: Sequence[str],
                       with_baselines: bool = False) -> list[dict[str, Any]]:
     """One row per group of `by` (Result column names), computed by the database (GROUP BY): `n`, and for each
     of MEASURES its `_mean`, `_std` (sample std, None below 2 values) and `_n`; params and MACs (min and max);

@@ -1,5 +1,6 @@
-"""The CLI's two hottest paths on the database driver alone: one page of the job table (`farm status`) and new
-queued jobs (`farm submit`).
+"""The CLI's hottest paths on the database driver alone: one page of the job table (`farm status`), new queued
+jobs (`farm submit`), and a job or sweep id prefix (`farm results --job/--sweep`; the CSV export itself is
+controller/export.py `quick_csv`, on this module's connection).
 
 A cold `farm status` spent about 0.3 s of its 0.6 s importing SQLModel, Pydantic and SQLAlchemy to read one page
 of the job table, and `farm submit` as much to insert one row. This module does both with psycopg or sqlite3.
@@ -176,3 +177,20 @@ def _encode(row: dict[str, Any], sqlite: bool) -> tuple[Any, ...]:
     from psycopg.types.json import Json
 
     return tuple(Json(row[c]) if c == "spec" else row[c] for c in NEW_JOB_COLUMNS)
+
+
+def one_by_prefix(database_url: str, head: str, column: str, prefix: str, what: str) -> uuid.UUID:
+    """The one value of the job table's `column` (id or sweep_id) that starts with `prefix`, as
+    `queries.find_job` / `find_sweep` resolve it (the same SQL, shared/db/filters.py); FarmError when the prefix
+    is malformed, matches nothing or several; NotQuick when the schema is not at `head`."""
+    from shared.db.filters import id_prefix_pattern, one_id, prefix_sql
+
+    pattern = id_prefix_pattern(prefix, what)
+    with connect(database_url) as (conn, mark):
+        if schema_revision(conn) != [head]:
+            raise NotQuick("schema not at the newest migration")
+        cur = conn.cursor()
+        cur.execute(prefix_sql(column, mark), (pattern,))
+        found = [row[0] for row in cur.fetchall()]
+        cur.close()
+    return one_id(found, prefix, what)
