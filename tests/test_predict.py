@@ -116,12 +116,13 @@ def test_validation_on_real_rows(sqlite_env: dict[str, str]) -> None:
         # its own residual, and without its variant's when the variant is held out).
         for t in ("time", "energy"):
             assert 0.85 <= row[f"{t}_coverage"] <= 0.95, row
-        # Energy (estimated from CPU time, which contention disturbs less) meets the issue's 15 % goal.
+        # The issue's goals, on rows measured with no contended window (the fixture's note): median absolute
+        # error at most 10 % for time and 15 % for energy, holding out a cell or a whole variant.
+        assert row["time_median_ape_pct"] <= 10, row
         assert row["energy_median_ape_pct"] <= 15, row
-        # Time does not meet the 10 % goal on these rows: their own repeats disagree by more (the noise floor,
-        # two halves of each cell's repeats); the model must do no worse than the data reproduces itself.
-        assert row["time_median_ape_pct"] <= floor["time_median_ape_pct"], (row, floor)
-    assert floor["time_median_ape_pct"] > 10  # why the time goal cannot be checked on contended rows
+    # The data reproduce themselves better than the model predicts them (two halves of each cell's repeats), so
+    # the error above is the model's, not only the rows' noise.
+    assert floor["time_median_ape_pct"] < cells["time_median_ape_pct"]
 
 
 def test_a_prediction_is_never_reported_as_a_measurement(tmp_path: Path) -> None:
