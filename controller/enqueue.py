@@ -6,7 +6,9 @@
   without a message unless the delete fails too; then the FarmError names the jobs left queued, which the reaper
   sends once the broker is back (it finds a queued job with no marker), so that no one submits them twice.
 - `Enqueuer.store_local(spec)` stores a job that this process runs itself (`farm run`, `compare --here`): no broker.
-- `Enqueuer.retry(prefix)` puts a failed or cancelled job, and the chain stages after it, back on its queue.
+- `Enqueuer.retry(prefix)` puts a failed or cancelled job, and the chain stages after it, back on its queue: the
+  broker's stale keys are cleared first, then every stage is reset in one transaction (a broker or store that fails
+  leaves none of them half retried), then the first is sent.
 
 New rows go through `shared.db.quick.insert_jobs` (the database driver alone) when the store is at the newest
 migration, else the ORM's `shared.db.writes.create_job`, which migrates it first; both encode the row with
@@ -174,11 +176,17 @@ class Enqueuer:
             if found.state not in chains.RETRYABLE:
                 raise FarmError(f"job {found.id} is {found.state}; only a failed or cancelled job can be retried")
             jobs = chains.retried_with(found, queries.chain_of(session=session, job=found))
-            for j in jobs:
-                writes.reset_for_retry(session=session, job=j)
-                if self.client is not None:  # a stale lease of the delivery that died last would hold the job back
-                    self.client.delete(deliveries_key(j.id), lease_key(j.id), cancel_key(j.id))
-                    forget_dead_letters(self.client, str(j.id))
+            # The broker's keys first, while the jobs are still finished (nothing renews or reads them then): a broker
+            # that fails here leaves every stage as it was, never a chain half queued again.
+            if self.client is not None:  # a stale lease of the delivery that died last would hold the job back
+                try:
+                    for j in jobs:
+                        self.client.delete(deliveries_key(j.id), lease_key(j.id), cancel_key(j.id))
+                        forget_dead_letters(self.client, str(j.id))
+                except Exception as exc:
+                    raise FarmError(f"cannot reach broker {redact(self.settings.broker_url)} ({redact(exc)}); "
+                                    f"nothing was retried") from None
+            writes.reset_for_retry(session=session, jobs=jobs)  # every stage in one transaction
             first = jobs[0]
             try:
                 dispatch(self.app, self.client, job_id=first.id, stage=first.stage, queue=first.queue,

@@ -166,3 +166,27 @@ def test_a_failed_send_whose_rows_cannot_be_removed_names_the_jobs_left_queued(
     message = str(err.value)
     assert "could not enqueue on redis://" in message and "stay queued" in message
     assert all(job_id in message for job_id in left), message
+
+
+def test_retry_of_a_chain_while_the_broker_goes_away_changes_nothing(own_redis: LocalRedis, store_url: str) -> None:
+    """Found by review (issue 18): the broker dies between `farm retry`'s PING and its clean-up of the chain's keys.
+    Before, the compress stage was already queued again and its benchmark stages still failed, with a raw redis
+    error: once the compress stage ran, they never did, and a second `farm retry` was refused ("is queued")."""
+    from shared.db import writes
+    from shared.outcome import Outcome
+
+    settings = Settings(broker_url=own_redis.url, database_url=store_url, broker_timeout_s=1.0)
+    enqueuer = Enqueuer(settings, redis_client(settings.broker_url, 1.0), make_app(settings))
+    entries = enqueuer.enqueue(JobSpec(variant=parse_variant("pruned")), ["host.a", "host.b"], train_queue="cpu")
+    compress = entries[0]["compress_job_id"]
+    with Session(get_engine(store_url)) as session:
+        writes.apply_outcome(session=session, outcome=Outcome(compress, "failed", error="boom"))
+    assert sorted(j.state for j in _jobs(store_url)) == ["failed"] * 3  # the benchmark stages failed with it
+    own_redis.kill()
+    with pytest.raises(FarmError, match="redis://"):
+        enqueuer.retry(compress[:8])
+    assert sorted(j.state for j in _jobs(store_url)) == ["failed"] * 3  # nothing half-retried
+    own_redis.start()
+    assert str(enqueuer.retry(compress[:8])) == compress
+    assert sorted(j.state for j in _jobs(store_url)) == ["queued"] * 3
+    assert own_redis.proc is not None and redis_client(own_redis.url).llen("cpu") == 1

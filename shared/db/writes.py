@@ -89,11 +89,13 @@ def requeue_job(*, session: Session, job_id: uuid.UUID, expected_token: str | No
     return done
 
 
-def reset_for_retry(*, session: Session, job: Job) -> None:
-    """A failed or cancelled job back to `queued`, its error kept in `progress` for the record."""
-    job.progress = f"retried after: {job.error}" if job.error else "retried"
-    job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
-    session.add(job)
+def reset_for_retry(*, session: Session, jobs: Sequence[Job]) -> None:
+    """Failed or cancelled jobs back to `queued` in one transaction (a chain's stages all, or none), each one's
+    error kept in `progress` for the record."""
+    for job in jobs:
+        job.progress = f"retried after: {job.error}" if job.error else "retried"
+        job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
+        session.add(job)
     session.commit()
 
 
