@@ -11,7 +11,7 @@
   leaves none of them half retried), then the first is sent.
 
 New rows go through `shared.db.quick.insert_jobs` (the database driver alone) when the store is at the newest
-migration, else the ORM's `shared.db.writes.create_job`, which migrates it first; both encode the row with
+migration, else the ORM's `shared.db.writes.create_jobs`, which migrates it first; both encode the rows with
 `shared.db.quick.new_job_row`.
 """
 
