@@ -103,7 +103,9 @@ class Enqueuer:
 
     def store_local(self, spec: JobSpec, variant: str | None = None) -> uuid.UUID:
         """Store one job that this process runs itself (queue "local"); nothing is sent."""
-        return self.store([{"variant": variant or spec.variant.name, "spec": spec.to_dict(), "queue": "local",
+        from shared.routing import LOCAL_QUEUE
+
+        return self.store([{"variant": variant or spec.variant.name, "spec": spec.to_dict(), "queue": LOCAL_QUEUE,
                             "stage": chains.BENCHMARK}])[0]
 
     def enqueue(self, spec: JobSpec, queues: Sequence[str], *, train_queue: str | None = None,

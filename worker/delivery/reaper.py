@@ -19,6 +19,7 @@ from shared.db import queries, writes
 from shared.db.engine import get_engine
 from shared.dispatch import SENDING_MARK_S, dispatch
 from shared.keys import CAS, REAPER_TURN, dispatched_key, lease_key
+from shared.routing import LOCAL_QUEUE
 from worker.delivery import clock
 from worker.delivery.ownership import Act, Marker, ReapLimits, ReapSeen, decide_reap, looks_orphaned
 from worker.delivery.renewable import broker_restarted_within
@@ -79,7 +80,7 @@ class Reaper:
             job_id = str(job.id)
             seen = ReapSeen(state=job.state, broker_answered=True, lease_live=lease is not None, marker=_marker(raw),
                             broker_restarted_recently=fresh, suspect_for_s=0.0,
-                            waits_for_earlier_stage=job.id in waiting)
+                            waits_for_earlier_stage=job.id in waiting, local=job.queue == LOCAL_QUEUE)
             if not looks_orphaned(seen):
                 self.first_seen_s.pop(job_id, None)
                 continue
