@@ -226,6 +226,28 @@ def test_cancel_does_not_overwrite_an_outcome_written_after_its_read(tmp_path: P
         assert s.exec(select(Job.state).where(Job.id == job_id)).one() == "done"
 
 
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_cancel_says_running_for_a_job_claimed_after_its_read(tmp_path: Path, store: str,
+                                                               request: pytest.FixtureRequest) -> None:
+    """Found by review (issue 18): `farm cancel` read a queued job, a worker then claimed it, and the cancel reported
+    it "was queued", so no cancel mark was set: the worker ran the cancelled job to its end (its rows fenced out,
+    its host lock held all along). The state before is read as the cancel writes."""
+    from shared.db.engine import make_engine, upgrade_schema
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if store == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    with Session(engine) as s:
+        job_id = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+    with Session(engine) as canceller, Session(engine) as worker:
+        found = queries.find_job(session=canceller, prefix=str(job_id)[:8])
+        assert found.state == "queued"
+        assert writes.claim_job(session=worker, job_id=job_id, token="t1", worker="w@h", deliveries=1)
+        ((job, before),) = writes.cancel_job(session=canceller, job=found, reason="cancelled by farm cancel")
+        assert (job.id, before, job.state) == (job_id, "running", "cancelled")
+    engine.dispose()
+
 def test_a_failed_send_never_leaves_a_queued_marker(redis_url: str) -> None:
     """Found by review: dispatch marked a job "queued" before sending; a send that failed with a cleanup that failed
     too left a "queued" marker without a message, which the reaper trusts for ever."""

@@ -109,6 +109,9 @@ def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list
     changed = []
     now = store_now(session)
     for j in jobs:
+        # The state as it is now, the row locked (Postgres) until the commit: a job claimed since it was read is
+        # said to be running, so that its worker is told to stop; a claim that comes later finds it cancelled.
+        session.refresh(j, with_for_update=True)
         before = j.state
         # Conditional on the row as it is now, not as it was read: an outcome that landed since stays.
         stmt = (update(Job).where(col(Job.id) == j.id, col(Job.state).not_in(FINISHED_STATES))
