@@ -2,13 +2,16 @@
 
 - `Enqueuer.enqueue(spec, queues)` stores a spec's jobs in one transaction (a pruned variant is a chain:
   shared/chains.py decides its stages) and sends the first one's message (shared/dispatch.py). When the send fails,
-  the jobs it just stored are deleted and a FarmError names the broker: no job is left queued without a message
-  unless the delete fails too, and then the reaper sends it (it finds a queued job with no marker).
+  the jobs it just stored are deleted (in one transaction) and a FarmError names the broker: no job is left queued
+  without a message unless the delete fails too; then the FarmError names the jobs left queued, which the reaper
+  sends once the broker is back (it finds a queued job with no marker), so that no one submits them twice.
 - `Enqueuer.store_local(spec)` stores a job that this process runs itself (`farm run`, `compare --here`): no broker.
-- `Enqueuer.retry(prefix)` puts a failed or cancelled job, and the chain stages after it, back on its queue.
+- `Enqueuer.retry(prefix)` puts a failed or cancelled job, and the chain stages after it, back on its queue: the
+  broker's stale keys are cleared first, then every stage is reset in one transaction (a broker or store that fails
+  leaves none of them half retried), then the first is sent.
 
 New rows go through `shared.db.quick.insert_jobs` (the database driver alone) when the store is at the newest
-migration, else the ORM's `shared.db.writes.create_job`, which migrates it first; both encode the row with
+migration, else the ORM's `shared.db.writes.create_jobs`, which migrates it first; both encode the rows with
 `shared.db.quick.new_job_row`.
 """
 
@@ -85,16 +88,24 @@ class Enqueuer:
             except Exception as exc:
                 raise FarmError(f"could not store the job in {redact(self.settings.database_url)}: "
                                 f"{redact(exc)}") from None
+        from sqlalchemy.exc import SQLAlchemyError
         from sqlmodel import Session
 
         from shared.db import writes
 
-        with Session(open_engine(self.settings)) as session:
-            return [writes.create_job(session=session, **job).id for job in jobs]
+        try:  # ids are the client's (new_job_row): read after the commit without another round trip
+            with Session(open_engine(self.settings), expire_on_commit=False) as session:
+                return [job.id for job in writes.create_jobs(session=session, jobs=jobs)]
+        except SQLAlchemyError as exc:
+            first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise FarmError(f"could not store the job in {redact(self.settings.database_url)}: "
+                            f"{redact(first)}") from None
 
     def store_local(self, spec: JobSpec, variant: str | None = None) -> uuid.UUID:
         """Store one job that this process runs itself (queue "local"); nothing is sent."""
-        return self.store([{"variant": variant or spec.variant.name, "spec": spec.to_dict(), "queue": "local",
+        from shared.routing import LOCAL_QUEUE
+
+        return self.store([{"variant": variant or spec.variant.name, "spec": spec.to_dict(), "queue": LOCAL_QUEUE,
                             "stage": chains.BENCHMARK}])[0]
 
     def enqueue(self, spec: JobSpec, queues: Sequence[str], *, train_queue: str | None = None,
@@ -120,8 +131,13 @@ class Enqueuer:
             dispatch(self.app, self.client, job_id=stored[0], stage=first_stage, queue=first_queue, spec=payload,
                      producer=self.producer)
         except Exception as exc:
-            self._unstore(stored)
-            raise FarmError(f"could not enqueue on {redact(self.settings.broker_url)}: {redact(exc)}") from None
+            reason = f"could not enqueue on {redact(self.settings.broker_url)}: {redact(exc)}"
+            kept = self._unstore(stored)
+            if kept:  # the job runs after all: say so, or the user submits it again and it runs twice
+                reason += (f"; and the store failed while removing the job ({kept}), so job(s) "
+                           f"{', '.join(str(j) for j in stored)} stay queued: the workers' reaper sends them once "
+                           f"the broker is back (`farm cancel {stored[0]}` drops them)")
+            raise FarmError(reason) from None
         compress_id, job_ids = (stored[0], stored[1:]) if chained else (None, stored)
         out: list[dict[str, Any]] = []
         for job_id, q in zip(job_ids, queues, strict=True):
@@ -131,18 +147,20 @@ class Enqueuer:
             out.append(entry)
         return out
 
-    def _unstore(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """Delete jobs whose message was never sent (best effort: a job left behind is found by the reaper)."""
+    def _unstore(self, job_ids: Sequence[uuid.UUID]) -> str:
+        """Delete jobs whose message was never sent, all or none (a chain's benchmark stages left without their
+        compress stage would wait for it for ever); "" when done, else the store's error, redacted (the jobs then
+        stay queued and the reaper sends them)."""
         from sqlmodel import Session
 
         from shared.db import writes
 
         try:
             with Session(open_engine(self.settings)) as session:
-                for jid in job_ids:
-                    writes.delete_job(session=session, job_id=jid)
-        except Exception:  # noqa: S110  (the send's error is the one to report)
-            pass
+                writes.delete_jobs(session=session, job_ids=job_ids)
+        except Exception as exc:
+            return redact(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}")
+        return ""
 
     def retry(self, prefix: str) -> uuid.UUID:
         """Queue a failed or cancelled job again with its stored spec, and for a compress stage the benchmark stages
@@ -160,11 +178,17 @@ class Enqueuer:
             if found.state not in chains.RETRYABLE:
                 raise FarmError(f"job {found.id} is {found.state}; only a failed or cancelled job can be retried")
             jobs = chains.retried_with(found, queries.chain_of(session=session, job=found))
-            for j in jobs:
-                writes.reset_for_retry(session=session, job=j)
-                if self.client is not None:  # a stale lease of the delivery that died last would hold the job back
-                    self.client.delete(deliveries_key(j.id), lease_key(j.id), cancel_key(j.id))
-                    forget_dead_letters(self.client, str(j.id))
+            # The broker's keys first, while the jobs are still finished (nothing renews or reads them then): a broker
+            # that fails here leaves every stage as it was, never a chain half queued again.
+            if self.client is not None:  # a stale lease of the delivery that died last would hold the job back
+                try:
+                    for j in jobs:
+                        self.client.delete(deliveries_key(j.id), lease_key(j.id), cancel_key(j.id))
+                        forget_dead_letters(self.client, str(j.id))
+                except Exception as exc:
+                    raise FarmError(f"cannot reach broker {redact(self.settings.broker_url)} ({redact(exc)}); "
+                                    f"nothing was retried") from None
+            writes.reset_for_retry(session=session, jobs=jobs)  # every stage in one transaction
             first = jobs[0]
             try:
                 dispatch(self.app, self.client, job_id=first.id, stage=first.stage, queue=first.queue,

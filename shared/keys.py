@@ -21,7 +21,8 @@ Key schema (`<job>` is a farm job id, `<node>` a worker's Celery node name); wri
   renewed every TTL/3; expires FARM_LOCK_TTL_S after the last renewal.
 - `farm:starting:<machine>` sorted set: node -> Redis time of each `farm worker` start on that machine in the
   last 120 s, so that workers started together divide its CPUs (controller/cpu_share.py). `farm worker`; 120 s.
-- `farm:reaper` string: the node whose turn it is to reap. The maintenance threads; one reap period (5 s).
+- `farm:reaper` string: the node whose turn it is to reap. The maintenance threads; its holder keeps it by
+  passing at least every 12.5 s (2.5 reap periods), gives it back when a pass fails, and loses it 12.5 s after its last.
 
 Times that span machines come from Redis (`TIME`) or the store, never from a worker's wall clock.
 """
@@ -97,6 +98,15 @@ if (v == false and ARGV[1] == '') or v == ARGV[1] then
   if ARGV[3] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[1], ARGV[2]) end
   return 1
 end
+return 0
+"""
+
+
+# Take a turn that is free, or keep one this holder has: set KEYS[1] to ARGV[1] for ARGV[2] ms unless another value
+# holds it. Returns 1 (this holder's turn now), 0 (another's).
+TAKE_OR_KEEP = """
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
 

@@ -14,6 +14,9 @@ from shared.devices import DEVICE_CLASSES, Device, DeviceClass
 from shared.errors import FarmError
 
 TARGET_GRAMMAR = "cpu, gpu, host:NAME or host:NAME:cpu|gpu"
+# The queue of a job that `farm run` (or `farm compare --here`) stores and runs in its own process: never sent, no
+# lease (no broker), and so never the reaper's to requeue.
+LOCAL_QUEUE = "local"
 _PLAIN = re.compile(r"[A-Za-z0-9_-]")
 _REFUSED = re.compile(r"[\s,:\x00-\x1f\x7f]")
 MAX_HOST_CHARS = 128

@@ -226,6 +226,28 @@ def test_cancel_does_not_overwrite_an_outcome_written_after_its_read(tmp_path: P
         assert s.exec(select(Job.state).where(Job.id == job_id)).one() == "done"
 
 
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_cancel_says_running_for_a_job_claimed_after_its_read(tmp_path: Path, store: str,
+                                                               request: pytest.FixtureRequest) -> None:
+    """Found by review (issue 18): `farm cancel` read a queued job, a worker then claimed it, and the cancel reported
+    it "was queued", so no cancel mark was set: the worker ran the cancelled job to its end (its rows fenced out,
+    its host lock held all along). The state before is read as the cancel writes."""
+    from shared.db.engine import make_engine, upgrade_schema
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if store == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    with Session(engine) as s:
+        job_id = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+    with Session(engine) as canceller, Session(engine) as worker:
+        found = queries.find_job(session=canceller, prefix=str(job_id)[:8])
+        assert found.state == "queued"
+        assert writes.claim_job(session=worker, job_id=job_id, token="t1", worker="w@h", deliveries=1)
+        ((job, before),) = writes.cancel_job(session=canceller, job=found, reason="cancelled by farm cancel")
+        assert (job.id, before, job.state) == (job_id, "running", "cancelled")
+    engine.dispose()
+
 def test_a_failed_send_never_leaves_a_queued_marker(redis_url: str) -> None:
     """Found by review: dispatch marked a job "queued" before sending; a send that failed with a cleanup that failed
     too left a "queued" marker without a message, which the reaper trusts for ever."""
@@ -242,3 +264,45 @@ def test_a_failed_send_never_leaves_a_queued_marker(redis_url: str) -> None:
     assert client.get(dispatched_key(job)) is None  # no marker: the reaper sends it again
     client.set(dispatched_key(job), "sending", px=30_000)
     assert 0 < client.pttl(dispatched_key(job)) <= 30_000  # and a stuck "sending" expires by itself
+
+
+def test_a_lost_message_is_resent_while_many_workers_take_the_reaper_turn_in_turn(tmp_path: Path,
+                                                                                   fresh_pg_url: str) -> None:
+    """Found by review (issue 18): the reaper's turn lasted 5 s and each worker tried for it every ~6 s, so with
+    workers whose tries fell less than ~1 s apart around that cycle (8 here; any large fleet drifts into it) the
+    turn passed from one to the next at every pass. Each reaper then saw a lost job once every ~40 s, forgot what it
+    had timed (its last pass was too long ago) and never resent it. Eight real maintenance loops on a real
+    redis-server and Postgres, started 0.75 s apart; a queued job without a message must be sent within 40 s."""
+    import threading
+
+    from harness.faultkit import LocalRedis
+    from shared.celery_app import make_app
+    from shared.dispatch import redis_client
+    from worker.delivery import maintenance
+    from worker.delivery.handle import WorkerContext
+
+    broker = LocalRedis(tmp_path / "redis", aof=False)
+    settings = Settings(broker_url=broker.url, database_url=fresh_pg_url, spool_dir=str(tmp_path / "spool"))
+    with Session(get_engine(fresh_pg_url)) as s:  # stored, but its message never made it to the broker
+        job_id = writes.create_job(session=s, variant="baseline", spec={}, queue="cpu").id
+    client = redis_client(broker.url)
+    threads = []
+    try:
+        for i in range(8):
+            ctx = WorkerContext(settings, Device.parse("cpu"), f"w{i}@h", redis_client(broker.url),
+                                app=make_app(settings))
+            t = threading.Thread(target=maintenance._loop, args=(ctx, f"w{i}@h"), daemon=True)
+            t.start()
+            threads.append(t)
+            time.sleep(0.75)
+        deadline = time.monotonic() + 40
+        while client.get(dispatched_key(job_id)) != b"queued" and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert client.get(dispatched_key(job_id)) == b"queued"
+        assert client.llen("cpu") == 1  # sent once
+    finally:
+        maintenance._stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        maintenance._stop.clear()
+        broker.close()

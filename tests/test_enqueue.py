@@ -111,3 +111,82 @@ def test_retry_puts_a_failed_job_back_and_refuses_a_queued_one(own_redis: LocalR
     (job,) = _jobs(store_url)
     assert (job.state, job.progress, job.deliveries) == ("queued", "retried after: boom", 0)
     assert client.llen("cpu") == 1 and client.get(dispatched_key(entry["job_id"])) == b"queued"
+
+
+@pytest.mark.parametrize("path", ["driver", "orm"])
+def test_a_failed_send_whose_rows_cannot_be_removed_names_the_jobs_left_queued(
+        own_redis: LocalRedis, fresh_pg_url: str, path: str) -> None:
+    """Found by review (issue 18): the broker freezes during the send and the store goes away before the failed
+    chain is deleted. Its rows stay queued and the reaper sends them later, so the error must name them (before,
+    it said only "could not enqueue", and a user who submitted again had every job run twice). On the ORM path
+    (a store not yet at the newest migration) the chain is stored in one transaction too: before, each stage was
+    committed alone, and the store going away after the first left a compress stage without its benchmark stages
+    and a raw driver error."""
+    import signal
+    import threading
+    import time
+
+    import psycopg
+
+    from harness.faultkit import PgProxy
+
+    proxy = PgProxy()
+    url = fresh_pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    plain = fresh_pg_url.replace("postgresql+psycopg", "postgresql")
+    settings = Settings(broker_url=own_redis.url, database_url=url, broker_timeout_s=1.0)
+    if path == "driver":
+        get_engine(url)  # migrated already, as for any `farm submit` but the first after an upgrade
+    enqueuer = Enqueuer(settings, redis_client(settings.broker_url, 1.0), make_app(settings))
+    assert enqueuer.quick() is (path == "driver")  # the ORM path creates the store now
+
+    def stored() -> int:
+        with psycopg.connect(plain) as conn:
+            return int(conn.execute("SELECT count(*) FROM job").fetchone()[0])  # type: ignore[index]
+
+    def store_goes_away() -> None:
+        deadline = time.monotonic() + 30
+        while stored() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proxy.down()  # the rows are in; the send is still waiting on the frozen broker
+
+    assert own_redis.proc is not None
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    saboteur = threading.Thread(target=store_goes_away)
+    saboteur.start()
+    try:
+        with pytest.raises(FarmError) as err:
+            enqueuer.enqueue(JobSpec(variant=parse_variant("pruned")), ["host.a", "host.b"], train_queue="cpu")
+    finally:
+        saboteur.join()
+        own_redis.proc.send_signal(signal.SIGCONT)
+        proxy.close()
+    with psycopg.connect(plain) as conn:
+        left = {str(r[0]) for r in conn.execute("SELECT id FROM job WHERE state = 'queued'").fetchall()}
+    assert len(left) == 3  # the whole chain stays queued (the reaper sends its compress stage)
+    message = str(err.value)
+    assert "could not enqueue on redis://" in message and "stay queued" in message
+    assert all(job_id in message for job_id in left), message
+
+
+def test_retry_of_a_chain_while_the_broker_goes_away_changes_nothing(own_redis: LocalRedis, store_url: str) -> None:
+    """Found by review (issue 18): the broker dies between `farm retry`'s PING and its clean-up of the chain's keys.
+    Before, the compress stage was already queued again and its benchmark stages still failed, with a raw redis
+    error: once the compress stage ran, they never did, and a second `farm retry` was refused ("is queued")."""
+    from shared.db import writes
+    from shared.outcome import Outcome
+
+    settings = Settings(broker_url=own_redis.url, database_url=store_url, broker_timeout_s=1.0)
+    enqueuer = Enqueuer(settings, redis_client(settings.broker_url, 1.0), make_app(settings))
+    entries = enqueuer.enqueue(JobSpec(variant=parse_variant("pruned")), ["host.a", "host.b"], train_queue="cpu")
+    compress = entries[0]["compress_job_id"]
+    with Session(get_engine(store_url)) as session:
+        writes.apply_outcome(session=session, outcome=Outcome(compress, "failed", error="boom"))
+    assert sorted(j.state for j in _jobs(store_url)) == ["failed"] * 3  # the benchmark stages failed with it
+    own_redis.kill()
+    with pytest.raises(FarmError, match="redis://"):
+        enqueuer.retry(compress[:8])
+    assert sorted(j.state for j in _jobs(store_url)) == ["failed"] * 3  # nothing half-retried
+    own_redis.start()
+    assert str(enqueuer.retry(compress[:8])) == compress
+    assert sorted(j.state for j in _jobs(store_url)) == ["queued"] * 3
+    assert own_redis.proc is not None and redis_client(own_redis.url).llen("cpu") == 1

@@ -85,3 +85,36 @@ def test_a_dead_lettered_job_is_retried_by_its_id_prefix(tmp_path: Path, artifac
         assert again.returncode == 2 and "only a failed or cancelled job can be retried" in again.stderr
     finally:
         lab.close()
+
+
+@pytest.mark.slow
+def test_farm_run_beside_a_live_worker_keeps_its_results(tmp_path: Path, artifacts_dir: Path,
+                                                         builtin_model: object) -> None:
+    """Found by review (issue 18): `farm run` (and `compare --here`) runs its job in its own process, with no broker
+    and so no lease, in the farm's store. A live worker's reaper took it for a job whose worker had died: it
+    requeued it to queue `local`, which no worker reads, so the run's rows were fenced out ("taken over by another
+    delivery"; `farm run` printed none and exited 0) and the job stayed queued for ever."""
+    import json
+    import subprocess
+
+    import redis
+
+    from harness.faultkit import FARM, Lab
+
+    lab = Lab(tmp_path / "lab", artifacts_dir)
+    try:
+        w = lab.start_worker("w1@fault-host")
+        lab.wait_worker(w)
+        env = {**lab.controller_env, "FARM_IDLE_S": "12"}  # the run outlasts the reaper's grace (6 s lease: 2 s)
+        run = subprocess.run([FARM, "run", "--variant", "baseline", "--only", "--repeats", "3", "--limit", "64",
+                              "--format", "json"], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        printed = json.loads(run.stdout)
+        assert len(printed) == 3, run.stderr[-2000:]
+        ((job_id, state, queue),) = lab._query("SELECT id::text, state, queue FROM job")
+        assert (state, queue) == ("done", "local")
+        assert lab.result_counts([job_id])[:2] == (3, 0)
+        assert redis.Redis.from_url(lab.redis.url).llen("local") == 0
+        assert "requeued" not in w.log_path.read_text()
+    finally:
+        lab.close()

@@ -92,19 +92,21 @@ LOST = ReapSeen(state="queued", broker_answered=True, lease_live=False, marker=M
 
 
 @pytest.mark.parametrize(("seen", "act"), [
-    (replace(RUNNING, broker_answered=False, suspect_for_s=99), Act.KEEP),  # 1
-    (replace(RUNNING, lease_live=True, suspect_for_s=99), Act.KEEP),  # 2
-    (replace(RUNNING, broker_restarted_recently=True, suspect_for_s=99), Act.KEEP),  # 3
-    (replace(RUNNING, suspect_for_s=9.9), Act.WATCH),  # 4
-    (replace(RUNNING, suspect_for_s=10.0), Act.REQUEUE),  # 5
-    (replace(LOST, waits_for_earlier_stage=True, suspect_for_s=99), Act.KEEP),  # 6
-    (replace(LOST, marker=Marker.QUEUED, suspect_for_s=99), Act.KEEP),  # 7
-    (replace(LOST, marker=Marker.CLAIMED, lease_live=True, suspect_for_s=99), Act.KEEP),  # 8
-    (replace(LOST, marker=Marker.CLAIMED, broker_restarted_recently=True, suspect_for_s=99), Act.KEEP),  # 9
-    (replace(LOST, suspect_for_s=5.0), Act.WATCH),  # 10
-    (replace(LOST, marker=Marker.CLAIMED, suspect_for_s=5.0), Act.WATCH),  # 10: a claim whose delivery died
-    (replace(LOST, suspect_for_s=10.0), Act.RESEND),  # 11
-    (replace(LOST, marker=Marker.CLAIMED, suspect_for_s=11.0), Act.RESEND),  # 11
+    (replace(RUNNING, local=True, suspect_for_s=99), Act.KEEP),  # 1: `farm run` holds no lease, never sent
+    (replace(LOST, local=True, suspect_for_s=99), Act.KEEP),  # 1
+    (replace(RUNNING, broker_answered=False, suspect_for_s=99), Act.KEEP),  # 2
+    (replace(RUNNING, lease_live=True, suspect_for_s=99), Act.KEEP),  # 3
+    (replace(RUNNING, broker_restarted_recently=True, suspect_for_s=99), Act.KEEP),  # 4
+    (replace(RUNNING, suspect_for_s=9.9), Act.WATCH),  # 5
+    (replace(RUNNING, suspect_for_s=10.0), Act.REQUEUE),  # 6
+    (replace(LOST, waits_for_earlier_stage=True, suspect_for_s=99), Act.KEEP),  # 7
+    (replace(LOST, marker=Marker.QUEUED, suspect_for_s=99), Act.KEEP),  # 8
+    (replace(LOST, marker=Marker.CLAIMED, lease_live=True, suspect_for_s=99), Act.KEEP),  # 9
+    (replace(LOST, marker=Marker.CLAIMED, broker_restarted_recently=True, suspect_for_s=99), Act.KEEP),  # 10
+    (replace(LOST, suspect_for_s=5.0), Act.WATCH),  # 11
+    (replace(LOST, marker=Marker.CLAIMED, suspect_for_s=5.0), Act.WATCH),  # 11: a claim whose delivery died
+    (replace(LOST, suspect_for_s=10.0), Act.RESEND),  # 12
+    (replace(LOST, marker=Marker.CLAIMED, suspect_for_s=11.0), Act.RESEND),  # 12
 ])
 def test_each_row_of_the_reaper_table(seen: ReapSeen, act: Act) -> None:
     assert decide_reap(seen, LIMITS).act is act

@@ -6,6 +6,7 @@ shared/db/queries.py."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from sqlalchemy import delete, func, update
@@ -35,12 +36,19 @@ def create_job(
     chain_id: uuid.UUID | None = None,
     sweep_id: uuid.UUID | None = None,
 ) -> Job:
-    job = Job(**new_job_row(variant=variant, spec=spec, queue=queue, stage=stage, chain_id=chain_id,
-                            sweep_id=sweep_id), submitted_at=store_now(session))
-    session.add(job)
-    session.commit()
+    (job,) = create_jobs(session=session, jobs=[{"variant": variant, "spec": spec, "queue": queue, "stage": stage,
+                                                  "chain_id": chain_id, "sweep_id": sweep_id}])
     session.refresh(job)
     return job
+
+
+def create_jobs(*, session: Session, jobs: Sequence[dict[str, Any]]) -> list[Job]:
+    """Store new queued jobs (keyword dicts of `create_job`) in one transaction: all of them, or none when the store
+    fails (a chain's benchmark stages stored without their compress stage would wait for it for ever)."""
+    rows = [Job(**new_job_row(**job), submitted_at=store_now(session)) for job in jobs]
+    session.add_all(rows)
+    session.commit()
+    return rows
 
 
 def delete_job(*, session: Session, job_id: uuid.UUID) -> None:
@@ -48,6 +56,12 @@ def delete_job(*, session: Session, job_id: uuid.UUID) -> None:
     if job is not None:
         session.delete(job)
         session.commit()
+
+
+def delete_jobs(*, session: Session, job_ids: Sequence[uuid.UUID]) -> None:
+    """Delete new jobs (no results yet) in one transaction: all of them or, when the store fails, none."""
+    session.execute(delete(Job).where(col(Job.id).in_(list(job_ids))))
+    session.commit()
 
 
 def claim_job(*, session: Session, job_id: uuid.UUID, token: str, worker: str, deliveries: int) -> bool:
@@ -75,11 +89,13 @@ def requeue_job(*, session: Session, job_id: uuid.UUID, expected_token: str | No
     return done
 
 
-def reset_for_retry(*, session: Session, job: Job) -> None:
-    """A failed or cancelled job back to `queued`, its error kept in `progress` for the record."""
-    job.progress = f"retried after: {job.error}" if job.error else "retried"
-    job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
-    session.add(job)
+def reset_for_retry(*, session: Session, jobs: Sequence[Job]) -> None:
+    """Failed or cancelled jobs back to `queued` in one transaction (a chain's stages all, or none), each one's
+    error kept in `progress` for the record."""
+    for job in jobs:
+        job.progress = f"retried after: {job.error}" if job.error else "retried"
+        job.state, job.error, job.finished_at, job.lease_token, job.deliveries = "queued", None, None, None, 0
+        session.add(job)
     session.commit()
 
 
@@ -93,6 +109,9 @@ def cancel_job(*, session: Session, job: Job, reason: str = "cancelled") -> list
     changed = []
     now = store_now(session)
     for j in jobs:
+        # The state as it is now, the row locked (Postgres) until the commit: a job claimed since it was read is
+        # said to be running, so that its worker is told to stop; a claim that comes later finds it cancelled.
+        session.refresh(j, with_for_update=True)
         before = j.state
         # Conditional on the row as it is now, not as it was read: an outcome that landed since stays.
         stmt = (update(Job).where(col(Job.id) == j.id, col(Job.state).not_in(FINISHED_STATES))

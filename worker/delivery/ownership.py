@@ -34,17 +34,18 @@ The reaper's table (`decide_reap`), for each queued or running job, first matchi
 
 | # | job     | observed                                                      | act     |
 |---|---------|---------------------------------------------------------------|---------|
-| 1 | any     | the broker did not answer for its keys                        | KEEP    |
-| 2 | running | a lease is live                                               | KEEP    |
-| 3 | running | Redis restarted within a lease period (holders recreate keys) | KEEP    |
-| 4 | running | no lease, seen so for less than the running grace             | WATCH   |
-| 5 | running | no lease for the running grace                                | REQUEUE |
-| 6 | queued  | a chain's later stage whose compress stage is not done        | KEEP    |
-| 7 | queued  | marker "queued" (its message waits on a queue)                | KEEP    |
-| 8 | queued  | marker "claimed", a lease is live                             | KEEP    |
-| 9 | queued  | marker "claimed", Redis restarted within a lease period       | KEEP    |
-|10 | queued  | no marker or a dead claim, seen so for less than the grace    | WATCH   |
-|11 | queued  | no marker or a dead claim for the queued grace                | RESEND  |
+| 1 | any     | run by `farm run` in its own process (queue local, no lease)  | KEEP    |
+| 2 | any     | the broker did not answer for its keys                        | KEEP    |
+| 3 | running | a lease is live                                               | KEEP    |
+| 4 | running | Redis restarted within a lease period (holders recreate keys) | KEEP    |
+| 5 | running | no lease, seen so for less than the running grace             | WATCH   |
+| 6 | running | no lease for the running grace                                | REQUEUE |
+| 7 | queued  | a chain's later stage whose compress stage is not done        | KEEP    |
+| 8 | queued  | marker "queued" (its message waits on a queue)                | KEEP    |
+| 9 | queued  | marker "claimed", a lease is live                             | KEEP    |
+|10 | queued  | marker "claimed", Redis restarted within a lease period       | KEEP    |
+|11 | queued  | no marker or a dead claim, seen so for less than the grace    | WATCH   |
+|12 | queued  | no marker or a dead claim for the queued grace                | RESEND  |
 
 "Seen so for" is measured on the broker's clock by the reaper that watches, never against a submitter's or a
 worker's wall clock, so a skewed clock anywhere neither hides a lost job nor requeues a live one.
@@ -170,6 +171,7 @@ class ReapSeen:
     broker_restarted_recently: bool  # Redis came up within a lease period: live holders may not have renewed yet
     suspect_for_s: float  # how long, on the broker's clock, this reaper has seen the job look orphaned (0: just now)
     waits_for_earlier_stage: bool = False  # a chain's later stage whose compress stage is not done
+    local: bool = False  # a job that `farm run` or `compare --here` runs in its own process (no lease, never sent)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,8 @@ def looks_orphaned(o: ReapSeen) -> bool:
 
 def decide_reap(o: ReapSeen, limits: ReapLimits) -> Decision:
     """One row of the reaper table (module doc) per branch, in order."""
+    if o.local:
+        return Decision(Act.KEEP, "run by `farm run` in its own process, which holds no lease")
     if not o.broker_answered:
         return Decision(Act.KEEP, "the broker did not answer")
     if o.state == "running":

@@ -18,13 +18,20 @@ from sqlmodel import Session
 from shared.db import queries, writes
 from shared.db.engine import get_engine
 from shared.dispatch import SENDING_MARK_S, dispatch
-from shared.keys import CAS, REAPER_TURN, dispatched_key, lease_key
+from shared.keys import CAS, REAPER_TURN, RELEASE, TAKE_OR_KEEP, dispatched_key, lease_key
+from shared.routing import LOCAL_QUEUE
 from worker.delivery import clock
 from worker.delivery.ownership import Act, Marker, ReapLimits, ReapSeen, decide_reap, looks_orphaned
 from worker.delivery.renewable import broker_restarted_within
 
 log = logging.getLogger(__name__)
 REAP_S = 5.0
+# How long the reaper's turn outlives its holder's last pass. A worker tries every REAP_S, on its 2 s beat (so about
+# every 6 s): the holder keeps the turn across its own tries. A turn that lasted one REAP_S passed from worker to
+# worker when their tries fell less than a second apart around that cycle (a large fleet), and no reaper then saw a
+# lost job twice within STALE_S: none was ever sent again.
+TURN_S = 2.5 * REAP_S
+STALE_S = 2.5 * REAP_S  # a reaper whose last pass is older than this forgets what it timed
 QUEUED_GRACE_S = 10.0  # a job this young may still be between its store row and its message
 PAGE = 1000  # queued jobs looked at per pass
 
@@ -47,7 +54,15 @@ class Reaper:
         self.limits = ReapLimits(running_grace_s=ctx.settings.lease_timeout_s / 3, queued_grace_s=QUEUED_GRACE_S)
 
     def my_turn(self) -> bool:
-        return bool(self.ctx.client.set(REAPER_TURN, self.node, nx=True, px=int(REAP_S * 1000)))
+        """Take the turn if it is free, or keep it if it is this worker's."""
+        return bool(int(self.ctx.client.eval(TAKE_OR_KEEP, 1, REAPER_TURN, self.node, int(TURN_S * 1000))))
+
+    def give_turn_back(self) -> None:
+        """After a pass that failed (this worker cannot reach the store, say): another worker may reap meanwhile."""
+        try:
+            self.ctx.client.eval(RELEASE, 1, REAPER_TURN, self.node)
+        except Exception:  # noqa: S110  (the turn expires by itself)
+            pass
 
     def reap(self) -> list[str]:
         """One pass, if it is this worker's turn; returns what it did, a line each. Raises the broker's and the
@@ -55,8 +70,16 @@ class Reaper:
         ctx, client = self.ctx, self.ctx.client
         if client is None or ctx.app is None or not self.my_turn():
             return []
+        try:
+            return self._pass()
+        except Exception:
+            self.give_turn_back()
+            raise
+
+    def _pass(self) -> list[str]:
+        ctx, client = self.ctx, self.ctx.client
         now_s = clock.broker_now_s(client)
-        if now_s - self.last_pass_s > 2.5 * REAP_S:
+        if now_s - self.last_pass_s > STALE_S:
             # The turn was another worker's meanwhile: what this one timed then is stale (a lease gap it saw long ago
             # must not count towards a new one).
             self.first_seen_s.clear()
@@ -79,7 +102,7 @@ class Reaper:
             job_id = str(job.id)
             seen = ReapSeen(state=job.state, broker_answered=True, lease_live=lease is not None, marker=_marker(raw),
                             broker_restarted_recently=fresh, suspect_for_s=0.0,
-                            waits_for_earlier_stage=job.id in waiting)
+                            waits_for_earlier_stage=job.id in waiting, local=job.queue == LOCAL_QUEUE)
             if not looks_orphaned(seen):
                 self.first_seen_s.pop(job_id, None)
                 continue
