@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session
 
 from shared.db import queries, writes
@@ -39,6 +40,18 @@ def test_spool_writes_atomically_and_sets_unreadable_files_aside(tmp_path: Path)
     pending = spool.pending()
     assert [p for p, _ in pending] == [path]
     assert (tmp_path / "spool" / "broken.bad").exists() and spool.count() == 1
+
+
+def test_a_full_disk_leaves_no_half_written_outcome(tmp_path: Path) -> None:
+    """/dev/full answers every write with ENOSPC, as a full disk does: put raises, and no .partial is left behind
+    (the flush and `farm status` would otherwise trip over it for ever)."""
+    job = "00000000-0000-4000-8000-000000000003"
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / f"{job}.partial").symlink_to("/dev/full")
+    with pytest.raises(OSError):
+        Spool(folder).put(_outcome(job, "t"))
+    assert list(folder.iterdir()) == [] and Spool(folder).count() == 0
 
 
 def test_a_spooled_outcome_is_written_once_even_if_flushed_twice(tmp_path: Path) -> None:

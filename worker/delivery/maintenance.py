@@ -86,6 +86,7 @@ def identity_value() -> str | None:
 
 def _loop(ctx: Any, node: str) -> None:
     from worker.delivery.handle import flush_spool
+    from worker.delivery.spool import Spool
 
     started_at = clock.broker_now_s(ctx.client) if ctx.client is not None else time.time()
     last_reap, last_skew, skew, failing = 0.0, -SKEW_EVERY_S, None, False
@@ -99,8 +100,12 @@ def _loop(ctx: Any, node: str) -> None:
                             ", ".join(i[:8] for i in ids) or "none")
             except Exception as exc:
                 log.warning("cannot ask the running job to stop (%s); retrying", redact(exc))
-        try:
+        try:  # a spool that cannot be flushed (a full disk, an unreadable file) never stops the heartbeat
             backlog = flush_spool(ctx)
+        except Exception as exc:
+            log.warning("maintenance: cannot flush the spool %s: %s", ctx.settings.spool_dir, redact(exc))
+            backlog = Spool(ctx.settings.spool_dir).count()
+        try:
             if ctx.client is not None:
                 if claim and not identity.renew(ctx.client, node, claim, ctx.settings.lease_timeout_s):
                     log.error("another process now runs as %s (this one stalled past its claim); stopping", node)

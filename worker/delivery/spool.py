@@ -36,11 +36,16 @@ class Spool:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{outcome.job_id}.json"
         tmp = path.with_suffix(".partial")
-        with tmp.open("w") as fh:
-            fh.write(outcome.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        try:
+            with tmp.open("w") as fh:
+                fh.write(outcome.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except OSError:  # a full disk: leave no half-written file behind
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         with contextlib.suppress(OSError):  # make the rename itself durable where the filesystem allows
             fd = os.open(folder, os.O_RDONLY)
             try:
@@ -48,6 +53,13 @@ class Spool:
             finally:
                 os.close(fd)
         return path
+
+    def count(self) -> int:
+        """How many outcomes wait (files only: nothing is parsed); 0 when the folder cannot be read."""
+        try:
+            return sum(1 for _ in self.folder.glob("*.json")) if self.folder.is_dir() else 0
+        except OSError:
+            return 0
 
     def pending(self) -> list[tuple[Path, Outcome]]:
         """Every readable outcome, oldest first; an unreadable file is moved aside with a log line."""
@@ -82,9 +94,6 @@ class Spool:
                 yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def count(self) -> int:
-        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
