@@ -106,6 +106,21 @@ def test_the_plan_measures_what_the_targets_depend_on() -> None:
     assert picks[-1].gain < picks[0].gain / 100
 
 
+def test_a_cells_own_misfit_is_revealed_only_by_measuring_that_cell() -> None:
+    priors = Priors(config_var=0.1, variant_var=0.1, noise_var=0.001, misfit_var=0.5)
+
+    def features(cell: tuple[str, str]) -> dict[object, float]:
+        return {("c", cell[0]): 1.0, ("v", cell[1]): 1.0, ("m", *cell): 1.0}
+
+    measured = [("A", "v1"), ("A", "v2"), ("B", "v1")]
+    others = [("C", "v2"), ("B", "v3"), ("C", "v1")]
+    # Every other cell can only teach B's and v2's effects; B-v2's own misfit (0.5) stays.
+    without = plan(measured, others, [("B", "v2")], 3, priors, features)
+    assert without[-1].remaining_var > 0.5
+    picks = plan(measured, [*others, ("B", "v2")], [("B", "v2")], 1, priors, features)
+    assert (picks[0].config, picks[0].variant) == ("B", "v2") and picks[0].remaining_var < 0.01
+
+
 def test_validation_on_real_rows(sqlite_env: dict[str, str]) -> None:
     out = _json(["predict", "--validate", "--format", "json"], sqlite_env)
     cells, variants = out["summary"]

@@ -126,9 +126,7 @@ def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
 
 def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
     """The `budget` cells to measure next for the query's predictions (plan.py), as rows with the command."""
-    import math
-
-    from controller.predict.plan import misfit_noise, plan, priors_from
+    from controller.predict.plan import design
 
     p = f.predictor
     everything = Query(model_id=q.model_id, batch_size=q.batch_size)
@@ -138,21 +136,9 @@ def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
     measured = [(_config(r).key(), r["variant"]) for r in grid if r["status"] == "measured"]
     candidates = [(_config(r).key(), r["variant"]) for r in grid if r["status"] == "predicted"]
     targets = [c for c in candidates if c in asked] or sorted(asked, key=str)
-    noise = sorted(c.noise_log_var / max(c.repeats, 1) for c in p.cells)
-    priors = priors_from([h.log_error("time") for h in f.held_cells],
-                         [h.log_error("time") for h in f.held_variants],
-                         noise[len(noise) // 2] if noise else math.nan)
     costs = {(r["variant"]): (r["params"], r["macs"]) for r in grid}
-
-    def features(cell: tuple[Any, Any]) -> dict[Any, float]:
-        key, variant = cell
-        shares = p.shares(q.model_id or p.cells[0].model_id, variant, configs[key], costs[variant])
-        return {**{("c", key, k): v for k, v in shares.items()}, ("v", variant): 1.0}
-
-    errors: dict[str, list[float]] = {}
-    for h in f.held_cells:
-        errors.setdefault(h.cell.variant, []).append(h.log_error("time"))
-    picks = plan(measured, candidates, targets, budget, priors, features, misfit_noise(errors, priors.noise_var))
+    picks = design(p, f.held_cells, f.held_variants, measured, candidates, targets, budget, configs, costs,
+                   q.model_id or p.cells[0].model_id)
     hosts: dict[Config, str | None] = {}
     for c in p.cells:
         hosts.setdefault(c.config, c.host)

@@ -1,19 +1,32 @@
 """Which measurements would teach the predictor most: a greedy A-optimal design on the model linearised
 around its current fit. For configuration c and variant v,
 
-    log y[c, v] ~ log f(c, v) + sum_k s[v, k] d[c, k] + b[v]
+    log y[c, v] ~ log f(c, v) + a[c] + sum_k s[v, k] d[c, k] + b[v] + m[c, v]
 
-where s[v, k] is kind k's share of v's predicted work cost on c (the shares sum to 1), d[c, k] a relative error
-of c's rate for kind k, and b[v] the variant's own effect; d and b get Gaussian priors. Measuring (c, v)
-observes that sum plus noise. Each pick is the candidate that most lowers the summed posterior variance of the
-target cells (the predictions asked about), by a rank-one update of the covariance: cells whose work mixes
-the kinds the targets need, on the targets' machines, teach most. The design needs no outcomes."""
+where a[c] is c's overall scale, s[v, k] kind k's share of v's predicted work cost on c (the shares sum to 1),
+d[c, k] a relative error of c's rate for kind k, b[v] the variant's own effect and m[c, v] the cell's own
+misfit; all get Gaussian priors. Measuring (c, v) observes that sum plus the repeats' noise. Each pick is the
+candidate that most lowers the summed posterior variance of the target cells (the predictions asked about), by
+a rank-one update of the covariance. The design needs no outcomes.
+
+The priors mirror the refit (`design`): a[c] is an unpenalised mean log ratio in model.py (wide prior), d is
+ridge-shrunk by SHRINK (prior variance = misfit / SHRINK), and m is what the refit cannot learn from other
+cells but a measurement of that cell reveals (the grid then holds the measurement). An earlier version had no
+a and no m, took the misfit as noise and a variant variance of ~1e-4: it then valued only rate errors, and
+chased cells with extreme shares (weight-only and prune-all schemes) whose refit moved the other cells'
+predictions the wrong way. docs/prediction.md has the measured comparison with random picks: on the quiet
+fixture the plan does NOT beat random picks on average."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.predict.conformal import Held
+    from controller.predict.features import Config
+    from controller.predict.model import Predictor
 
 Cell = tuple[Hashable, Hashable]  # (configuration, variant)
 Features = Callable[[Cell], Mapping[Hashable, float]]  # parameter -> coefficient of one cell's log value
@@ -21,14 +34,19 @@ Features = Callable[[Cell], Mapping[Hashable, float]]  # parameter -> coefficien
 
 @dataclass(frozen=True)
 class Priors:
-    """Variances on log scale: of a configuration's rate errors (per kind), of a variant's effect, of noise."""
+    """Variances on log scale: of a configuration's rate error per kind (parameters ("c", config, ...)), of a
+    variant's effect ("v", ...), of noise; of a configuration's overall scale ("s", ...) and of one cell's own
+    misfit ("m", ...), which only that cell's measurement reveals."""
 
     config_var: float
     variant_var: float
     noise_var: float
+    scale_var: float = 1.0
+    misfit_var: float = 0.0
 
     def of(self, param: Hashable) -> float:
-        return self.config_var if isinstance(param, tuple) and param[:1] == ("c",) else self.variant_var
+        tag = param[0] if isinstance(param, tuple) and param else None
+        return {"c": self.config_var, "s": self.scale_var, "m": self.misfit_var}.get(tag, self.variant_var)
 
 
 @dataclass(frozen=True)
@@ -100,22 +118,34 @@ def plan(measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence
     return picks
 
 
-def misfit_noise(errors: Mapping[Hashable, Sequence[float]], floor: float) -> Callable[[Cell], float]:
-    """A cell's noise as its variant's mean squared held-out log error on other machines (the model's misfit and
-    the measurement noise together), at least `floor`; the median variant's where the variant has none."""
-    per = {v: sum(e * e for e in es) / len(es) for v, es in errors.items() if es}
-    typical = sorted(per.values())[len(per) // 2] if per else floor
-    return lambda cell: max(per.get(cell[1], typical), floor)
+def design(p: Predictor, held_cells: Sequence[Held], held_variants: Sequence[Held],
+           measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence[Cell], budget: int,
+           configs: Mapping[Hashable, Config], costs: Mapping[str, tuple[int, int]], model_id: str) -> list[Pick]:
+    """`farm plan`'s design on a fitted predictor; cells are (configuration key, variant). The linearised model
+    is the one the predictor refits (model.py): per configuration an overall scale (a mean log ratio, no
+    penalty: `scale_var` wide) and per-kind deviations d_k ridge-shrunk by SHRINK (so their prior variance is the
+    misfit's / SHRINK), a variant effect, and each cell's own misfit, which the refit treats as noise but the
+    grid of predictions carries until that cell is measured. Variances from held-out residuals (time, log):
+    misfit = leave-one-cell-out residuals of cells whose variant stays measured elsewhere, less the repeats'
+    noise; variant effect = leave-one-variant-out residuals beyond the cell ones."""
+    from controller.predict.model import SHRINK
 
-
-def priors_from(cell_log_errors: Sequence[float], variant_log_errors: Sequence[float],
-                noise_log_var: float) -> Priors:
-    """Priors from validation: configuration rate errors as large as leave-one-cell-out errors, a variant
-    effect as large as leave-one-variant-out errors beyond those, noise as the repeats' spread."""
     def ms(v: Sequence[float]) -> float:
         return sum(x * x for x in v) / len(v) if v else 0.0
 
-    cell = ms(cell_log_errors)
-    variant = max(ms(variant_log_errors) - cell, 0.0)
-    return Priors(config_var=max(cell, 1e-4), variant_var=max(variant, 1e-4),
-                  noise_var=max(noise_log_var, 1e-6) if math.isfinite(noise_log_var) else 1e-2)
+    noise = sorted(c.noise_log_var / max(c.repeats, 1) for c in p.cells)
+    noise_var = max(noise[len(noise) // 2], 1e-6) if noise else 1e-2
+    cell_errs = [h.log_error("time") for h in held_cells]
+    known = [h.log_error("time") for h in held_cells if h.basis.startswith("cell")] or cell_errs
+    misfit = max(ms(known) - noise_var, 1e-4)
+    priors = Priors(config_var=misfit / SHRINK,
+                    variant_var=max(ms([h.log_error("time") for h in held_variants]) - ms(cell_errs), 1e-4),
+                    noise_var=noise_var, scale_var=1.0, misfit_var=misfit)
+
+    def features(cell: Cell) -> dict[Hashable, float]:
+        key, variant = cell
+        shares = p.shares(model_id, str(variant), configs[key], costs[str(variant)])
+        return {("s", key): 1.0, **{("c", key, k): v for k, v in shares.items()}, ("v", variant): 1.0,
+                ("m", key, variant): 1.0}
+
+    return plan(measured, candidates, targets, budget, priors, features)
