@@ -146,7 +146,7 @@ def _settings(tmp_path: Path, artifacts: Path):  # noqa: ANN202
     from shared.settings import Settings
 
     return Settings(database_url=f"sqlite:///{tmp_path / 'farm.db'}", artifacts=str(artifacts), idle_s=0.0,
-                    broker_url="memory://", data_roots=(str(tmp_path),))
+                    broker_url="memory://", data_roots=(str(tmp_path),), contention="flag")
 
 
 def test_a_tampered_variant_is_never_measured_by_a_benchmark_only_stage(
