@@ -6,6 +6,7 @@ The scenarios live in harness/faultkit.py, which `scripts/fault_inject.py` runs 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,6 @@ def test_fault_scenario_loses_nothing_and_duplicates_nothing(scenario: str, tmp_
         assert row.note == "finished on w2@fault-host", row
     if scenario == "skewed-clock":
         assert "[-3600" in row.note and ", 0 started before submitted" in row.note, row
-        import re
-
         shown = [float(x) for x in re.findall(r"-?\d+\.?\d*", row.note.split("status showed [", 1)[1].split("]")[0])]
         assert shown and all(abs(s + 3600) < 5 for s in shown), row  # -3599.997 is an hour behind too
     if scenario == "refused-outcome-in-spool":
