@@ -23,7 +23,7 @@ demo: install
 # Four test processes (pytest-xdist): most of the suite waits on subprocesses, leases and outages.
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 4
+	$(BIN)/python -m pytest -q -n 4 --durations=25
 
 lint: install
 	$(BIN)/ruff check .

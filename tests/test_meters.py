@@ -278,7 +278,8 @@ def test_result_rows_say_which_domains_were_summed(tmp_path: Path, artifacts_dir
     from worker.jobs import execute
 
     FakePowercap.layout(tmp_path, TWO_SOCKET_SERVER)
-    settings = Settings(powercap_root=str(tmp_path), idle_s=0, artifacts=str(artifacts_dir))
+    settings = Settings(powercap_root=str(tmp_path), idle_s=0, artifacts=str(artifacts_dir),
+                        contention="flag")  # beside other test processes: flag, never wait for quiet
     spec = JobSpec(variant=parse_variant("baseline"), bench=BenchSpec(repeats=1, limit=16, warmup_batches=1))
     (row,) = execute(spec, settings, "cpu")
     assert row["energy_domains"] == "package-0+package-1+dram-0+dram-1"

@@ -1,8 +1,9 @@
 """Runtimes: ONNX Runtime and OpenVINO beside torch, on the built-in model and its pruned and int8 variants.
 
 Tolerances: fp32 on another runtime must match torch's logits to 1e-4 (absolute; the logits are O(10)); an int8
-scheme must agree with torch fp32 on at least 95 % of the test split's top-1 predictions and within 2 logits
-(static int8 moved the largest logit by 1.04 of about 11 here).
+scheme must agree with torch fp32 on at least 95 % of the test split's top-1 predictions and within 3 logits. The
+largest move depends on the CPU's int8 kernels: 1.04 of about 11 on an AVX-512/AMX Xeon, 2.02 (ORT static int8,
+pruned) and 2.02 (OpenVINO int8) on an AVX2-only EPYC, whose u8*s8 products saturate without VNNI.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 FP32_ATOL = 1e-4
-INT8_LOGIT_ATOL = 2.0
+INT8_LOGIT_ATOL = 3.0
 INT8_AGREEMENT = 0.95
 
 
