@@ -13,6 +13,9 @@ $(BIN)/.farm-installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[worker,runtimes,dev]'
+	# quanto compiles its CPU int4 kernel on first use (minutes on 2 cores): build it now, not in a worker's job.
+	$(BIN)/python -c "from worker.compression.int4 import load_cpu_unpack_kernel as k; k()" \
+	  || echo "note: quanto's C++ int4 kernel did not build (no C++ compiler?): int4 jobs on CPU will fail saying so"
 	touch $@
 
 install: $(BIN)/.farm-installed

@@ -125,6 +125,28 @@ def test_quantized_builtin_loses_at_most_half_a_point(builtin_model, scheme: str
         assert any(isinstance(m, DynamicInt8Linear) for m in quantized.modules())
 
 
+def test_int4_without_a_cpp_compiler_fails_at_quantization_and_names_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake missing compiler (CXX=/bin/false, a fresh build folder): quantization fails before any inference,
+    with a FarmError that says what to install, instead of a compiler log at the first warm-up batch."""
+    from optimum.quanto.library.extensions import get_extension
+    from torch.utils.cpp_extension import JIT_EXTENSION_VERSIONER
+
+    from shared.errors import FarmError
+
+    ext = get_extension("quanto_cpp")
+    # torch versions a JIT extension by its sources and build folder: without restoring its table, this process
+    # would rebuild the real extension as quanto_cpp_v1 the next time int4 runs here.
+    monkeypatch.setattr(JIT_EXTENSION_VERSIONER, "entries", dict(JIT_EXTENSION_VERSIONER.entries))
+    monkeypatch.setattr(ext, "_lib", None)
+    monkeypatch.setattr(ext, "build_directory", str(tmp_path / "build"))
+    monkeypatch.setenv("CXX", "/bin/false")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8))
+    with pytest.raises(FarmError, match="C\\+\\+ compiler.*or choose another scheme"):
+        quantize(model, QuantSpec("int4"), open_device("cpu"))
+
+
 def test_int4_holds_4bit_weights_and_runs_under_inference_mode(builtin_model) -> None:  # noqa: ANN001
     """Before: qint4 frozen outside inference mode raised "Cannot set version_counter for inference tensor"."""
     from optimum.quanto import QLinear, qint4
