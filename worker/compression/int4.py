@@ -11,9 +11,9 @@ optimum-quanto 0.2.7). Frozen inside it, they are inference tensors: the model t
 or `torch.no_grad`, never with autograd, which a benchmark never needs.
 
 On a CPU quanto unpacks the 4-bit weights with a C++ extension that it compiles on first use, into its own folder
-in site-packages (235 s of CPU on a 2-core AVX2 EPYC; `make install` builds it ahead). It is loaded here, at
-quantization, so that neither the compile nor its failure lands in a warm-up or a measured window; a worker
-without a C++ compiler (the slim Docker image has none) fails the job saying so.
+in site-packages (the first int4 test took 198-229 s beside the suite on a 2-core AVX2 EPYC; `make install` builds
+it ahead). It is loaded here, at quantization, so that neither the compile nor its failure lands in a warm-up or a
+measured window; a worker without a C++ compiler (the slim Docker image has none) fails the job saying so.
 """
 
 from __future__ import annotations
