@@ -76,7 +76,42 @@ class Enqueuer:
         return self._quick
 
     def store(self, jobs: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
-        """Store new queued jobs (keyword dicts of `writes.create_job`) in one transaction; their ids."""
+        """Store new queued jobs (keyword dicts of `writes.create_job`) in one transaction; their ids. Ids are chosen
+        here, so that a store that fails after the commit landed (its reply lost) can be told apart: the FarmError
+        then names the jobs that stay queued, or may, rather than saying that nothing was stored."""
+        jobs = [{**job, "id": job.get("id") or uuid.uuid4()} for job in jobs]
+        self.quick()  # a store that cannot be reached at all: its FarmError as it is, nothing was sent to it
+        try:
+            return self._store(jobs)
+        except FarmError as exc:
+            raise FarmError(f"{exc}{self._landed([job['id'] for job in jobs])}") from None
+
+    def _landed(self, ids: Sequence[uuid.UUID]) -> str:
+        """"" when none of the jobs `ids` is in the store; else what the user must know before submitting again."""
+        from sqlalchemy import bindparam, create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        named = ", ".join(str(i) for i in ids)
+        url = self.settings.database_url
+        postgres = url.startswith("postgresql")
+        try:  # a fresh connection with a short timeout: the one that failed may be the one that went away
+            engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3} if postgres else {})
+            try:
+                with engine.connect() as conn:
+                    query = text("SELECT count(*) FROM job WHERE id IN :ids")
+                    query = query.bindparams(bindparam("ids", expanding=True))
+                    found = conn.execute(query, {"ids": [i if postgres else i.hex for i in ids]}).scalar()
+            finally:
+                engine.dispose()
+        except Exception:
+            return (f"; the store went away while storing, so job(s) {named} may have been stored: if `farm status` "
+                    "lists them, the workers' reaper sends them; do not submit again before checking")
+        if found:
+            return (f"; but the commit landed (its reply was lost), so job(s) {named} stay queued: the workers' reaper "
+                    f"sends them (`farm cancel {ids[0]}` drops them)")
+        return ""
+
+    def _store(self, jobs: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
         if self.quick():
             from shared.db.quick import NotQuick, insert_jobs
             from shared.db.revision import head_revision

@@ -159,11 +159,13 @@ NEW_JOB_COLUMNS = ("id", "variant", "spec", "queue", "state", "stage", "chain_id
 
 
 def new_job_row(*, variant: str, spec: dict[str, Any], queue: str, stage: str = "benchmark",
-                chain_id: uuid.UUID | None = None, sweep_id: uuid.UUID | None = None) -> dict[str, Any]:
+                chain_id: uuid.UUID | None = None, sweep_id: uuid.UUID | None = None,
+                id: uuid.UUID | None = None) -> dict[str, Any]:  # noqa: A002 (the column's name)
     """What a new queued job holds, column by column (submitted_at aside: the store stamps it). The one encoder of
-    new jobs: `writes.create_job` builds its ORM row from it, `insert_jobs` its driver row."""
-    return {"id": uuid.uuid4(), "variant": variant, "spec": spec, "queue": queue, "state": "queued", "stage": stage,
-            "chain_id": chain_id, "sweep_id": sweep_id, "deliveries": 0}
+    new jobs: `writes.create_job` builds its ORM row from it, `insert_jobs` its driver row. `id` is the caller's
+    when it must name the job before knowing whether the store's commit landed."""
+    return {"id": id or uuid.uuid4(), "variant": variant, "spec": spec, "queue": queue, "state": "queued",
+            "stage": stage, "chain_id": chain_id, "sweep_id": sweep_id, "deliveries": 0}
 
 
 def _encode(row: dict[str, Any], sqlite: bool) -> tuple[Any, ...]:
