@@ -88,21 +88,11 @@ class Enqueuer:
 
     def _landed(self, ids: Sequence[uuid.UUID]) -> str:
         """"" when none of the jobs `ids` is in the store; else what the user must know before submitting again."""
-        from sqlalchemy import bindparam, create_engine, text
-        from sqlalchemy.pool import NullPool
+        from shared.db.quick import count_jobs
 
         named = ", ".join(str(i) for i in ids)
-        url = self.settings.database_url
-        postgres = url.startswith("postgresql")
-        try:  # a fresh connection with a short timeout: the one that failed may be the one that went away
-            engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3} if postgres else {})
-            try:
-                with engine.connect() as conn:
-                    query = text("SELECT count(*) FROM job WHERE id IN :ids")
-                    query = query.bindparams(bindparam("ids", expanding=True))
-                    found = conn.execute(query, {"ids": [i if postgres else i.hex for i in ids]}).scalar()
-            finally:
-                engine.dispose()
+        try:  # a fresh connection: the one that failed may be the one that went away
+            found = count_jobs(self.settings.database_url, list(ids))
         except Exception:
             return (f"; the store went away while storing, so job(s) {named} may have been stored: if `farm status` "
                     "lists them, the workers' reaper sends them; do not submit again before checking")

@@ -158,6 +158,19 @@ def _hex(value: uuid.UUID | None) -> str | None:
 NEW_JOB_COLUMNS = ("id", "variant", "spec", "queue", "state", "stage", "chain_id", "sweep_id", "deliveries")
 
 
+def count_jobs(database_url: str, ids: list[uuid.UUID]) -> int:
+    """How many of the jobs `ids` the store holds, read on a fresh connection (after a write whose reply was lost);
+    NotQuick or FarmError where the store cannot be asked."""
+    with connect(database_url) as (conn, mark):
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT count(*) FROM job WHERE id IN ({', '.join([mark] * len(ids))})",
+                        [_hex(i) if mark == "?" else i for i in ids])  # stored as insert_jobs stores them
+            return int(cur.fetchone()[0])
+        finally:
+            cur.close()
+
+
 def new_job_row(*, variant: str, spec: dict[str, Any], queue: str, stage: str = "benchmark",
                 chain_id: uuid.UUID | None = None, sweep_id: uuid.UUID | None = None,
                 id: uuid.UUID | None = None) -> dict[str, Any]:  # noqa: A002 (the column's name)
