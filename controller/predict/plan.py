@@ -9,13 +9,9 @@ misfit; all get Gaussian priors. Measuring (c, v) observes that sum plus the rep
 candidate that most lowers the summed posterior variance of the target cells (the predictions asked about), by
 a rank-one update of the covariance. The design needs no outcomes.
 
-The priors mirror the refit (`design`): a[c] is an unpenalised mean log ratio in model.py (wide prior), d is
-ridge-shrunk by SHRINK (prior variance = misfit / SHRINK), and m is what the refit cannot learn from other
-cells but a measurement of that cell reveals (the grid then holds the measurement). An earlier version had no
-a and no m, took the misfit as noise and a variant variance of ~1e-4: it then valued only rate errors, and
-chased cells with extreme shares (weight-only and prune-all schemes) whose refit moved the other cells'
-predictions the wrong way. docs/prediction.md has the measured comparison with random picks: on the quiet
-fixture the plan does NOT beat random picks on average."""
+`plan` takes any linear features; `farm plan`'s `design` uses a[c], b[v] and m[c, v] only (no d: with the
+rate errors in it, the design chased cells with extreme shares and did no better than random picks).
+docs/prediction.md has the measured comparison with random picks (scripts/plan_vs_random.py)."""
 
 from __future__ import annotations
 
@@ -121,15 +117,19 @@ def plan(measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence
 def design(p: Predictor, held_cells: Sequence[Held], held_variants: Sequence[Held],
            measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence[Cell], budget: int,
            configs: Mapping[Hashable, Config], costs: Mapping[str, tuple[int, int]], model_id: str) -> list[Pick]:
-    """`farm plan`'s design on a fitted predictor; cells are (configuration key, variant). The linearised model
-    is the one the predictor refits (model.py): per configuration an overall scale (a mean log ratio, no
-    penalty: `scale_var` wide) and per-kind deviations d_k ridge-shrunk by SHRINK (so their prior variance is the
-    misfit's / SHRINK), a variant effect, and each cell's own misfit, which the refit treats as noise but the
-    grid of predictions carries until that cell is measured. Variances from held-out residuals (time, log):
-    misfit = leave-one-cell-out residuals of cells whose variant stays measured elsewhere, less the repeats'
-    noise; variant effect = leave-one-variant-out residuals beyond the cell ones."""
-    from controller.predict.model import SHRINK
+    """`farm plan`'s design on a fitted predictor; cells are (configuration key, variant). It models what one
+    measurement teaches the refit (model.py) about the cells asked about: the configuration's overall scale (the
+    refit's unpenalised mean log ratio: `scale_var` wide), the variant's effect, and the cell's own misfit, which
+    the grid carries until that cell is measured. Variances from held-out residuals (time, log): misfit =
+    leave-one-cell-out residuals of cells whose variant stays measured elsewhere, less the repeats' noise;
+    variant effect = leave-one-variant-out residuals beyond the cell ones.
 
+    Per-kind rate errors are left out on purpose: with them the design chased the cells with the most extreme
+    work shares, whose refit moved the other cells the wrong way (docs/prediction.md). Without them it spreads
+    the picks over configurations by how many asked-about cells each one's scale moves. Among equally useful
+    cells it measures the most typical one: the smallest distance between the cell's work shares and the mean
+    shares of the asked-about cells of its configuration (an atypical cell's ratio to the anchor transfers
+    worst)."""
     def ms(v: Sequence[float]) -> float:
         return sum(x * x for x in v) / len(v) if v else 0.0
 
@@ -138,14 +138,21 @@ def design(p: Predictor, held_cells: Sequence[Held], held_variants: Sequence[Hel
     cell_errs = [h.log_error("time") for h in held_cells]
     known = [h.log_error("time") for h in held_cells if h.basis.startswith("cell")] or cell_errs
     misfit = max(ms(known) - noise_var, 1e-4)
-    priors = Priors(config_var=misfit / SHRINK,
+    priors = Priors(config_var=0.0,
                     variant_var=max(ms([h.log_error("time") for h in held_variants]) - ms(cell_errs), 1e-4),
                     noise_var=noise_var, scale_var=1.0, misfit_var=misfit)
 
     def features(cell: Cell) -> dict[Hashable, float]:
         key, variant = cell
-        shares = p.shares(model_id, str(variant), configs[key], costs[str(variant)])
-        return {("s", key): 1.0, **{("c", key, k): v for k, v in shares.items()}, ("v", variant): 1.0,
-                ("m", key, variant): 1.0}
+        return {("s", key): 1.0, ("v", variant): 1.0, ("m", key, variant): 1.0}
 
-    return plan(measured, candidates, targets, budget, priors, features)
+    shares = {cell: p.shares(model_id, str(cell[1]), configs[cell[0]], costs[str(cell[1])])
+              for cell in dict.fromkeys([*candidates, *targets])}
+
+    def atypical(cell: Cell) -> float:
+        peers = [shares[t] for t in targets if t[0] == cell[0]] or [shares[cell]]
+        kinds = {k for d in peers for k in d} | set(shares[cell])
+        return sum((shares[cell].get(k, 0.0) - sum(d.get(k, 0.0) for d in peers) / len(peers)) ** 2 for k in kinds)
+
+    # plan() keeps the first of equally good candidates, so the order is the tie-break.
+    return plan(measured, sorted(candidates, key=atypical), targets, budget, priors, features)
