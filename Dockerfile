@@ -20,13 +20,21 @@ COPY controller /src/controller
 COPY worker /src/worker
 COPY shared /src/shared
 RUN pip install "/src[${EXTRAS}]" "flower>=2" "torch==${TORCH_VERSION}" \
-    && python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(v != '${TORCH_VERSION}')" \
+    && python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(v != '${TORCH_VERSION}')"
+
+# int4 on a CPU needs optimum-quanto's C++ unpack extension, which quanto compiles on first use into its folder in
+# site-packages (root's, so a worker running as `farm` could not write it): build it here, as `make install` does.
+# Built with -O3 only (no -march=native), so the image runs on any x86-64 host. g++ stays for torch's load check,
+# and the build folder goes to `farm` below: torch takes a lock file there even to load a built extension.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/* \
+    && python -c "from worker.compression.int4 import load_cpu_unpack_kernel as k; k()" \
     && rm -rf /src
 
 # Not root: a job's files, the artifacts and the spool belong to this user. RAPL counters are root-only since
 # Linux 5.10, so CPU energy is measured only where the host grants read access (docs/security.md, "RAPL").
 RUN useradd --create-home --uid 10001 farm \
-    && mkdir -p /artifacts /spool /data && chown farm:farm /artifacts /spool
+    && mkdir -p /artifacts /spool /data && chown farm:farm /artifacts /spool \
+    && chown -R farm:farm "$(python -c 'import os, optimum.quanto.library.extensions.cpp as m; print(os.path.join(os.path.dirname(m.__file__), "build"))')"
 USER farm
 WORKDIR /home/farm
 CMD ["farm", "--help"]

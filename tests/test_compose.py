@@ -121,6 +121,11 @@ def test_one_image_built_from_the_dockerfile_non_root_with_pinned_torch() -> Non
     dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
     assert re.search(r"^USER farm$", dockerfile, re.M)
     assert "ARG TORCH_VERSION=2.13.0" in dockerfile and "whl/cpu" in dockerfile
+    # int4 on a CPU: a compiler in the image and quanto's extension built as root, before the image drops to `farm`
+    # (a worker could not write into site-packages). Checked by reading the file: docker is not run here.
+    build = dockerfile.index("load_cpu_unpack_kernel")
+    assert "install -y --no-install-recommends g++" in dockerfile[:build]
+    assert build < dockerfile.index("USER farm") and dockerfile.index("rm -rf /src") > build
     gpu = services["worker-gpu"]["build"]["args"]
     assert "cu1" in gpu["TORCH_INDEX"]  # the same torch version, a CUDA build: pip keeps it
 

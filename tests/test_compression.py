@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,6 +149,26 @@ def test_int4_without_a_cpp_compiler_fails_at_quantization_and_names_it(tmp_path
     model = torch.nn.Sequential(torch.nn.Linear(16, 8))
     with pytest.raises(FarmError, match="C\\+\\+ compiler.*or choose another scheme"):
         quantize(model, QuantSpec("int4"), open_device("cpu"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and util-linux setpriv")
+def test_int4_with_a_build_folder_this_user_cannot_write_names_the_folder(tmp_path: Path) -> None:
+    """torch takes a lock file in quanto's build folder even to load a built extension, so a worker whose user does
+    not own that folder (a root-built image run as `farm`) cannot use int4: the error names the folder, not a
+    missing compiler. Run as root without CAP_DAC_OVERRIDE (setpriv), on a folder owned by another uid."""
+    build = tmp_path / "build"
+    build.mkdir()
+    os.chown(build, 65534, 65534)
+    build.chmod(0o755)
+    script = ("from optimum.quanto.library.extensions import get_extension\n"
+              f"get_extension('quanto_cpp').build_directory = {str(build)!r}\n"
+              "from worker.compression.int4 import load_cpu_unpack_kernel\n"
+              "load_cpu_unpack_kernel()\n")
+    proc = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", sys.executable, "-c",
+                           script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert f"cannot write its build folder {build} (Permission denied)" in proc.stderr, proc.stderr[-2000:]
+    assert "C++ compiler" not in proc.stderr
 
 
 def test_int4_holds_4bit_weights_and_runs_under_inference_mode(builtin_model) -> None:  # noqa: ANN001

@@ -209,9 +209,10 @@ def _status_once(limit: int, sweep: str | None, fmt: str) -> None:
 
 def _broker_now(client: Any) -> float:
     """Now on the broker's clock (heartbeats are stamped with it), else this machine's."""
+    from worker.delivery.clock import broker_now_s
+
     try:
-        seconds, micros = client.time()
-        return float(seconds) + float(micros) / 1e6
+        return broker_now_s(client)
     except Exception:
         return time.time()
 

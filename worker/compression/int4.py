@@ -13,10 +13,12 @@ or `torch.no_grad`, never with autograd, which a benchmark never needs.
 On a CPU quanto unpacks the 4-bit weights with a C++ extension that it compiles on first use, into its own folder
 in site-packages (the first int4 test took 198-229 s beside the suite on a 2-core AVX2 EPYC; `make install` builds
 it ahead). It is loaded here, at quantization, so that neither the compile nor its failure lands in a warm-up or a
-measured window; a worker without a C++ compiler (the slim Docker image has none) fails the job saying so.
+measured window; a worker without a C++ compiler fails the job saying so (the Docker image builds it at image build).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -29,8 +31,13 @@ def load_cpu_unpack_kernel() -> None:
     """Build (first time) or load quanto's CPU int4 unpack extension; FarmError naming what is missing."""
     from optimum.quanto.library.extensions import get_extension
 
+    ext = get_extension("quanto_cpp")
     try:
-        get_extension("quanto_cpp").lib  # noqa: B018 (the property builds and loads it)
+        ext.lib  # noqa: B018 (the property builds and loads it)
+    except PermissionError as exc:  # torch takes a lock file in the build folder even to load a built extension
+        raise FarmError(f"int4 on a CPU needs optimum-quanto's C++ unpack extension, and this worker (uid "
+                        f"{os.getuid()}) cannot write its build folder {ext.build_directory} ({exc.strerror}): make "
+                        "that folder writable by the worker's user, or build it as that user") from None
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise FarmError(f"int4 on a CPU needs optimum-quanto's C++ unpack extension, which could not be built here "
