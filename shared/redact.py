@@ -43,6 +43,7 @@ _SCHEME = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://")
 # What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6 (its zone id in any case), an optional
 # port, then the end of the URL's authority; or no host at all before a '/' (a Unix-socket URL: `u:pw@/db?host=/run`,
 # `redis+socket://:pw@/x.sock`).
+_TOKEN_END = re.compile(r"[\s'\"]")  # where a URL written into text ends, at the latest
 _HOST_AFTER_AT = re.compile(r"(\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9._~%\-]+|(?=/))(:[^/?#\s'\",;)\]}>@]*)?"
                             r"(?=$|[/?#\s'\",;)\]}>])")
 # Only keys that may be secret are matched, so an ordinary `dsn='... password=x'` does not hide the one inside it.
@@ -71,7 +72,11 @@ def _userinfo_end(text: str, start: int) -> int | None:
         if _HOST_AFTER_AT.match(text, at + 1):
             return at
         at = text.rfind("@", start, at)
-    return None
+    # No host that parses after any '@' (`u:pw@[::1:5432/x`, an unclosed bracket): a URL that cannot be parsed still
+    # holds its password, so the last '@' of the URL's own token ends the userinfo.
+    token = _TOKEN_END.search(text, start, stop)
+    last = text.rfind("@", start, token.start() if token else stop)
+    return last if last >= 0 else None
 
 
 def _mask_urls(text: str) -> str:

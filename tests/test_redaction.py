@@ -20,7 +20,8 @@ SECRET = "S3cr3tPw"
     [f"mysql://root:{SECRET}@db.example/farm", f"postgresql+asyncpg://farm:{SECRET}@db:5432/farm",
      f"redis://:{SECRET}@broker:6379/0", f"redis://:p@ss#{SECRET}@broker:6379/0",
      f"rediss://user:a/b:c{SECRET}@broker/1", f"amqp://guest:{SECRET}@rabbit//", f"s3://key:{SECRET}@bucket/x",
-     f"error: could not connect to 'postgresql://u:{SECRET}@h/x' (timeout)"],
+     f"error: could not connect to 'postgresql://u:{SECRET}@h/x' (timeout)",
+     f"bad database URL 'postgresql+psycopg://farm:{SECRET}@[::1:5432/x'"],  # unclosed bracket: no host parses
 )
 def test_redact_hides_every_scheme_and_odd_passwords(url: str) -> None:
     shown = redact(url)
@@ -41,7 +42,7 @@ def env(tmp_path: Path, artifacts_dir: Path, builtin_model: object) -> dict[str,
     return e
 
 
-BAD_DATABASES = [f"mysql://root:{SECRET}@127.0.0.1/farm", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:1/farm",
+BAD_DATABASES = [f"mysql://root:{SECRET}@127.0.0.1/farm", f"postgresql+psycopg://farm:{SECRET}@[::1:5432/x", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:1/farm",
                  f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/farm", f"postgresql://u:{SECRET}@127.0.0.1:x/farm",
                  f"postgresql+psycopg://u:p@ss#{SECRET}@127.0.0.1:1/farm"]
 BAD_BROKERS = [f"redis://:{SECRET}@127.0.0.1:1/0", f"redis://:p@ss#{SECRET}@127.0.0.1:1/0",
