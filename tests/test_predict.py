@@ -102,8 +102,66 @@ def test_the_plan_measures_what_the_targets_depend_on() -> None:
     picks = plan(measured, [("C", "v3"), ("B", "v2"), ("A", "v3")], [("B", "v2")], 3, priors)
     assert (picks[0].config, picks[0].variant) == ("B", "v2")
     assert picks[0].remaining_var < 0.02
-    assert all(p1.gain >= p2.gain for p1, p2 in zip(picks, picks[1:], strict=False))
-    assert picks[-1].gain < picks[0].gain / 100
+    assert len(picks) == 1  # once the only target is measured, its measurement stands: no other pick helps
+
+
+def _plan_by_brute_force(measured, candidates, targets, budget, priors, features):  # noqa: ANN001, ANN202
+    """The design recomputed the slow way: a dense covariance over EVERY parameter (each cell's own ones too),
+    observed one cell at a time, each candidate's gain summed over the open targets. plan() must agree."""
+    feats = {c: dict(features(c)) for c in dict.fromkeys([*measured, *candidates, *targets])}
+    params = list(dict.fromkeys(p for f in feats.values() for p in f))
+    idx = {p: i for i, p in enumerate(params)}
+    cov = [[priors.of(p) if i == j else 0.0 for j in range(len(params))] for i, p in enumerate(params)]
+
+    def cv(a, b):  # noqa: ANN001, ANN202
+        return sum(va * cov[idx[pa]][idx[pb]] * vb for pa, va in feats[a].items() for pb, vb in feats[b].items())
+
+    def observe(c):  # noqa: ANN001, ANN202
+        s = [sum(cov[r][idx[p]] * v for p, v in feats[c].items()) for r in range(len(params))]
+        d = priors.noise_var + cv(c, c)
+        for r in range(len(params)):
+            for k in range(len(params)):
+                cov[r][k] -= s[r] * s[k] / d
+
+    for c in measured:
+        observe(c)
+    left, open_t, picks = [c for c in candidates if c not in measured], [t for t in targets if t not in measured], []
+    for _ in range(budget):
+        gains = [(sum(cv(t, c) ** 2 for t in open_t) / (priors.noise_var + cv(c, c)), c) for c in left]
+        gain, best = max(gains, key=lambda g: g[0], default=(0.0, None))
+        if best is None or gain <= 1e-15:
+            break
+        observe(best)
+        left.remove(best)
+        open_t = [t for t in open_t if t != best]
+        picks.append((best, gain, sum(cv(t, t) for t in open_t)))
+    return picks
+
+
+def test_the_fast_plan_agrees_with_a_brute_force_design() -> None:
+    """plan() keeps each cell's own parameters out of its covariance and updates cov G cov by rank-one terms; on
+    random cells with shared and own parameters it picks the same cells, with the same gains and variance left."""
+    import random
+
+    rng = random.Random(7)
+    configs, variants = [f"c{i}" for i in range(4)], [f"v{j}" for j in range(6)]
+    cells = [(c, v) for c in configs for v in variants]
+    work = {v: rng.random() for v in variants}
+    priors = Priors(config_var=0.3, variant_var=0.2, noise_var=0.01, scale_var=1.0, misfit_var=0.05)
+
+    def features(cell: tuple[str, str]) -> dict[object, float]:
+        c, v = cell
+        return {("s", c): 1.0, ("c", c, "k"): work[v], ("v", v): 1.0, ("m", c, v): 1.0}
+
+    measured = rng.sample(cells, 8)
+    rest = [c for c in cells if c not in measured]
+    targets = rng.sample(rest, 10)
+    fast = plan(measured, rest, targets, 7, priors, features)
+    slow = _plan_by_brute_force(measured, rest, targets, 7, priors, features)
+    assert len(fast) == len(slow) == 7
+    for f, (cell, gain, left) in zip(fast, slow, strict=True):
+        assert (f.config, f.variant) == cell
+        assert math.isclose(f.gain, gain, rel_tol=1e-9) and math.isclose(f.remaining_var, left, rel_tol=1e-9)
 
 
 def test_a_cells_own_misfit_is_revealed_only_by_measuring_that_cell() -> None:
@@ -123,8 +181,9 @@ def test_a_cells_own_misfit_is_revealed_only_by_measuring_that_cell() -> None:
 
 def test_the_plans_picks_teach_the_predictor_faster_than_random_picks_on_real_rows() -> None:
     """The back-test of scripts/plan_vs_random.py on the fixture: each machine in turn starts from its baselines;
-    N of its cells are picked by `farm plan`'s design or at random and revealed. Over every machine, budget and
-    target, the plan's grid error is below uniform and stratified random picks' on average, and below most seeds."""
+    N (2-8 of its 25 other cells) are picked by `farm plan`'s design or at random and revealed. Over every machine,
+    budget and target, the plan's error is below uniform and stratified random picks' on average, and below most
+    seeds. (At 12-24 picks it is not: docs/prediction.md.)"""
     from controller.predict.backtest import compare
     from controller.predict.features import cells_from_rows
 
@@ -134,7 +193,11 @@ def test_the_plans_picks_teach_the_predictor_faster_than_random_picks_on_real_ro
     plan_mean = statistics.mean(r.plan_grid for r in rows)
     assert plan_mean < 0.85 * statistics.mean(statistics.mean(r.random_grid) for r in rows), plan_mean
     assert plan_mean < 0.85 * statistics.mean(statistics.mean(r.stratified_grid) for r in rows), plan_mean
-    assert statistics.mean(r.beaten for r in rows) > 0.6
+    assert statistics.mean(r.beaten() for r in rows) > 0.6
+    # The mean error (a revealed cell counting 0) and the error of the cells still unmeasured agree, by less.
+    for by in ("mean", "rest"):
+        plan_by = statistics.mean(getattr(r.plan, by) for r in rows)
+        assert plan_by < statistics.mean(statistics.mean(getattr(s, by) for s in r.random) for r in rows), by
     assert all(len(r.picks) == r.n for r in rows)  # the design never stops short on this grid
 
 
@@ -242,6 +305,33 @@ def test_plan_proposes_unmeasured_cells_and_submit_queues_them(tmp_path: Path, r
     client = redis.Redis.from_url(redis_url)
     messages = sum(client.llen(k) for k in client.scan_iter() if client.type(k) == b"list")
     assert messages >= 2, (out.stdout, out.stderr)
+
+
+def test_plan_for_new_variants_and_batch_sizes_gives_runnable_commands_and_json_with_the_job_ids(
+        tmp_path: Path, redis_url: str) -> None:
+    """Found by review: a variant nobody measured crashed `plan` (KeyError); a plan at another batch size printed
+    commands without --batch-size and an unknown host; `--submit --format json` printed job ids before the JSON;
+    a plan about cells that are all measured proposed others instead of saying so."""
+    hw2 = max({r["hardware_id"]: r["threads"] for r in ROWS}.items(), key=lambda kv: kv[1])[0]
+    keep = [r for r in ROWS if r["hardware_id"] != hw2 or r["variant"] in ("baseline", "quant-uint8")]
+    url = f"sqlite:///{tmp_path / 'rows.db'}"
+    _store(url, keep)
+    env = _env(url)
+    new = _json(["plan", "--budget", "2", "-v", "prune-r0.40", "--format", "json"], env)
+    assert new and all(p["variant"] == "prune-r0.40" for p in new), new
+    wide = _json(["plan", "--budget", "2", "--hardware", hw2, "--batch-size", "64", "--format", "json"], env)
+    assert wide and all(p["batch_size"] == 64 and "--batch-size 64" in p["command"] for p in wide), wide
+    assert all(p["host"] and f"host:{p['host']}:cpu" in p["command"] for p in wide), wide
+    none = run_farm(["plan", "--budget", "2", "-v", "baseline"], env)
+    assert none.returncode != 0 and "every cell asked about is measured" in none.stderr, none.stdout + none.stderr
+    queued = _json(["plan", "--budget", "2", "--hardware", hw2, "--batch-size", "64", "--submit", "--queue-anyway",
+                    "--format", "json"], env)
+    assert len(queued) == 2 and all(p["submitted"] and p["job_id"] for p in queued), queued
+    engine = make_engine(url)
+    with Session(engine) as s:
+        jobs = {str(j.id): j for j in queries.list_jobs(session=s, limit=200)}
+    engine.dispose()
+    assert all(jobs[p["job_id"]].spec["bench"]["batch_size"] == 64 for p in queued), [j.spec for j in jobs.values()]
 
 
 def test_recommend_lists_predicted_variants_apart_from_measured_ones(tmp_path: Path) -> None:

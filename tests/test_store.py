@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -196,6 +197,20 @@ def test_a_misspelled_or_missing_result_column_fails_validation() -> None:
         ResultCreate(**missing)
     with pytest.raises(ValidationError, match="local_hour"):
         ResultCreate(**_row("h", now, 24))
+
+
+@pytest.mark.parametrize(("column", "value"), [("time_per_sample_s", math.inf), ("time_per_sample_s", math.nan),
+                                               ("total_energy_per_sample_j", math.nan),
+                                               ("total_energy_per_sample_j", -0.5), ("cpu_energy_per_sample_j", -1e-3),
+                                               ("latency_p99_s", math.inf)])
+def test_a_result_with_a_nan_infinite_or_negative_measurement_is_refused(column: str, value: float) -> None:
+    """Found by review: one cell stored with an infinite time made every prediction of its machine NaN."""
+    from pydantic import ValidationError
+
+    from shared.db.models import ResultCreate
+
+    with pytest.raises(ValidationError, match=column):
+        ResultCreate(**_row("h", datetime.now(UTC), 3, **{column: value}))
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

@@ -199,7 +199,7 @@ def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_s
         raise FarmError("nothing to plan: every cell asked about is measured, or no measurement would help")
     if do_submit:
         _confirm_plan(rows, yes)
-        _submit(rows, repeats, model, queue_anyway)
+        _submit(rows, repeats, model, queue_anyway, echo_ids=fmt == "table")
     if fmt == "json":
         click.echo(render.to_json(rows))
     elif fmt == "csv":
@@ -214,29 +214,47 @@ def plan(variant: str | None, hardware: str | None, runtime: str | None, batch_s
 
 
 def _confirm_plan(rows: list[dict[str, Any]], yes: bool) -> None:
-    """The same threshold as `farm submit`: without --yes, more than FARM_CONFIRM_JOBS picks are listed and refused
-    (FarmError, nothing queued)."""
+    """The same threshold as `farm submit`: without --yes, a plan of more than FARM_CONFIRM_JOBS jobs is listed and
+    refused (FarmError, nothing queued)."""
     from controller.services import load_settings
+    from shared.specs import parse_variant
 
     threshold = load_settings().confirm_jobs
-    if len(rows) <= threshold or yes:
+    # Counted as `farm submit` counts: a pruned variant is two jobs (compress, then benchmark).
+    jobs = sum(2 if parse_variant(r["variant"]).prune is not None else 1 for r in rows)
+    if jobs <= threshold or yes:
         return
     for r in rows:
         click.echo(r["command"])
-    raise FarmError(f"this plan would queue {len(rows):,} measurements (listed above), more than FARM_CONFIRM_JOBS="
-                    f"{threshold}; nothing was queued. Check the list and add --yes to queue them")
+    raise FarmError(f"this plan would queue {jobs:,} jobs for {len(rows):,} measurements (listed above), more than "
+                    f"FARM_CONFIRM_JOBS={threshold}; nothing was queued. Check the list and add --yes to queue them")
 
 
-def _submit(rows: list[dict[str, Any]], repeats: int, model: str, queue_anyway: bool) -> None:
-    """Queue each pick through `farm submit` itself (its checks, routing and chains); it prints the job ids."""
+def _submit(rows: list[dict[str, Any]], repeats: int, model: str, queue_anyway: bool, echo_ids: bool) -> None:
+    """Queue each pick through `farm submit` itself (its checks, routing and chains), at the pick's batch size.
+    Each row gets its `job_id` (and `compress_job_id` for a chain); `echo_ids` prints them as `farm submit` does
+    (the table format), else they are only in the rows, so that JSON and CSV output stay parseable."""
+    import contextlib
+    import io
+    import json
+
     from controller.commands.submit import submit
 
     for r in rows:
         if not r["host"]:
             raise FarmError(f"no host is known for hardware {r['hardware_id']}: submit {r['variant']} yourself")
+    for r in rows:
         where = f"host:{r['host']}:{'gpu' if r['device'].startswith('cuda') else 'cpu'}"
-        args = ["-v", r["variant"], "-m", model, "--runtime", r["runtime"], "--on", where, "--repeats", str(repeats),
+        args = ["-v", r["variant"], "-m", model, "--runtime", r["runtime"], "--batch-size", str(r["batch_size"]),
+                "--on", where, "--repeats", str(repeats), "--format", "json",
                 *(["--queue-anyway"] if queue_anyway else [])]
-        with submit.make_context("submit", args) as ctx:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), submit.make_context("submit", args) as ctx:
             submit.invoke(ctx)
+        queued = json.loads(out.getvalue())
+        r["job_id"] = queued["job_id"]
+        if queued.get("compress_job_id"):
+            r["compress_job_id"] = queued["compress_job_id"]
         r["submitted"] = True
+        if echo_ids:
+            click.echo(r["job_id"])

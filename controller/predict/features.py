@@ -94,26 +94,36 @@ def work(variant: str, *, model_id: str, params: int, macs: int, base_macs: int,
                 weight_bytes=params * numerics.weight_bytes / batch_size, batches=1.0 / batch_size)
 
 
+def _usable(value: Any) -> float | None:
+    """A stored time or energy as a float, or None when it is missing, not positive or not finite."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
 def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Cell]:
     """Group result rows (dicts with the Result columns used here; batch_size optional, else 8) into cells."""
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for r in rows:
-        if not r.get("hardware_id") or not r.get("time_per_sample_s"):
+        # A row without a usable time or energy (0, negative, NaN, infinite: a store written before ResultCreate
+        # refused them) is left out; one such cell once made every prediction of its machine NaN.
+        if not r.get("hardware_id") or _usable(r.get("time_per_sample_s")) is None \
+                or _usable(r.get("total_energy_per_sample_j")) is None:
             continue
         config = Config(str(r["hardware_id"]), str(r.get("device") or "cpu"), str(r.get("runtime") or "torch"),
                         int(r.get("batch_size") or DEFAULT_BATCH))
         groups.setdefault((r["model_id"], r["variant"], config), []).append(r)
     cells = []
     for (model_id, variant, config), rs in groups.items():
-        energies = [float(r["total_energy_per_sample_j"]) for r in rs if r.get("total_energy_per_sample_j")]
-        if not energies:
-            continue
+        energies = [float(r["total_energy_per_sample_j"]) for r in rs]
         top1 = [float(r["top1"]) for r in rs if r.get("top1") is not None]
         logs = [math.log(float(r["time_per_sample_s"])) for r in rs]
         mean = sum(logs) / len(logs)
         hosts = [str(r["host"]) for r in rs if r.get("host")]
         halves = tuple((median([float(r["time_per_sample_s"]) for r in half]),
-                        median([float(r["total_energy_per_sample_j"] or 0) for r in half]))
+                        median([float(r["total_energy_per_sample_j"]) for r in half]))
                        for half in (rs[0::2], rs[1::2])) if len(rs) >= 2 else None
         cells.append(Cell(model_id=model_id, variant=variant, config=config,
                           time_s=median([float(r["time_per_sample_s"]) for r in rs]), energy_j=median(energies),

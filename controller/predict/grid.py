@@ -125,31 +125,40 @@ def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
 
 
 def plan_rows(f: Fitted, q: Query, budget: int) -> list[dict[str, Any]]:
-    """The `budget` cells to measure next for the query's predictions (plan.py), as rows with the command."""
+    """The `budget` cells to measure next for the query's predictions (plan.py), as rows with the command. The
+    candidates are every unmeasured cell of the grid and of the query (a variant nobody measured yet included);
+    an empty list when every cell asked about is measured."""
     from controller.predict.plan import design
+    from shared.specs import BUILTIN_MODEL
 
     p = f.predictor
-    everything = Query(model_id=q.model_id, batch_size=q.batch_size)
-    grid = predict_rows(f, everything)
-    configs = {_config(r).key(): _config(r) for r in grid}
-    asked = {(_config(r).key(), r["variant"]) for r in predict_rows(f, q)}
-    measured = [(_config(r).key(), r["variant"]) for r in grid if r["status"] == "measured"]
-    candidates = [(_config(r).key(), r["variant"]) for r in grid if r["status"] == "predicted"]
-    targets = [c for c in candidates if c in asked] or sorted(asked, key=str)
-    costs = {(r["variant"]): (r["params"], r["macs"]) for r in grid}
-    picks = design(p, f.held_cells, f.held_variants, measured, candidates, targets, budget, configs, costs,
-                   q.model_id or p.cells[0].model_id)
-    hosts: dict[Config, str | None] = {}
+    model_id = q.model_id or p.cells[0].model_id
+    asked_rows = predict_rows(f, q)
+    everything = Query(model_id=model_id, batch_size=q.batch_size)
+    rows_all = {(_config(r).key(), r["variant"]): r for r in [*predict_rows(f, everything), *asked_rows]}
+    configs = {k[0]: _config(r) for k, r in rows_all.items()}
+    measured = [k for k, r in rows_all.items() if r["status"] == "measured"]
+    candidates = [k for k, r in rows_all.items() if r["status"] == "predicted"]
+    asked = {(_config(r).key(), r["variant"]) for r in asked_rows}
+    targets = [c for c in candidates if c in asked]
+    if not targets:
+        return []
+    picks = design(p, f.held_cells, f.held_variants, measured, candidates, targets, budget)
+    hosts: dict[tuple[str, str], str | None] = {}  # a batch size nobody measured runs on the machine's host
     for c in p.cells:
-        hosts.setdefault(c.config, c.host)
+        if c.host:
+            hosts.setdefault((c.config.hardware_id, c.config.device), c.host)
     rows = []
     for pick in picks:
         cfg = configs[str(pick.config)]
-        where = f"host:{hosts.get(cfg) or '?'}:{'gpu' if cfg.device.startswith('cuda') else 'cpu'}"
+        host = hosts.get((cfg.hardware_id, cfg.device))
+        where = f"host:{host or '?'}:{'gpu' if cfg.device.startswith('cuda') else 'cpu'}"
+        model = f" -m {model_id}" if model_id != BUILTIN_MODEL else ""
         rows.append({"variant": pick.variant, "hardware_id": cfg.hardware_id, "device": cfg.device,
-                     "runtime": cfg.runtime, "batch_size": cfg.batch_size, "host": hosts.get(cfg),
+                     "runtime": cfg.runtime, "batch_size": cfg.batch_size, "host": host,
                      "gain": pick.gain, "remaining_var": pick.remaining_var,
-                     "command": f"farm submit -v {pick.variant} --runtime {cfg.runtime} --on {where}"})
+                     "command": f"farm submit -v {pick.variant}{model} --runtime {cfg.runtime} "
+                                f"--batch-size {cfg.batch_size} --on {where}"})
     return rows
 
 

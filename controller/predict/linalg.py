@@ -92,3 +92,33 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return quantile(values, 0.5)
+
+
+def spd_inverse(a: Sequence[Sequence[float]]) -> Matrix:
+    """The inverse of a symmetric positive-definite matrix, by Cholesky (n^3 / 3 multiply-adds each for the
+    factor, its inverse and their product); ValueError if `a` is not positive definite."""
+    n = len(a)
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        li = low[i]
+        for j in range(i + 1):
+            lj = low[j]
+            s = a[i][j] - sum(li[k] * lj[k] for k in range(j))
+            if i == j:
+                if s <= 0.0:
+                    raise ValueError("matrix is not positive definite")
+                li[i] = s ** 0.5
+            else:
+                li[j] = s / lj[j]
+    inv = [[0.0] * n for _ in range(n)]  # inv = low^-1, lower triangular
+    for i in range(n):
+        inv[i][i] = 1.0 / low[i][i]
+        for j in range(i):
+            inv[i][j] = -sum(low[i][k] * inv[k][j] for k in range(j, i)) / low[i][i]
+    # a^-1 = inv^T inv: entry (i, j) sums over k >= max(i, j)
+    out = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            v = sum(inv[k][i] * inv[k][j] for k in range(i, n))
+            out[i][j] = out[j][i] = v
+    return out

@@ -15,13 +15,13 @@ docs/prediction.md has the measured comparison with random picks (scripts/plan_v
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from controller.predict.conformal import Held
-    from controller.predict.features import Config
     from controller.predict.model import Predictor
 
 Cell = tuple[Hashable, Hashable]  # (configuration, variant)
@@ -63,60 +63,119 @@ def additive(cell: Cell) -> dict[Hashable, float]:
 def plan(measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence[Cell], budget: int,
          priors: Priors, features: Features = additive, noise: Callable[[Cell], float] | None = None) -> list[Pick]:
     """Up to `budget` picks among `candidates` (no repeats), greedily; stops early when no pick helps. `noise`:
-    a cell's own noise variance (log scale) where it is known to differ, else `priors.noise_var`."""
+    a cell's own noise variance (log scale) where it is known to differ, else `priors.noise_var`.
+
+    A target counts until it is measured (its measurement then stands in the grid). Parameters that only one
+    cell's features name (its own misfit) are independent of everything else, so they are kept out of the joint
+    covariance and added to that cell's variance: the covariance is over shared parameters only (configurations
+    and variants), and the work per pick is n^2 + (number of candidates), n the shared parameters, not a
+    covariance over every cell. Measured cells enter at once, in information form."""
+    from controller.predict.linalg import spd_inverse
+
     def noise_of(cell: Cell) -> float:
         return priors.noise_var if noise is None else noise(cell)
 
-    feats = {cell: dict(features(cell)) for cell in dict.fromkeys([*measured, *candidates, *targets])}
-    params = list(dict.fromkeys(p for f in feats.values() for p in f))
-    index = {p: i for i, p in enumerate(params)}
-    n = len(params)
-    cov = [[0.0] * n for _ in range(n)]
-    for i, p in enumerate(params):
-        cov[i][i] = priors.of(p)
-    sparse = {cell: [(index[p], v) for p, v in f.items() if v] for cell, f in feats.items()}
+    cells = list(dict.fromkeys([*measured, *candidates, *targets]))
+    feats = {cell: {p: v for p, v in features(cell).items() if v} for cell in cells}
+    uses: dict[Hashable, int] = {}
+    for f in feats.values():
+        for p in f:
+            uses[p] = uses.get(p, 0) + 1
+    shared = [p for p in uses if uses[p] > 1]
+    index = {p: i for i, p in enumerate(shared)}
+    n = len(shared)
+    sparse = {c: [(index[p], v) for p, v in f.items() if p in index] for c, f in feats.items()}
+    own = {c: sum(v * v * priors.of(p) for p, v in f.items() if p not in index) for c, f in feats.items()}
 
-    def times(x: list[tuple[int, float]]) -> list[float]:
-        return [sum(row[i] * v for i, v in x) for row in cov]  # cov @ x
-
-    def observe(cell: Cell) -> None:
-        s = times(sparse[cell])
-        denom = noise_of(cell) + sum(s[i] * v for i, v in sparse[cell])
-        for r in range(n):
-            if s[r]:
-                f = s[r] / denom
-                row = cov[r]
-                for c in range(n):
-                    row[c] -= f * s[c]
-
-    def var(cell: Cell) -> float:
-        x = sparse[cell]
-        return sum(v * sum(cov[i][j] * w for j, w in x) for i, v in x)
-
-    for cell in measured:
-        observe(cell)
+    # Posterior over the shared parameters after the measured cells: (prior^-1 + sum f f^T / d)^-1, where a measured
+    # cell's own parameters (never to be observed again) add to its noise d.
+    info = [[0.0] * n for _ in range(n)]
+    for i, p in enumerate(shared):
+        info[i][i] = 1.0 / max(priors.of(p), 1e-12)
     done = set(measured)
+    for cell in done:
+        d = noise_of(cell) + own[cell]
+        for i, vi in sparse[cell]:
+            for j, vj in sparse[cell]:
+                info[i][j] += vi * vj / d
+    cov = spd_inverse(info) if n else []
+
+    def times(x: list[tuple[int, float]], m: list[list[float]]) -> list[float]:
+        return [sum(row[i] * v for i, v in x) for row in m]  # m @ x
+
+    def quad(x: list[tuple[int, float]], m: list[list[float]]) -> float:
+        return sum(v * sum(m[i][j] * w for j, w in x) for i, v in x)  # x^T m x
+
     left = [c for c in dict.fromkeys(candidates) if c not in done]
+    open_targets = [t for t in dict.fromkeys(targets) if t not in done]
+    is_target = set(open_targets)
+    # G = sum over open targets of f f^T (sparse); H = cov G cov, so that a candidate's summed squared covariance
+    # with the targets' shared parts is f^T H f.
+    gram: dict[int, dict[int, float]] = {}
+    for t in open_targets:
+        for i, vi in sparse[t]:
+            row = gram.setdefault(i, {})
+            for j, vj in sparse[t]:
+                row[j] = row.get(j, 0.0) + vi * vj
+
+    def g_times(vec: list[float]) -> list[float]:
+        out = [0.0] * n
+        for i, row in gram.items():
+            out[i] = sum(w * vec[j] for j, w in row.items())
+        return out
+
+    cov_g = [g_times(col) for col in cov]  # rows of cov G (cov is symmetric)
+    h = [[sum(cov_g[i][k] * cov[k][j] for k in range(n)) for j in range(n)] for i in range(n)]
+
+    def remaining() -> float:
+        return sum(quad(sparse[t], cov) + own[t] for t in open_targets)
+
     picks: list[Pick] = []
     for _ in range(budget):
         best, best_gain = None, 0.0
         for cand in left:
-            s = times(sparse[cand])
-            denom = noise_of(cand) + sum(s[i] * v for i, v in sparse[cand])
-            gain = sum(sum(s[i] * v for i, v in sparse[t]) ** 2 for t in targets) / denom
+            q = quad(sparse[cand], cov)
+            denom = noise_of(cand) + q + own[cand]
+            shared_part = quad(sparse[cand], h)
+            if cand in is_target:  # its own misfit covaries with itself: (q + own)^2 instead of q^2
+                shared_part += 2 * q * own[cand] + own[cand] ** 2
+            gain = shared_part / denom
             if gain > best_gain + 1e-15:
                 best, best_gain = cand, gain
         if best is None:
             break
-        observe(best)
+        # Observe `best`: cov' = cov - a a^T (a = cov f / sqrt(d)); drop it from the targets (G' = G - f f^T) and
+        # update H' = cov' G' cov' = H - s s^T [if a target] - a b^T - b a^T + (a^T G' a) a a^T, b = cov G' a.
+        f = sparse[best]
+        s_vec = times(f, cov)
+        d = noise_of(best) + sum(s_vec[i] * v for i, v in f) + own[best]
+        a_vec = [x / d ** 0.5 for x in s_vec]
+        if best in is_target:
+            is_target.discard(best)
+            open_targets.remove(best)
+            for i, vi in f:
+                for j, vj in f:
+                    gram[i][j] -= vi * vj
+            for i in range(n):
+                hi, si = h[i], s_vec[i]
+                if si:
+                    for j in range(n):
+                        hi[j] -= si * s_vec[j]
+        ga = g_times(a_vec)
+        b_vec = [sum(cov[i][k] * ga[k] for k in range(n)) for i in range(n)]
+        aga = sum(x * y for x, y in zip(a_vec, ga, strict=True))
+        for i in range(n):
+            ai, bi, ci, hi = a_vec[i], b_vec[i], cov[i], h[i]
+            for j in range(n):
+                ci[j] -= ai * a_vec[j]
+                hi[j] += -ai * b_vec[j] - bi * a_vec[j] + aga * ai * a_vec[j]
         left.remove(best)
-        picks.append(Pick(best[0], best[1], best_gain, sum(var(t) for t in targets)))
+        picks.append(Pick(best[0], best[1], best_gain, remaining()))
     return picks
 
 
 def design(p: Predictor, held_cells: Sequence[Held], held_variants: Sequence[Held],
-           measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence[Cell], budget: int,
-           configs: Mapping[Hashable, Config], costs: Mapping[str, tuple[int, int]], model_id: str) -> list[Pick]:
+           measured: Sequence[Cell], candidates: Sequence[Cell], targets: Sequence[Cell], budget: int) -> list[Pick]:
     """`farm plan`'s design on a fitted predictor; cells are (configuration key, variant). It models what one
     measurement teaches the refit (model.py) about the cells asked about: the configuration's overall scale (the
     refit's unpenalised mean log ratio: `scale_var` wide), the variant's effect, and the cell's own misfit, which
@@ -127,32 +186,24 @@ def design(p: Predictor, held_cells: Sequence[Held], held_variants: Sequence[Hel
     Per-kind rate errors are left out on purpose: with them the design chased the cells with the most extreme
     work shares, whose refit moved the other cells the wrong way (docs/prediction.md). Without them it spreads
     the picks over configurations by how many asked-about cells each one's scale moves. Among equally useful
-    cells it measures the most typical one: the smallest distance between the cell's work shares and the mean
-    shares of the asked-about cells of its configuration (an atypical cell's ratio to the anchor transfers
-    worst)."""
+    cells the first in `candidates` is taken."""
     def ms(v: Sequence[float]) -> float:
         return sum(x * x for x in v) / len(v) if v else 0.0
 
-    noise = sorted(c.noise_log_var / max(c.repeats, 1) for c in p.cells)
+    def finite(v: Sequence[float]) -> list[float]:
+        return [x for x in v if math.isfinite(x)]
+
+    noise = sorted(finite([c.noise_log_var / max(c.repeats, 1) for c in p.cells]))
     noise_var = max(noise[len(noise) // 2], 1e-6) if noise else 1e-2
-    cell_errs = [h.log_error("time") for h in held_cells]
-    known = [h.log_error("time") for h in held_cells if h.basis.startswith("cell")] or cell_errs
+    cell_errs = finite([h.log_error("time") for h in held_cells])
+    known = finite([h.log_error("time") for h in held_cells if h.basis.startswith("cell")]) or cell_errs
     misfit = max(ms(known) - noise_var, 1e-4)
     priors = Priors(config_var=0.0,
-                    variant_var=max(ms([h.log_error("time") for h in held_variants]) - ms(cell_errs), 1e-4),
+                    variant_var=max(ms(finite([h.log_error("time") for h in held_variants])) - ms(cell_errs), 1e-4),
                     noise_var=noise_var, scale_var=1.0, misfit_var=misfit)
 
     def features(cell: Cell) -> dict[Hashable, float]:
         key, variant = cell
         return {("s", key): 1.0, ("v", variant): 1.0, ("m", key, variant): 1.0}
 
-    shares = {cell: p.shares(model_id, str(cell[1]), configs[cell[0]], costs[str(cell[1])])
-              for cell in dict.fromkeys([*candidates, *targets])}
-
-    def atypical(cell: Cell) -> float:
-        peers = [shares[t] for t in targets if t[0] == cell[0]] or [shares[cell]]
-        kinds = {k for d in peers for k in d} | set(shares[cell])
-        return sum((shares[cell].get(k, 0.0) - sum(d.get(k, 0.0) for d in peers) / len(peers)) ** 2 for k in kinds)
-
-    # plan() keeps the first of equally good candidates, so the order is the tie-break.
-    return plan(measured, sorted(candidates, key=atypical), targets, budget, priors, features)
+    return plan(measured, candidates, targets, budget, priors, features)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, BigInteger, Column, Index, false
 from sqlmodel import Field, SQLModel
 
@@ -213,9 +213,19 @@ class ResultFields(SQLModel):
 class ResultCreate(ResultFields):
     """A result row as a worker builds it: validated, and a key that is not a column is an error."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    # NaN and infinities are refused (a NaN time or energy made every prediction of its machine NaN); so is a
+    # negative energy of a meter (the active energy, total less idle, may be negative within noise).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # type: ignore[assignment]
     hardware_id: str  # required of new rows; rows stored before migration 0007 got one from what they kept
     hardware_label: str
+
+    @field_validator("total_energy_per_sample_j", "cpu_energy_per_sample_j", "gpu_energy_per_sample_j",
+                     "dram_energy_per_sample_j")
+    @classmethod
+    def _energy_not_negative(cls, value: float | None) -> float | None:
+        if value is not None and value < 0:
+            raise ValueError(f"an energy cannot be negative: {value} J")
+        return value
 
 
 class Result(ResultFields, table=True):
