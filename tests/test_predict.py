@@ -334,6 +334,19 @@ def test_plan_for_new_variants_and_batch_sizes_gives_runnable_commands_and_json_
     assert all(jobs[p["job_id"]].spec["bench"]["batch_size"] == 64 for p in queued), [j.spec for j in jobs.values()]
 
 
+def test_hardware_is_an_id_prefix_before_a_piece_of_a_label(sqlite_env: dict[str, str]) -> None:
+    """Found by review: "--hardware 2" matched every machine, whose labels all say "2 CPUs"."""
+    ids = sorted({r["hardware_id"] for r in ROWS})
+    labels = {r["hardware_label"] for r in ROWS}
+    # an id's first character that only that id starts with and that every label holds: the loose match at issue
+    prefix = next(i[:1] for i in ids if sum(j.startswith(i[:1]) for j in ids) == 1
+                  and all(i[:1] in label for label in labels))
+    rows = _json(["predict", "--all", "--hardware", prefix, "--format", "json"], sqlite_env)
+    assert rows and {r["hardware_id"] for r in rows} == {i for i in ids if i.startswith(prefix)}
+    by_label = _json(["predict", "--all", "--hardware", "CPUs", "--format", "json"], sqlite_env)
+    assert {r["hardware_id"] for r in by_label} == set(ids)  # no id starts with it: the labels are searched
+
+
 def test_recommend_lists_predicted_variants_apart_from_measured_ones(tmp_path: Path) -> None:
     hw2 = max({r["hardware_id"]: r["threads"] for r in ROWS}.items(), key=lambda kv: kv[1])[0]
     # On the 2-thread machine only baselines (one per runtime) and quant-uint8 stay measured.

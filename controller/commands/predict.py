@@ -23,7 +23,8 @@ def _query_options(f: Any) -> Any:
         click.option("-v", "--variant", "variant", default=None,
                      help="Variant(s) to predict, comma-separated (default with --all: every stored variant)."),
         click.option("--hardware", default=None, metavar="ID|LABEL",
-                     help="A hardware_id prefix or a piece of its label (default: every measured machine)."),
+                     help="A hardware_id prefix, else (when no id starts with it) a piece of its label "
+                          "(default: every measured machine)."),
         click.option("--runtime", default=None, help="torch, onnxruntime or openvino (default: every measured one)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Inference batch size (rows stored without one count as 8). One nobody measured on a "

@@ -43,14 +43,14 @@ def fit_and_calibrate(cells: Sequence[Cell], level: float) -> Fitted:
     return Fitted(p, calibrate(p, level, held=(held_cells, held_variants)), held_cells, held_variants)
 
 
-def _config_matches(cfg: Config, label: str | None, q: Query) -> bool:
+def _config_matches(cfg: Config, label: str | None, q: Query, by_label: bool) -> bool:
     if q.runtime is not None and cfg.runtime != q.runtime:
         return False
     if q.batch_size is not None and cfg.batch_size != q.batch_size:
         return False
-    if q.hardware is not None and not (cfg.hardware_id.startswith(q.hardware) or q.hardware in (label or "")):
-        return False
-    return True
+    if q.hardware is None:
+        return True
+    return q.hardware in (label or "") if by_label else cfg.hardware_id.startswith(q.hardware)
 
 
 def grid_configs(cells: Sequence[Cell], q: Query) -> list[Config]:
@@ -60,7 +60,10 @@ def grid_configs(cells: Sequence[Cell], q: Query) -> list[Config]:
     stored = list(dict.fromkeys(c.config for c in cells))
     if q.batch_size is not None:  # a batch size not measured on a machine and runtime: predicted from another
         stored += [replace(k, batch_size=q.batch_size) for k in stored]
-    configs = [k for k in dict.fromkeys(stored) if _config_matches(k, labels[k.hardware_id], q)]
+    # --hardware is a hardware_id prefix; only when no id starts with it, a piece of a label ("2" would otherwise
+    # match every label that says "2 CPUs").
+    by_label = q.hardware is not None and not any(k.hardware_id.startswith(q.hardware) for k in stored)
+    configs = [k for k in dict.fromkeys(stored) if _config_matches(k, labels[k.hardware_id], q, by_label)]
     if not configs:
         raise FarmError("no measured configuration matches --hardware/--runtime "
                         f"(measured: {', '.join(sorted({c.config.key() for c in cells}))})")
@@ -104,8 +107,9 @@ def predict_rows(f: Fitted, q: Query) -> list[dict[str, Any]]:
                 if cell is not None and (model_id, variant, cfg) in held:
                     h = held[model_id, variant, cfg]
                     point, basis = h.predicted, h.basis
-                elif cell is not None:  # the only cell of its configuration: nothing predicts it without it
-                    point, basis = {"time": None, "energy": None}, "none: the only cell of this machine and runtime"
+                elif cell is not None:  # without it, its configuration has too few cells to fit its rates on
+                    point, basis = {"time": None, "energy": None}, \
+                        "none: too few other cells of this machine and runtime to predict it without it"
                 else:
                     point, basis = p.point(model_id, variant, cfg, cost), p.basis(model_id, variant, cfg)
                 t_lo, t_hi = _bounds(cal.interval("time", basis, point["time"]))
