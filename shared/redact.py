@@ -39,7 +39,9 @@ MIN_PIECE = 8
 _SPLIT_CHARS = "@#/"
 MIN_SECRET = 3  # shorter "secrets" (a password "x") would mask ordinary text everywhere; they are still parsed out
 
-_SCHEME = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://")
+# A scheme starts where a run of scheme characters starts (so each run is scanned once: "a.a.a...." was quadratic)
+# and its characters are taken possessively.
+_SCHEME = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+://")
 # What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6 (its zone id in any case), an optional
 # port, then the end of the URL's authority; or no host at all before a '/' (a Unix-socket URL: `u:pw@/db?host=/run`,
 # `redis+socket://:pw@/x.sock`).
@@ -47,8 +49,10 @@ _TOKEN_END = re.compile(r"[\s'\"]")  # where a URL written into text ends, at th
 _HOST_AFTER_AT = re.compile(r"(\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9._~%\-]+|(?=/))(:[^/?#\s'\",;)\]}>@]*)?"
                             r"(?=$|[/?#\s'\",;)\]}>])")
 # Only keys that may be secret are matched, so an ordinary `dsn='... password=x'` does not hide the one inside it.
-_KEY_VALUE = re.compile(r"(?P<lead>(?:^|[?&;\s,(]))(?P<key>[A-Za-z0-9_\-]*(?i:pass|pwd|secret|token|key|auth|sig|"
-                        r"credentials)[A-Za-z0-9_\-]*)\s*=\s*"
+# The key is one possessive run of key characters that holds a secret-like word (a lookahead finds it): a keyword
+# between two backtracking runs made " passpass...pass" quadratic (13 s for 80 KB).
+_KEY_VALUE = re.compile(r"(?P<lead>(?:^|[?&;\s,(]))(?P<key>(?=[A-Za-z0-9_\-]*?(?i:pass|pwd|secret|token|key|auth|"
+                        r"sig|credentials))[A-Za-z0-9_\-]++)\s*=\s*"
                         r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^&;#\s'\",)]+)")
 
 
@@ -119,6 +123,12 @@ def url_secrets(url: str) -> list[str]:
         at = _userinfo_end(rest, 0)
         if at is not None and ":" in rest[:at]:
             found.append(rest[:at].split(":", 1)[1])
+        # A whole URL has no text around it: its userinfo may also run to its LAST '@' (a password holding '@'
+        # before host-like text, '://', a space or a quote, in a URL whose host does not parse). Both are kept:
+        # masking too much of a configured URL costs nothing, missing its password leaks it.
+        last = rest.rfind("@")
+        if last > 0 and ":" in rest[:last] and (at is None or last > at):
+            found.append(rest[:last].split(":", 1)[1])
         query = rest[at + 1 if at is not None else 0:]
         query = query.split("?", 1)[1] if "?" in query else ""
         for part in re.split(r"[&;]", query.split("#", 1)[0]):

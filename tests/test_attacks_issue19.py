@@ -208,12 +208,16 @@ def test_plan_submit_goes_through_the_confirm_threshold(monkeypatch: pytest.Monk
     from shared.errors import FarmError
 
     monkeypatch.setenv("FARM_CONFIRM_JOBS", "2")
-    rows = [{"command": f"farm submit -v v{i}"} for i in range(3)]
+    rows = [{"variant": v, "command": f"farm submit -v {v} --runtime {r}"}
+            for v, r in (("baseline", "torch"), ("baseline", "onnxruntime"), ("quant-uint8", "torch"))]
     with pytest.raises(FarmError, match="FARM_CONFIRM_JOBS=2; nothing was queued"):
         _confirm_plan(rows, yes=False)
-    assert "farm submit -v v2" in capsys.readouterr().out
+    assert "farm submit -v quant-uint8 --runtime torch" in capsys.readouterr().out
     _confirm_plan(rows, yes=True)
     _confirm_plan(rows[:2], yes=False)
+    # Counted in jobs, as `farm submit` counts them: a pruned variant is a compress job and a benchmark job.
+    with pytest.raises(FarmError, match="would queue 3 jobs for 2 measurements"):
+        _confirm_plan([rows[0], {"variant": "pruned", "command": "farm submit -v pruned"}], yes=False)
 
 
 def test_long_password_pieces_are_masked_but_not_the_urls_own_host() -> None:

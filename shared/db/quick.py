@@ -36,7 +36,10 @@ class NotQuick(Exception):
 def connect(database_url: str, write: bool = False) -> Iterator[tuple[Any, str]]:
     """(DB-API connection, paramstyle mark) for a SQLite or Postgres URL; NotQuick for anything else. A SQLite
     file that does not exist yet is NotQuick too (the ORM path creates it)."""
-    parts = urlsplit(database_url)
+    try:
+        parts = urlsplit(database_url)
+    except ValueError:  # "Invalid IPv6 URL": the ORM path's make_engine says "bad database URL", redacted
+        raise NotQuick("a URL urlsplit cannot parse") from None
     scheme = parts.scheme.split("+", 1)[0]
     if scheme == "sqlite" and parts.scheme in ("sqlite", "sqlite+pysqlite"):
         import sqlite3
