@@ -34,7 +34,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /
 # Linux 5.10, so CPU energy is measured only where the host grants read access (docs/security.md, "RAPL").
 RUN useradd --create-home --uid 10001 farm \
     && mkdir -p /artifacts /spool /data && chown farm:farm /artifacts /spool \
-    && chown -R farm:farm "$(python -c 'import os, optimum.quanto.library.extensions.cpp as m; print(os.path.join(os.path.dirname(m.__file__), "build"))')"
+    && chown -R farm:farm "$(python -c "from optimum.quanto.library.extensions import get_extension as g; print(g('quanto_cpp').build_directory)")"
 USER farm
 WORKDIR /home/farm
 CMD ["farm", "--help"]

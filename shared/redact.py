@@ -42,10 +42,10 @@ MIN_SECRET = 3  # shorter "secrets" (a password "x") would mask ordinary text ev
 # A scheme starts where a run of scheme characters starts (so each run is scanned once: "a.a.a...." was quadratic)
 # and its characters are taken possessively.
 _SCHEME = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+://")
+_TOKEN_END = re.compile(r"[\s'\"]")  # where a URL written into text ends, at the latest
 # What follows the userinfo's '@': a host name, an IPv4 or a bracketed IPv6 (its zone id in any case), an optional
 # port, then the end of the URL's authority; or no host at all before a '/' (a Unix-socket URL: `u:pw@/db?host=/run`,
 # `redis+socket://:pw@/x.sock`).
-_TOKEN_END = re.compile(r"[\s'\"]")  # where a URL written into text ends, at the latest
 _HOST_AFTER_AT = re.compile(r"(\[[0-9A-Za-z:.%\-_~]+\]|[A-Za-z0-9._~%\-]+|(?=/))(:[^/?#\s'\",;)\]}>@]*)?"
                             r"(?=$|[/?#\s'\",;)\]}>])")
 # Only keys that may be secret are matched, so an ordinary `dsn='... password=x'` does not hide the one inside it.

@@ -190,9 +190,9 @@ def test_the_plans_picks_teach_the_predictor_faster_than_random_picks_on_real_ro
     cells = cells_from_rows(ROWS)
     rows = [r for hw in sorted({c.config.hardware_id for c in cells}) for r in compare(cells, hw, [2, 4, 6, 8], 10)]
     assert len(rows) == 16
-    plan_mean = statistics.mean(r.plan_grid for r in rows)
-    assert plan_mean < 0.85 * statistics.mean(statistics.mean(r.random_grid) for r in rows), plan_mean
-    assert plan_mean < 0.85 * statistics.mean(statistics.mean(r.stratified_grid) for r in rows), plan_mean
+    plan_mean = statistics.mean(r.plan.grid for r in rows)
+    assert plan_mean < 0.85 * statistics.mean(statistics.mean(s.grid for s in r.random) for r in rows), plan_mean
+    assert plan_mean < 0.85 * statistics.mean(statistics.mean(s.grid for s in r.stratified) for r in rows), plan_mean
     assert statistics.mean(r.beaten() for r in rows) > 0.6
     # The mean error (a revealed cell counting 0) and the error of the cells still unmeasured agree, by less.
     for by in ("mean", "rest"):

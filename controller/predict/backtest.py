@@ -59,18 +59,6 @@ class Row:
     stratified: list[Score]
     picks: list[str]
 
-    @property
-    def plan_grid(self) -> float:
-        return self.plan.grid
-
-    @property
-    def random_grid(self) -> list[float]:
-        return [s.grid for s in self.random]
-
-    @property
-    def stratified_grid(self) -> list[float]:
-        return [s.grid for s in self.stratified]
-
     def beaten(self, by: str = "grid") -> float:
         """Fraction of uniform random seeds whose score (`grid`, `mean` or `rest`) is above the plan's (ties
         half)."""

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from controller.predict.features import WORK_KINDS, Cell, Config, Work, base_macs, work
+from controller.predict.features import Cell, Config, Work, base_macs, work
 from controller.predict.linalg import nnls, solve
 from shared.errors import FarmError
 
@@ -110,15 +110,6 @@ class Predictor:
         rates = self._rates[target, config]
         y = sum(r * x for r, x in zip(rates, w.vector(), strict=True))
         return max(y, 1e-30)
-
-    def shares(self, model_id: str, variant: str, config: Config, cost: tuple[int, int],
-               target: str = "time") -> dict[str, float]:
-        """Each work kind's share of the variant's predicted cost on `config` (own or borrowed rates); sums to 1."""
-        w = self.work_of(model_id, variant, config, cost)
-        rates = self._rates[target, self.rated(config)]
-        parts = {k: r * x for k, r, x in zip(WORK_KINDS, rates, w.vector(), strict=True)}
-        total = sum(parts.values()) or 1.0
-        return {k: v / total for k, v in parts.items() if v > 0}
 
     def _base_log(self, target: str, config: Config, w: Work) -> float:
         return math.log(self._physics(target, config, w))

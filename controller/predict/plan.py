@@ -15,7 +15,6 @@ docs/prediction.md has the measured comparison with random picks (scripts/plan_v
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -190,16 +189,13 @@ def design(p: Predictor, held_cells: Sequence[Held], held_variants: Sequence[Hel
     def ms(v: Sequence[float]) -> float:
         return sum(x * x for x in v) / len(v) if v else 0.0
 
-    def finite(v: Sequence[float]) -> list[float]:
-        return [x for x in v if math.isfinite(x)]
-
-    noise = sorted(finite([c.noise_log_var / max(c.repeats, 1) for c in p.cells]))
+    noise = sorted(c.noise_log_var / max(c.repeats, 1) for c in p.cells)
     noise_var = max(noise[len(noise) // 2], 1e-6) if noise else 1e-2
-    cell_errs = finite([h.log_error("time") for h in held_cells])
-    known = finite([h.log_error("time") for h in held_cells if h.basis.startswith("cell")]) or cell_errs
+    cell_errs = [h.log_error("time") for h in held_cells]
+    known = [h.log_error("time") for h in held_cells if h.basis.startswith("cell")] or cell_errs
     misfit = max(ms(known) - noise_var, 1e-4)
     priors = Priors(config_var=0.0,
-                    variant_var=max(ms(finite([h.log_error("time") for h in held_variants])) - ms(cell_errs), 1e-4),
+                    variant_var=max(ms([h.log_error("time") for h in held_variants]) - ms(cell_errs), 1e-4),
                     noise_var=noise_var, scale_var=1.0, misfit_var=misfit)
 
     def features(cell: Cell) -> dict[Hashable, float]:
